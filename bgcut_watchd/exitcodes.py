@@ -1,0 +1,6 @@
+"""Exit codes of every bgcut-watchd command (product.md, "Command line")."""
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_CONFIG = 78  # EX_CONFIG from sysexits.h: systemd's RestartPreventExitStatus names it

@@ -1,0 +1,219 @@
+"""What each API endpoint does, apart from HTTP plumbing: auth, upload, process, files, usage.
+
+Client mistakes are raised as werkzeug ``HTTPException`` subclasses whose ``description`` is
+the JSON ``detail`` the handler sends back.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import threading
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import IO, Any
+
+from werkzeug.datastructures import FileStorage
+from werkzeug.exceptions import (
+    BadRequest,
+    HTTPException,
+    NotFound,
+    RequestEntityTooLarge,
+    Unauthorized,
+)
+from werkzeug.formparser import parse_form_data
+
+from bgcut_watchd.fake_api.faults import FaultDice
+from bgcut_watchd.fake_api.options import FakeApiOptions
+from bgcut_watchd.fake_api.paths import sanitise_file_name, validate_remote_path
+from bgcut_watchd.fake_api.render import UnreadableImageError, render_all
+from bgcut_watchd.fake_api.reqlog import RequestLog
+from bgcut_watchd.fake_api.storage import Storage, StoredFile
+from bgcut_watchd.fake_api.variants import parse_process_request
+
+MAX_FORM_FIELD_BYTES = 1024 * 1024
+MAX_FORM_PARTS = 100
+INVALID_TOKEN_DETAIL = "Invalid token."  # noqa: S105 - a message, not a secret
+
+
+class PaymentRequired(HTTPException):
+    """402: werkzeug has no class for it."""
+
+    code = 402
+    description = "Insufficient credits."
+
+
+class FakeApiApp:
+    """The emulator's state: current options, API key, storage, fault dice and request log."""
+
+    def __init__(
+        self, options: FakeApiOptions, api_key: str, storage: Storage,
+        clock: Callable[[], float], sleep: Callable[[float], Any],
+    ) -> None:
+        self._options = options
+        self._options_lock = threading.Lock()
+        self._api_key = api_key
+        self.storage = storage
+        self.clock = clock
+        self.sleep = sleep
+        self.dice = FaultDice(options.seed)
+        self.log = RequestLog()
+
+    @property
+    def options(self) -> FakeApiOptions:
+        """The options in force now (an immutable snapshot)."""
+        with self._options_lock:
+            return self._options
+
+    def update(self, changes: Mapping[str, Any]) -> FakeApiOptions:
+        """Apply a partial change of options; a new ``seed`` restarts the dice.
+
+        Raises:
+            ValueError: unknown field or invalid value (nothing is changed then).
+        """
+        with self._options_lock:
+            self._options = self._options.with_changes(changes)
+            options = self._options
+        if "seed" in changes:
+            self.dice.reseed(options.seed)
+        return options
+
+    def authenticate(self, header: str | None) -> None:
+        """Check ``Authorization: Token <key>`` against the emulator's key.
+
+        Raises:
+            Unauthorized: the header is missing or the key is wrong.
+        """
+        if not header:
+            raise Unauthorized(description="Authentication credentials were not provided.")
+        scheme, _, key = header.partition(" ")
+        expected = self._api_key.encode()
+        if scheme != "Token" or not hmac.compare_digest(key.strip().encode(), expected):
+            raise Unauthorized(description=INVALID_TOKEN_DETAIL)
+
+    def upload(
+        self, stream: IO[bytes], headers: Mapping[str, str], options: FakeApiOptions
+    ) -> list[str]:
+        """Store every ``files`` part under the ``upload_path`` field; return the stored paths.
+
+        Raises:
+            BadRequest: missing or invalid field.
+            RequestEntityTooLarge: a file is larger than ``max_upload_bytes``.
+        """
+        temps: list[IO[bytes]] = []
+
+        def stream_factory(*_args: Any, **_kwargs: Any) -> IO[bytes]:
+            temp = self.storage.new_temp()
+            temps.append(temp)
+            return temp
+
+        environ = _multipart_environ(stream, headers)
+        try:
+            _, form, files = parse_form_data(
+                environ, stream_factory=stream_factory, max_form_memory_size=MAX_FORM_FIELD_BYTES,
+                max_form_parts=MAX_FORM_PARTS,
+            )
+            parts = files.getlist("files")
+            upload_path = _upload_path(form.get("upload_path"), bool(parts))
+            _check_sizes(parts, options.max_upload_bytes)
+            self.storage.purge_expired(options.expiry_s)
+            return [self._commit(part, upload_path) for part in parts]
+        finally:
+            for temp in temps:
+                temp.close()
+                Path(temp.name).unlink(missing_ok=True)
+
+    def _commit(self, part: FileStorage, upload_path: str) -> str:
+        part.stream.flush()
+        temp = Path(part.stream.name)  # our stream_factory's named temporary file
+        try:
+            return self.storage.commit_upload(temp, upload_path, sanitise_file_name(part.filename))
+        except ValueError as exc:
+            raise BadRequest(description=f"upload_path: {exc}") from exc
+
+    def process(self, body: bytes, options: FakeApiOptions) -> tuple[str, list[str]]:
+        """Render every variant of a process call; returns (input path, output paths).
+
+        Raises:
+            BadRequest: malformed JSON, invalid field, or unreadable input image.
+            NotFound: the input file does not exist (or expired).
+        """
+        try:
+            request = parse_process_request(json.loads(body))
+        except ValueError as exc:  # json.JSONDecodeError is a ValueError too
+            raise BadRequest(description=_json_detail(exc)) from exc
+        source = self.find(request.input_file_path, options)
+        try:
+            outputs = render_all(
+                self.storage.local_path(source.path), [v.spec for v in request.variants]
+            )
+        except UnreadableImageError as exc:
+            raise BadRequest(description=str(exc)) from exc
+        paths = [variant.output_file_path for variant in request.variants]
+        for path, data in zip(paths, outputs, strict=True):
+            try:
+                self.storage.store_output(path, data)
+            except ValueError as exc:
+                raise BadRequest(description=f"output_file_path {path!r}: {exc}") from exc
+        return request.input_file_path, paths
+
+    def find(self, path: str, options: FakeApiOptions) -> StoredFile:
+        """The live stored file at ``path``.
+
+        Raises:
+            NotFound: no such file, or it expired.
+        """
+        entry = self.storage.find(path, options.expiry_s)
+        if entry is None:
+            raise NotFound(description=f"File not found: {path}")
+        return entry
+
+    def usage(self, options: FakeApiOptions) -> dict[str, Any]:
+        """Storage used against the quota."""
+        files = self.storage.live_files(options.expiry_s)
+        return {
+            "used_bytes": sum(f.size_bytes for f in files),
+            "quota_bytes": options.quota_bytes,
+            "files": len(files),
+            "expiry_s": options.expiry_s,
+        }
+
+
+def _multipart_environ(stream: IO[bytes], headers: Mapping[str, str]) -> dict[str, Any]:
+    """A minimal WSGI environ for werkzeug's form parser; ``stream`` is already bounded."""
+    environ: dict[str, Any] = {
+        "REQUEST_METHOD": "POST",
+        "CONTENT_TYPE": headers.get("Content-Type", ""),
+        "wsgi.input": stream,
+        "wsgi.input_terminated": True,
+    }
+    if headers.get("Content-Length"):
+        environ["CONTENT_LENGTH"] = headers["Content-Length"]
+    return environ
+
+
+def _upload_path(value: str | None, has_files: bool) -> str:
+    if not has_files:
+        raise BadRequest(description="files: no file was submitted")
+    if value is None:
+        raise BadRequest(description="upload_path: this field is required")
+    try:
+        return validate_remote_path(value.strip("/"), "upload_path")
+    except ValueError as exc:
+        raise BadRequest(description=str(exc)) from exc
+
+
+def _check_sizes(parts: list[FileStorage], max_bytes: int | None) -> None:
+    if max_bytes is None:
+        return
+    for part in parts:
+        if part.stream.seek(0, 2) > max_bytes:
+            raise RequestEntityTooLarge(
+                description=f"File too large. Maximum upload size is {max_bytes} bytes."
+            )
+
+
+def _json_detail(exc: ValueError) -> str:
+    if isinstance(exc, json.JSONDecodeError):
+        return f"Malformed JSON: {exc.msg}"
+    return str(exc)

@@ -1,0 +1,116 @@
+"""The stability gate (product.md step 3): a file is taken only after ``stability_s`` of quiet.
+
+Quiet means its size and mtime have not changed since they were last observed to change. The
+timer starts at the first observation (never from the file's mtime: copy tools set old mtimes,
+and the clock here is monotonic). A changed observation restarts the timer.
+
+Memory: one small entry per tracked path plus a heap of deadlines. Restarted timers leave stale
+heap items behind; they are skipped when popped and the heap is rebuilt once it holds more than
+twice the live entries, so a file written in a thousand chunks still costs O(1) memory.
+
+Not thread-safe: the owner (``IntakeCoordinator``) serialises calls under its lock.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+_HEAP_SLACK = 64  # stale heap items tolerated before a rebuild, beyond 2x the live entries
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """What was last seen of a path: its size, mtime and the clock time of its last change."""
+
+    path: Path
+    size: int
+    mtime_ns: int
+    changed_at: float
+    seq: int
+
+
+class StabilityTracker:
+    """Tracks candidate paths until their size and mtime have been still for ``stability_s``."""
+
+    def __init__(self, stability_s: float, clock: Callable[[], float]) -> None:
+        """Raises ValueError when ``stability_s`` is negative."""
+        if stability_s < 0:
+            raise ValueError(f"stability_s must be >= 0, got {stability_s}")
+        self.stability_s = stability_s
+        self._clock = clock
+        self._entries: dict[Path, Observation] = {}
+        self._heap: list[tuple[float, int, Path]] = []
+        self._next_seq = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, path: object) -> bool:
+        return path in self._entries
+
+    def __iter__(self) -> Iterator[Path]:
+        return iter(list(self._entries))
+
+    def observe(self, path: Path, size: int, mtime_ns: int) -> bool:
+        """Record what ``path`` looks like now; True if it is new or changed (timer restarted)."""
+        seen = self._entries.get(path)
+        if seen is not None and seen.size == size and seen.mtime_ns == mtime_ns:
+            return False
+        now = self._clock()
+        self._next_seq += 1
+        self._entries[path] = Observation(path, size, mtime_ns, now, self._next_seq)
+        heapq.heappush(self._heap, (now + self.stability_s, self._next_seq, path))
+        self._compact_if_needed()
+        return True
+
+    def forget(self, path: Path) -> None:
+        """Stop tracking ``path`` (deleted, moved away, claimed). Unknown paths are fine."""
+        if self._entries.pop(path, None) is not None:
+            self._compact_if_needed()
+
+    def get(self, path: Path) -> Observation | None:
+        """The last observation of ``path``, or None if it is not tracked."""
+        return self._entries.get(path)
+
+    def due_observations(self, now: float, max_items: int | None = None) -> list[Observation]:
+        """Remove and return the observations quiet for ``stability_s`` at ``now``, oldest first.
+
+        At most ``max_items`` are returned; the rest stay tracked and due.
+        """
+        settled: list[Observation] = []
+        while self._heap and self._heap[0][0] <= now:
+            if max_items is not None and len(settled) >= max_items:
+                break
+            _, seq, path = heapq.heappop(self._heap)
+            seen = self._entries.get(path)
+            if seen is None or seen.seq != seq:
+                continue  # stale: the path changed later or was forgotten
+            del self._entries[path]
+            settled.append(seen)
+        return settled
+
+    def due(self, now: float, max_items: int | None = None) -> list[Path]:
+        """Remove and return the paths quiet for ``stability_s`` at ``now``, oldest first."""
+        return [seen.path for seen in self.due_observations(now, max_items)]
+
+    def next_deadline(self) -> float | None:
+        """The clock time at which the next path becomes due, or None when nothing is tracked."""
+        while self._heap:
+            _, seq, path = self._heap[0]
+            seen = self._entries.get(path)
+            if seen is not None and seen.seq == seq:
+                return self._heap[0][0]
+            heapq.heappop(self._heap)
+        return None
+
+    def _compact_if_needed(self) -> None:
+        if len(self._heap) <= 2 * len(self._entries) + _HEAP_SLACK:
+            return
+        self._heap = [
+            (seen.changed_at + self.stability_s, seen.seq, path)
+            for path, seen in self._entries.items()
+        ]
+        heapq.heapify(self._heap)

@@ -1,0 +1,222 @@
+"""Watching one inbox with watchdog: inotify where it works, polling where it cannot.
+
+The handler only forwards paths: watchdog runs every handler of an observer on one thread, so
+it must never block (house style, habit 6). It forwards file creations, writes closed, writes,
+attribute changes, moves (both ends: the source so a tracker can forget it, the destination
+because a file renamed into place is the common way to publish one) and deletions; and new or
+moved-in folders to ``on_dir``, for the caller to scan on its own thread.
+
+Fallback: creating the inotify observer fails with ENOSPC when ``fs.inotify.max_user_watches``
+is exhausted and with EMFILE when ``fs.inotify.max_user_instances`` is. The folder is then
+polled, with one warning naming the sysctl to raise. Note that watchdog 7 silently skips a
+*subfolder* it cannot watch; the periodic rescan finds what lands there.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from watchdog.events import (
+    DirCreatedEvent,
+    DirMovedEvent,
+    FileAttribEvent,
+    FileClosedEvent,
+    FileCreatedEvent,
+    FileDeletedEvent,
+    FileModifiedEvent,
+    FileMovedEvent,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
+from watchdog.observers.api import BaseObserver
+from watchdog.observers.polling import PollingObserverVFS
+
+from bgcut_watchd.intake.fstype import WatchMode
+
+logger = logging.getLogger("bgcut_watchd.intake")
+
+PathCallback = Callable[[str, Path], None]
+ObserverFactory = Callable[[WatchMode, float], BaseObserver]
+
+EVENT_TYPES: list[type[FileSystemEvent]] = [
+    FileCreatedEvent, FileClosedEvent, FileModifiedEvent, FileAttribEvent, FileMovedEvent,
+    FileDeletedEvent, DirCreatedEvent, DirMovedEvent,
+]
+_INOTIFY_LIMITS = {
+    errno.ENOSPC: "fs.inotify.max_user_watches",
+    errno.EMFILE: "fs.inotify.max_user_instances",
+}
+STOP_TIMEOUT_S = 5.0
+
+
+def default_observer_factory(mode: WatchMode, poll_interval_s: float) -> BaseObserver:
+    """A new, unstarted observer. Raises OSError (ENOSPC, EMFILE) when inotify is exhausted.
+
+    Polling uses ``os.lstat``: watchdog's plain PollingObserver stats with ``os.stat`` and so
+    descends into symlinked folders (a link to ``/`` would be walked every poll).
+    """
+    if mode == "inotify":
+        from watchdog.observers.inotify import InotifyObserver
+
+        return InotifyObserver()
+    return PollingObserverVFS(os.lstat, os.scandir, polling_interval=poll_interval_s)
+
+
+class _ForwardingHandler(FileSystemEventHandler):
+    """Turns watchdog events into ``on_path`` / ``on_dir`` calls. Never raises, never blocks."""
+
+    def __init__(
+        self, folder_name: str, recursive: bool, on_path: PathCallback, on_dir: PathCallback
+    ) -> None:
+        self._folder_name = folder_name
+        self._recursive = recursive
+        self._on_path = on_path
+        self._on_dir = on_dir
+
+    def dispatch(self, event: FileSystemEvent) -> None:
+        try:
+            self._route(event)
+        except Exception:
+            # An exception here would kill watchdog's dispatcher thread and every later event.
+            logger.exception("folder %s: handling %r failed", self._folder_name, event)
+
+    def _route(self, event: FileSystemEvent) -> None:
+        if event.is_directory:
+            if self._recursive and isinstance(event, DirMovedEvent) and event.dest_path:
+                self._on_dir(self._folder_name, Path(os.fsdecode(event.dest_path)))
+            elif self._recursive and isinstance(event, DirCreatedEvent):
+                self._on_dir(self._folder_name, Path(os.fsdecode(event.src_path)))
+            return
+        if event.src_path:
+            self._on_path(self._folder_name, Path(os.fsdecode(event.src_path)))
+        if isinstance(event, FileMovedEvent) and event.dest_path:
+            self._on_path(self._folder_name, Path(os.fsdecode(event.dest_path)))
+
+
+class FolderWatcher:
+    """One inbox's observer: start, stop, health check and restart, inotify-to-polling fallback.
+
+    ``on_path(folder_name, path)`` is called on watchdog's thread for every file event (the
+    path may already be gone); ``on_dir(folder_name, dir)`` for a folder created or moved in
+    (recursive folders only), or ``on_path`` when ``on_dir`` is None. Both must be quick.
+    """
+
+    def __init__(
+        self,
+        folder_name: str,
+        inbox: Path,
+        recursive: bool,
+        mode: WatchMode,
+        poll_interval_s: float,
+        on_path: PathCallback,
+        *,
+        on_dir: PathCallback | None = None,
+        observer_factory: ObserverFactory = default_observer_factory,
+    ) -> None:
+        self.folder_name = folder_name
+        self.inbox = inbox
+        self.recursive = recursive
+        self.poll_interval_s = poll_interval_s
+        self._mode: WatchMode = mode
+        self._factory = observer_factory
+        self._handler = _ForwardingHandler(folder_name, recursive, on_path, on_dir or on_path)
+        self._observer: BaseObserver | None = None
+        self._lock = threading.Lock()
+        self._restart_failing = False
+
+    @property
+    def mode(self) -> WatchMode:
+        """The mode in use: ``polling`` after an inotify fallback, whatever was asked."""
+        return self._mode
+
+    def start(self) -> None:
+        """Start watching. Raises OSError when the inbox cannot be watched at all (missing...)."""
+        with self._lock:
+            self._stop_observer()
+            self._observer = self._start_observer()
+
+    def stop(self) -> None:
+        """Stop watching and wait (up to STOP_TIMEOUT_S) for watchdog's threads. Raises nothing."""
+        with self._lock:
+            self._stop_observer()
+
+    def is_alive(self) -> bool:
+        """True while the observer thread and every emitter thread run."""
+        observer = self._observer
+        if observer is None or not observer.is_alive():
+            return False
+        return all(emitter.is_alive() for emitter in observer.emitters)
+
+    def ensure_alive(self) -> bool:
+        """Restart a dead observer; True if the watcher runs after the call. Raises nothing.
+
+        Events were lost while it was dead: after a restart, rescan the folder. A failed restart
+        (inbox gone, share down) is logged once per failure streak and retried on the next call.
+        """
+        if self.is_alive():
+            return True
+        with self._lock:
+            if not self._restart_failing:
+                logger.warning("folder %s: %s watcher stopped, restarting it",
+                               self.folder_name, self._mode)
+            self._stop_observer()
+            try:
+                self._observer = self._start_observer()
+            except OSError as exc:
+                if not self._restart_failing:
+                    logger.warning("folder %s: cannot watch %s, will retry: %s",
+                                   self.folder_name, self.inbox, exc)
+                self._restart_failing = True
+                return False
+        if self._restart_failing:
+            logger.info("folder %s: watching %s again", self.folder_name, self.inbox)
+        self._restart_failing = False
+        return True
+
+    def _start_observer(self) -> BaseObserver:
+        if self._mode == "inotify":
+            try:
+                return self._launch("inotify")
+            except OSError as exc:
+                sysctl = _INOTIFY_LIMITS.get(exc.errno or 0)
+                if sysctl is None:
+                    raise
+                logger.warning(
+                    "folder %s: inotify limit reached (%s); polling %s every %gs instead. "
+                    "Raise the sysctl %s (e.g. sysctl -w %s=524288) to use inotify",
+                    self.folder_name, exc.strerror, self.inbox, self.poll_interval_s, sysctl,
+                    sysctl,
+                )
+                self._mode = "polling"
+        return self._launch("polling")
+
+    def _launch(self, mode: WatchMode) -> BaseObserver:
+        observer = self._factory(mode, self.poll_interval_s)
+        try:
+            observer.schedule(self._handler, str(self.inbox), recursive=self.recursive,
+                              event_filter=EVENT_TYPES)
+            observer.start()
+        except BaseException:
+            _halt(observer)
+            raise
+        return observer
+
+    def _stop_observer(self) -> None:
+        observer, self._observer = self._observer, None
+        if observer is not None:
+            _halt(observer)
+
+
+def _halt(observer: BaseObserver) -> None:
+    """Stop an observer, started or not, and join its thread. Raises nothing."""
+    try:
+        observer.stop()
+        if observer.is_alive():
+            observer.join(STOP_TIMEOUT_S)
+    except Exception:
+        logger.debug("stopping a watchdog observer failed", exc_info=True)

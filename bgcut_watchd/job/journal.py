@@ -1,0 +1,203 @@
+"""The job journal: one durable JSON record per claimed job, in ``<job dir>/job.json``.
+
+A job moves forward through :class:`JobState` and never back, with one documented exception
+(:meth:`JobRecord.restart_remote`, after the API answered 404 for a file it had accepted). Every
+write is durable (``fsops.atomic_write_json``: temp file, fsync, rename over ``job.json``, fsync
+the job directory), so after ``kill -9`` or a power cut the journal holds the old or the new record.
+
+File names may be invalid UTF-8: ``original_relpath`` is the ``os.fsdecode`` of the name and may
+hold lone surrogates. The JSON is written with ``ensure_ascii=True``, which escapes them as
+``\\udcxx`` and reads them back unchanged, so names round-trip byte for byte.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from bgcut_watchd.fsops import atomic_write_json
+
+JOURNAL_NAME = "job.json"
+_FORMAT_VERSION = 1
+
+Clock = Callable[[], datetime]
+
+
+class JobState(StrEnum):
+    """The states of a job, in the order it passes them."""
+
+    CLAIMING = "claiming"
+    CLAIMED = "claimed"
+    UPLOADED = "uploaded"
+    PROCESSED = "processed"
+    DOWNLOADED = "downloaded"
+    PUBLISHED = "published"
+    DISPOSED = "disposed"
+    QUARANTINED = "quarantined"
+
+
+_RANK = {state: rank for rank, state in enumerate(JobState)}
+TERMINAL_STATES = frozenset({JobState.DISPOSED, JobState.QUARANTINED})
+_REMOTE_STATES = frozenset({JobState.UPLOADED, JobState.PROCESSED, JobState.DOWNLOADED})
+
+
+def utc_now() -> datetime:
+    """The default clock: an aware UTC datetime."""
+    return datetime.now(UTC)
+
+
+def iso_utc(moment: datetime) -> str:
+    """``moment`` as ISO 8601 in UTC with microseconds (sorts as text)."""
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    """What the journal knows about one job. Paths are ``os.fsdecode``'d strings."""
+
+    job_id: str
+    folder: str
+    original_relpath: str
+    state: JobState
+    attempts: int
+    first_seen: str
+    updated_at: str
+    sha256: str | None = None
+    remote_input: str | None = None
+    remote_outputs: tuple[str, ...] = ()
+    temp_outputs: tuple[str, ...] = ()
+    final_outputs: tuple[str, ...] = ()
+    last_error: str | None = None
+    last_stage: str | None = None
+
+    @classmethod
+    def start(cls, job_id: str, folder: str, original_relpath: str, now: str) -> JobRecord:
+        """A new record in state ``claiming``, first seen and updated at ``now``."""
+        return cls(job_id, folder, original_relpath, JobState.CLAIMING, 0, now, now)
+
+    def advance(self, state: JobState, /, **changes: Any) -> JobRecord:
+        """A copy in ``state`` (the same or a later one) with ``changes`` applied.
+
+        Raises ValueError when ``state`` comes before the current one, when the record is
+        already disposed or quarantined (those are final), or when ``changes`` names
+        ``state`` or an unknown field.
+        """
+        if "state" in changes:
+            raise ValueError("pass the state as the first argument, not in changes")
+        if self.state in TERMINAL_STATES and state is not self.state:
+            raise ValueError(f"job {self.job_id} is {self.state}: no transition to {state}")
+        if _RANK[state] < _RANK[self.state]:
+            raise ValueError(f"job {self.job_id}: {self.state} -> {state} goes backwards")
+        return dataclasses.replace(self, state=state, **changes)
+
+    def restart_remote(self, **changes: Any) -> JobRecord:
+        """Back to ``claimed`` with no remote input, remote outputs or temp outputs.
+
+        The one allowed backward move: after a 404 for a file the API had accepted (regional
+        routing or expiry), the job must upload again. The caller deletes the files named in
+        ``temp_outputs`` first, then journals the returned record. Raises ValueError unless
+        the record is in ``claimed``, ``uploaded``, ``processed`` or ``downloaded``.
+        """
+        if self.state is not JobState.CLAIMED and self.state not in _REMOTE_STATES:
+            raise ValueError(f"job {self.job_id}: cannot restart remote work from {self.state}")
+        cleared = {"remote_input": None, "remote_outputs": (), "temp_outputs": ()}
+        return dataclasses.replace(self, state=JobState.CLAIMED, **{**cleared, **changes})
+
+    def original_path(self, inbox: Path) -> Path:
+        """Where the input was in the inbox before the claim."""
+        return inbox / self.original_relpath
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict (lone surrogates survive ``json.dumps(ensure_ascii=True)``)."""
+        data = dataclasses.asdict(self)
+        data["state"] = self.state.value
+        data["format"] = _FORMAT_VERSION
+        return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> JobRecord:
+        """The record ``to_json`` produced. Raises ValueError when a field is missing or wrong."""
+        try:
+            return cls(
+                job_id=_str(data, "job_id"),
+                folder=_str(data, "folder"),
+                original_relpath=_str(data, "original_relpath"),
+                state=JobState(data["state"]),
+                attempts=_int(data, "attempts"),
+                first_seen=_str(data, "first_seen"),
+                updated_at=_str(data, "updated_at"),
+                sha256=_opt_str(data, "sha256"),
+                remote_input=_opt_str(data, "remote_input"),
+                remote_outputs=_strs(data, "remote_outputs"),
+                temp_outputs=_strs(data, "temp_outputs"),
+                final_outputs=_strs(data, "final_outputs"),
+                last_error=_opt_str(data, "last_error"),
+                last_stage=_opt_str(data, "last_stage"),
+            )
+        except KeyError as exc:
+            raise ValueError(f"journal field missing: {exc}") from exc
+
+
+def _str(data: Mapping[str, Any], key: str) -> str:
+    value = data[key]
+    if not isinstance(value, str):
+        raise ValueError(f"journal field {key!r} is not a string")
+    return value
+
+
+def _opt_str(data: Mapping[str, Any], key: str) -> str | None:
+    return None if data.get(key) is None else _str(data, key)
+
+
+def _int(data: Mapping[str, Any], key: str) -> int:
+    value = data[key]
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ValueError(f"journal field {key!r} is not an integer")
+    return value
+
+
+def _strs(data: Mapping[str, Any], key: str) -> tuple[str, ...]:
+    value = data.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise ValueError(f"journal field {key!r} is not a list of strings")
+    return tuple(value)
+
+
+class Journal:
+    """The journal file of one job directory, written with ``fsops.atomic_write_json``."""
+
+    def __init__(self, job_dir: Path, *, clock: Clock = utc_now) -> None:
+        self.job_dir = job_dir
+        self.path = job_dir / JOURNAL_NAME
+        self._clock = clock
+
+    def read(self) -> JobRecord:
+        """The record on disk.
+
+        Raises FileNotFoundError (an OSError) when there is no journal, OSError when it
+        cannot be read, ValueError when it is not a valid journal.
+        """
+        raw = self.path.read_bytes()
+        try:
+            data = json.loads(raw.decode("ascii"))
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"{self.path}: not an ASCII journal") from exc
+        if not isinstance(data, dict):
+            raise ValueError(f"{self.path}: not a JSON object")
+        return JobRecord.from_json(data)
+
+    def write(self, record: JobRecord) -> JobRecord:
+        """Durably replace the journal with ``record`` stamped with the current time.
+
+        Returns the record as written (``updated_at`` set from the clock).
+        Raises OSError when the write fails; the previous journal is then intact.
+        """
+        stamped = dataclasses.replace(record, updated_at=iso_utc(self._clock()))
+        atomic_write_json(self.path, stamped.to_json())  # ASCII JSON: surrogates survive
+        return stamped

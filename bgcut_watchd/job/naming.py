@@ -1,0 +1,138 @@
+"""Output, archive and quarantine names: templates, the ``-1, -2, ...`` rule, NAME_MAX.
+
+Names are ``str`` as Python decodes them: undecodable bytes are lone surrogates and count as one
+byte each. Every name produced here fits in :data:`MAX_NAME_BYTES` bytes; when a long stem would
+overflow, the stem is cut on a character boundary (never inside a UTF-8 sequence) before the
+``-N`` suffix, so the suffix and the extension always survive. Nothing here runs a shell, so a
+leading ``-`` or a newline in a name is just a character.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from ..config import Variant
+from ..fsops import StrPath
+
+MAX_NAME_BYTES = 255
+"""NAME_MAX of the filesystems we write to (ext4, xfs, btrfs, tmpfs, NFS, SMB)."""
+
+ON_CONFLICT_CHOICES = ("rename", "overwrite")
+_MAX_CONFLICT_SUFFIX = 1_000_000
+
+NamesForStem = Callable[[str], list[str]]
+
+
+def name_bytes(name: str) -> int:
+    """The length of ``name`` on disk, in bytes."""
+    return len(os.fsencode(name))
+
+
+def truncate_to_bytes(text: str, max_bytes: int) -> str:
+    """The longest prefix of ``text`` whose encoding fits in ``max_bytes`` (whole characters)."""
+    total = 0
+    for index, char in enumerate(text):
+        total += len(os.fsencode(char))
+        if total > max_bytes:
+            return text[:index]
+    return text
+
+
+def split_name(name: str) -> tuple[str, str]:
+    """``"photo.jpg"`` -> ``("photo", ".jpg")``; no suffix for ``".hidden"``, ``"a."``, ``"a"``."""
+    leading_dots = len(name) - len(name.lstrip("."))
+    dot = name.rfind(".")
+    if dot < leading_dots or dot == len(name) - 1:
+        return name, ""
+    return name[:dot], name[dot:]
+
+
+def _check_name(name: str) -> str:
+    if name in ("", ".", "..") or "/" in name or "\0" in name:
+        raise ValueError(f"not a valid file name: {name!r}")
+    return name
+
+
+def output_names(
+    template: str, stem: str, variants: Sequence[Variant], folder_name: str,
+) -> list[str]:
+    """The output file names of one input, in variant order.
+
+    Raises ValueError when the template gives an invalid name (empty, ``/``) or the same name
+    for two variants, KeyError for an unknown placeholder.
+    """
+    names = [
+        _check_name(template.format_map(
+            {"stem": stem, "variant": v.name, "ext": v.ext, "folder": folder_name}))
+        for v in variants
+    ]
+    if len(set(names)) != len(names):
+        raise ValueError(f"output_name {template!r} gives the same name to two variants")
+    return names
+
+
+def _fit(names_for_stem: NamesForStem, stem: str, suffix: str) -> list[str]:
+    """The names for ``stem + suffix``, the stem shortened until every name fits NAME_MAX."""
+    budget = name_bytes(stem)
+    while True:
+        cut = truncate_to_bytes(stem, budget)
+        names = names_for_stem(cut + suffix)
+        overflow = max(name_bytes(n) for n in names) - MAX_NAME_BYTES
+        if overflow <= 0:
+            return names
+        if not cut:
+            raise ValueError(f"names too long even with an empty stem: {names[0]!r}")
+        budget = max(0, name_bytes(cut) - overflow)
+
+
+def choose_output_set(
+    out_dir: StrPath, names_for_stem: NamesForStem, stem: str, on_conflict: str,
+) -> list[Path]:
+    """Paths in ``out_dir`` for the whole set of names; ``-1``, ``-2``, ... on the stem if needed.
+
+    With ``on_conflict="rename"``, if ANY name of the set exists the whole set moves on to the next
+    suffix, so the names of one set always share one stem. ``"overwrite"`` keeps the names.
+    Raises ValueError for an unknown ``on_conflict`` or a set whose names ignore the stem.
+    """
+    if on_conflict not in ON_CONFLICT_CHOICES:
+        raise ValueError(f"on_conflict must be one of {ON_CONFLICT_CHOICES}, not {on_conflict!r}")
+    folder = Path(out_dir)
+    first = _fit(names_for_stem, stem, "")
+    if on_conflict == "overwrite":
+        return [folder / n for n in first]
+    if _fit(names_for_stem, stem, "-1") == first:
+        raise ValueError("the names do not depend on the stem: cannot rename on conflict")
+    for number in itertools.count():
+        names = first if number == 0 else _fit(names_for_stem, stem, f"-{number}")
+        paths = [folder / n for n in names]
+        if not any(os.path.lexists(p) for p in paths):
+            return paths
+        if number >= _MAX_CONFLICT_SUFFIX:
+            break
+    raise FileExistsError(f"no free name for {stem!r} in {str(folder)!r}")
+
+
+def free_name(directory: StrPath, name: str) -> Path:
+    """``directory/name``, or ``stem-1.ext``, ``stem-2.ext``, ... : the first that is free.
+
+    Raises ValueError for an invalid name.
+    """
+    stem, suffix = split_name(_check_name(name))
+    return choose_output_set(directory, lambda s: [s + suffix], stem, "rename")[0]
+
+
+def relative_subfolder(inbox: StrPath, original_relpath: StrPath) -> Path:
+    """The subfolder of an input below its inbox (``Path(".")`` at the top).
+
+    ``original_relpath`` is relative to ``inbox`` (or absolute inside it). Raises ValueError when
+    it lies outside the inbox or climbs with ``..``.
+    """
+    relative = Path(original_relpath)
+    if relative.is_absolute():
+        relative = relative.relative_to(inbox)
+    if ".." in relative.parts:
+        raise ValueError(f"path climbs out of the inbox: {str(original_relpath)!r}")
+    return relative.parent

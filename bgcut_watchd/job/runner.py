@@ -1,0 +1,284 @@
+"""One job from its journaled state to its end: validate → upload → process → download →
+publish → dispose, or quarantine.
+
+Each step journals its result before the next starts, so a job interrupted anywhere (kill -9,
+a retry, a pause) resumes from the last durable state: an upload is never repeated once its
+remote path is journaled, a process call never once its outputs are, and a restart after the
+downloads publishes the files already on disk without any API call.
+
+Failures leave this module as exceptions of the tree in ``errors.py``; the caller decides
+(retry, pause, quarantine) from their class and calls :meth:`JobRunner.quarantine` when needed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import partial
+from pathlib import Path
+from typing import Protocol, TypeVar
+
+from bgcut_watchd.api import AmbiguousOutcomeError, BackgroundCutClient
+from bgcut_watchd.config import ApiConfig, DaemonConfig, FolderConfig, Variant
+from bgcut_watchd.errors import ApiError, InputError, RemoteFileMissingError
+from bgcut_watchd.fsops import copy_file_durably, fsync_file, local_disk, make_dirs, show_path
+from bgcut_watchd.job.dispose import archive, delete_input
+from bgcut_watchd.job.journal import JobState
+from bgcut_watchd.job.naming import choose_output_set, output_names, relative_subfolder, split_name
+from bgcut_watchd.job.publish import discard_temps, publish_set, temp_path_for
+from bgcut_watchd.job.quarantine import QuarantineRecord, quarantine
+from bgcut_watchd.job.validate import validate_input
+from bgcut_watchd.job.workarea import ClaimedJob
+from bgcut_watchd.ledger import Ledger, variant_key
+
+log = logging.getLogger("bgcut_watchd.job")
+
+T = TypeVar("T")
+
+# The stage each state's next step belongs to (the quarantine file's "stage").
+STAGE_OF = {
+    JobState.CLAIMING: "validate", JobState.CLAIMED: "upload", JobState.UPLOADED: "process",
+    JobState.PROCESSED: "download", JobState.DOWNLOADED: "publish",
+    JobState.PUBLISHED: "publish",
+}
+
+
+class ApiGate(Protocol):
+    """Runs one API call under the shared rate limiter and pause gate (see ``guard.py``)."""
+
+    def call(self, endpoint: str, fn: Callable[[], T]) -> T: ...
+
+
+@dataclass(frozen=True)
+class JobRunner:
+    """Carries one folder's jobs through the pipeline; safe to share between worker threads."""
+
+    folder: FolderConfig
+    api: ApiConfig
+    limits: DaemonConfig
+    client: BackgroundCutClient
+    ledger: Ledger
+    gate: ApiGate
+    monotonic: Callable[[], float] = time.monotonic
+
+    @property
+    def variant_key(self) -> str:
+        return variant_key(self.folder.variants)
+
+    def run(self, job: ClaimedJob) -> list[Path]:
+        """Advance ``job`` to disposal; return its published outputs.
+
+        Raises InputError (quarantine it), TransientError/PauseError (retry later, the job
+        stays resumable), LocalDiskError (pause the folder).
+        """
+        started = self.monotonic()
+        steps: dict[JobState, Callable[[ClaimedJob], None]] = {
+            JobState.CLAIMED: self._upload, JobState.UPLOADED: self._process,
+            JobState.PROCESSED: self._download, JobState.DOWNLOADED: self._publish,
+            JobState.PUBLISHED: self._dispose,
+        }
+        while job.record.state in steps:
+            steps[job.record.state](job)
+        outputs = [Path(p) for p in job.record.final_outputs]
+        self.ledger.finish_done(job.job_id, self._by_variant_name(outputs),
+                                self.monotonic() - started)
+        log.info("job %s [%s] %s: done, %d output(s) in %s", job.job_id, self.folder.name,
+                 show_path(job.record.original_relpath), len(outputs),
+                 show_path(self._out_dir(job)))
+        job.finish()
+        return outputs
+
+    # -- steps ----------------------------------------------------------------------------
+
+    def _upload(self, job: ClaimedJob) -> None:
+        checked = validate_input(job.input_path, max_bytes=self.limits.max_input_bytes,
+                                 max_pixels=self.limits.max_input_pixels)
+        job.save(job.record.advance(JobState.CLAIMED, sha256=checked.sha256))
+        self.ledger.update(job.job_id, sha256=checked.sha256, stage="upload")
+        if self._reuse_duplicate(job, checked.sha256):
+            return
+        upload_path = f"{self.api.upload_prefix}/{job.job_id}"
+        remote = self.gate.call("upload", lambda: self.client.upload(
+            job.input_path, upload_path, self._input_name(job)))
+        job.save(job.record.advance(JobState.UPLOADED, remote_input=remote))
+
+    def _process(self, job: ClaimedJob) -> None:
+        remote_input = job.record.remote_input
+        assert remote_input is not None  # journaled with state "uploaded"
+        wanted = self._remote_output_paths(job)
+        if job.record.last_stage == "process-ambiguous" and self._outputs_exist(wanted):
+            job.save(job.record.advance(JobState.PROCESSED, remote_outputs=tuple(wanted)))
+            return
+        try:
+            outputs = self.gate.call("process", lambda: self.client.process(
+                remote_input, self.folder.variants, wanted))
+        except AmbiguousOutcomeError:
+            # The call may have run (and been paid for): look before sending it again.
+            job.save(job.record.advance(JobState.UPLOADED, last_stage="process-ambiguous"))
+            raise
+        except RemoteFileMissingError:  # the upload expired or lives in another region
+            self._restart_remote(job)
+            raise
+        job.save(job.record.advance(JobState.PROCESSED, remote_outputs=tuple(outputs),
+                                    last_stage="process"))
+
+    def _download(self, job: ClaimedJob) -> None:
+        out_dir = self._out_dir(job)
+        with local_disk("creating the outbox folder", out_dir):
+            make_dirs(out_dir)
+        temps: list[str] = []
+        for index, remote in enumerate(job.record.remote_outputs):
+            temp = temp_path_for(out_dir, job.job_id, index)
+            try:
+                self.gate.call("download", partial(self.client.download, remote, temp))
+            except RemoteFileMissingError:
+                self._restart_remote(job)
+                raise
+            with local_disk("writing an output", temp):
+                fsync_file(temp)
+            temps.append(os.fsdecode(temp))
+        job.save(job.record.advance(JobState.DOWNLOADED, temp_outputs=tuple(temps)))
+
+    def _publish(self, job: ClaimedJob) -> None:
+        temps = [Path(p) for p in job.record.temp_outputs]
+        overwrite = self.folder.on_conflict == "overwrite"
+        for _ in range(100):
+            if not job.record.final_outputs:
+                finals = self._choose_names(job)
+                job.save(job.record.advance(JobState.DOWNLOADED, final_outputs=tuple(
+                    os.fsdecode(p) for p in finals)))
+            try:
+                publish_set(temps, [Path(p) for p in job.record.final_outputs],
+                            overwrite=overwrite)
+            except FileExistsError:  # a name was taken since we chose: choose again
+                job.save(job.record.advance(JobState.DOWNLOADED, final_outputs=()))
+                continue
+            except FileNotFoundError:  # temps lost (e.g. outbox cleaned): fetch them again
+                self._restart_remote(job)
+                return
+            job.save(job.record.advance(JobState.PUBLISHED))
+            return
+
+    def _dispose(self, job: ClaimedJob) -> None:
+        source = job.input_path
+        if os.path.lexists(source):
+            name = Path(job.record.original_relpath).name
+            if self.folder.on_success == "delete":
+                delete_input(source)
+            else:
+                assert self.folder.archive is not None  # config requires it with "archive"
+                archive(source, self.folder.archive, self._subfolder(job), name)
+        job.save(job.record.advance(JobState.DISPOSED))
+
+    # -- quarantine -----------------------------------------------------------------------
+
+    def quarantine(self, job: ClaimedJob, exc: BaseException) -> Path | None:
+        """Move the job's input to quarantine with its ``.error.json``; finish the job.
+
+        Returns the quarantined path (None when the input was already gone). Raises
+        LocalDiskError when the quarantine folder cannot be written (the input stays).
+        """
+        stage = STAGE_OF.get(job.record.state, "validate")
+        if isinstance(exc, InputError) and not isinstance(exc, ApiError):
+            stage = "validate"
+        discard_temps(self._out_dir(job), job.job_id)
+        record = self._quarantine_record(job, exc, stage)
+        target = None
+        if os.path.lexists(job.input_path):
+            target = quarantine(job.input_path, self.folder.quarantine, self._subfolder(job),
+                                Path(job.record.original_relpath).name, record)
+        job.save(job.record.advance(JobState.QUARANTINED, last_error=record.detail,
+                                    last_stage=stage))
+        self.ledger.finish_quarantined(job.job_id, stage, record.reason, record.detail,
+                                       record.http_status)
+        log.warning("job %s [%s] %s: quarantined at %s: %s (%s)", job.job_id, self.folder.name,
+                    show_path(job.record.original_relpath), stage, record.reason, record.detail)
+        job.finish()
+        return target
+
+    def _quarantine_record(self, job: ClaimedJob, exc: BaseException,
+                           stage: str) -> QuarantineRecord:
+        reason = getattr(exc, "reason", None) or "retries_exhausted"
+        if not isinstance(exc, InputError):
+            reason = "retries_exhausted"
+        detail = getattr(exc, "detail", None) or str(exc) or type(exc).__name__
+        return QuarantineRecord(
+            file=os.fsdecode(self.folder.inbox / job.record.original_relpath),
+            folder=self.folder.name, stage=stage, reason=reason,
+            http_status=getattr(exc, "http_status", None), detail=str(detail),
+            attempts=max(1, job.record.attempts), sha256=job.record.sha256,
+            variants=tuple(v.name for v in self.folder.variants),
+            first_seen=job.record.first_seen,
+            quarantined_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        )
+
+    # -- helpers --------------------------------------------------------------------------
+
+    def _reuse_duplicate(self, job: ClaimedJob, sha256: str) -> bool:
+        """Same content, same variants, outputs still there: copy them, pay nothing."""
+        if self.folder.reprocess_duplicates:
+            return False
+        earlier = self.ledger.find_duplicate(sha256, self.variant_key)
+        if earlier is None or len(earlier) != len(self.folder.variants):
+            return False
+        out_dir = self._out_dir(job)
+        by_name = dict(zip(self._sorted_names(), earlier, strict=True))
+        temps: list[str] = []
+        with local_disk("copying an earlier output", out_dir):
+            make_dirs(out_dir)
+            for index, variant in enumerate(self.folder.variants):
+                temp = temp_path_for(out_dir, job.job_id, index)
+                copy_file_durably(by_name[variant.name], temp)
+                temps.append(os.fsdecode(temp))
+        log.info("job %s [%s] %s: same content and variants as an earlier job: outputs "
+                 "copied, no API call", job.job_id, self.folder.name,
+                 show_path(job.record.original_relpath))
+        job.save(job.record.advance(JobState.DOWNLOADED, temp_outputs=tuple(temps),
+                                    last_stage="duplicate"))
+        return True
+
+    def _restart_remote(self, job: ClaimedJob) -> None:
+        discard_temps(self._out_dir(job), job.job_id)
+        job.save(job.record.restart_remote(final_outputs=()))
+
+    def _outputs_exist(self, remote_paths: list[str]) -> bool:
+        return all(self.gate.call("download", partial(self.client.remote_file_exists, p))
+                   for p in remote_paths)
+
+    def _remote_output_paths(self, job: ClaimedJob) -> list[str]:
+        prefix = f"{self.api.upload_prefix}/{job.job_id}/out"
+        return [f"{prefix}/{i}-{v.name}.{v.ext}" for i, v in enumerate(self.folder.variants)]
+
+    def _choose_names(self, job: ClaimedJob) -> list[Path]:
+        stem, _ = split_name(Path(job.record.original_relpath).name)
+        folder = self.folder
+        return choose_output_set(
+            self._out_dir(job),
+            lambda s: output_names(folder.output_name, s, folder.variants, folder.name),
+            stem, folder.on_conflict)
+
+    def _subfolder(self, job: ClaimedJob) -> Path:
+        return relative_subfolder(self.folder.inbox, job.record.original_relpath)
+
+    def _out_dir(self, job: ClaimedJob) -> Path:
+        return self.folder.outbox / self._subfolder(job)
+
+    def _input_name(self, job: ClaimedJob) -> str:
+        return Path(job.record.original_relpath).name
+
+    def _sorted_names(self) -> list[str]:
+        return sorted(v.name for v in self.folder.variants)
+
+    def _by_variant_name(self, outputs: list[Path]) -> list[Path]:
+        """Outputs ordered by variant name: how duplicates are matched to variants later."""
+        pairs = zip(self.folder.variants, outputs, strict=False)
+        return [p for _, p in sorted(pairs, key=lambda vp: vp[0].name)]
+
+
+def variants_summary(variants: tuple[Variant, ...]) -> str:
+    """``full (png), thumb (webp)``: for logs and ``explain``."""
+    return ", ".join(f"{v.name} ({v.format})" for v in variants)

@@ -1,0 +1,323 @@
+"""The work area ``<inbox>/.bgcut-work/``: claiming inputs and recovering jobs after a crash.
+
+A job lives in ``.bgcut-work/<job_id>/``: its input ``input<.ext>``, journal ``job.json`` and
+lock file ``lock``. Being inside the inbox, the claim is one atomic same-filesystem rename. The
+owner holds ``flock(LOCK_EX)`` on ``lock``; the kernel drops it when the process dies (even by
+``kill -9``), so recovery takes exactly the jobs no live process owns.
+
+Claim order (pipeline.md): mkdir, journal ``claiming``, rename the input in (ENOENT/ENOTDIR:
+someone else took it), journal ``claimed``. The flock is taken right after the mkdir, before
+the first journal write, so another daemon's recovery never sees our half-made dir unlocked
+and removes it under us; after a crash the states on disk are the same either way.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import logging
+import os
+import re
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+from bgcut_watchd.fsops import fsync_dir
+from bgcut_watchd.job.journal import (
+    TERMINAL_STATES,
+    Clock,
+    JobRecord,
+    JobState,
+    Journal,
+    iso_utc,
+    utc_now,
+)
+
+log = logging.getLogger(__name__)
+
+WORK_DIR_NAME = ".bgcut-work"
+LOCK_NAME = "lock"
+INPUT_STEM = "input"
+_ASCII_EXT = re.compile(r"\.[A-Za-z0-9]{1,16}")
+_GONE = (errno.ENOENT, errno.ENOTDIR)
+
+
+def input_name_for(original: str) -> str:
+    """``input`` plus the lowercased extension of ``original`` when it is short plain ASCII."""
+    suffix = Path(original).suffix
+    return INPUT_STEM + (suffix.lower() if _ASCII_EXT.fullmatch(suffix) else "")
+
+
+class ClaimedJob:
+    """A job this process owns: its directory, input, journal, current record and flock."""
+
+    def __init__(self, job_dir: Path, journal: Journal, record: JobRecord, lock_fd: int) -> None:
+        self.job_dir = job_dir
+        self.journal = journal
+        self.record = record
+        self._lock_fd: int | None = lock_fd
+
+    @property
+    def input_path(self) -> Path:
+        """The claimed input inside the job dir (gone once disposed or quarantined)."""
+        return self.job_dir / input_name_for(self.record.original_relpath)
+
+    @property
+    def job_id(self) -> str:
+        return self.record.job_id
+
+    def save(self, record: JobRecord) -> JobRecord:
+        """Journal ``record`` durably and make it current. Raises OSError when the write fails."""
+        self.record = self.journal.write(record)
+        return self.record
+
+    def release(self) -> None:
+        """Drop the flock (close its fd). Idempotent; the job dir stays for a later recovery."""
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def finish(self) -> None:
+        """Remove the job dir after disposal or quarantine, then release the lock.
+
+        Unlinks the journal and any leftover files, the lock file last, removes the directory
+        and fsyncs the work area. Raises ValueError, removing nothing, when the record is not
+        disposed/quarantined or the input is still in the directory (an input is never
+        deleted here); OSError when the removal fails.
+        """
+        if self.record.state not in TERMINAL_STATES:
+            raise ValueError(f"job {self.job_id} is {self.record.state}, not finished")
+        if _find_input(self.job_dir) is not None:
+            raise ValueError(f"job {self.job_id}: the input is still in {self.job_dir}")
+        _remove_job_dir(self.job_dir)
+        self.release()
+
+
+def _find_input(job_dir: Path) -> Path | None:
+    """The ``input`` or ``input.<ext>`` file in ``job_dir``, if any."""
+    with os.scandir(job_dir) as entries:
+        for entry in entries:
+            if entry.name == INPUT_STEM or entry.name.startswith(INPUT_STEM + "."):
+                return Path(entry.path)
+    return None
+
+
+def _remove_job_dir(job_dir: Path) -> None:
+    """Unlink every file of ``job_dir`` (lock last), rmdir it, fsync the work area."""
+    with os.scandir(job_dir) as entries:
+        names = sorted((e.name for e in entries), key=lambda name: name == LOCK_NAME)
+    for name in names:
+        (job_dir / name).unlink(missing_ok=True)
+    try:
+        job_dir.rmdir()
+    except OSError as exc:
+        # Another daemon's recovery may have created a fresh lock file in between; the
+        # next recovery removes the leftover. A missing dir is what we wanted anyway.
+        if exc.errno not in (errno.ENOENT, errno.ENOTEMPTY):
+            raise
+        log.warning("workarea: could not remove %s yet: %s", job_dir, exc.strerror)
+    fsync_dir(job_dir.parent)
+
+
+def _try_lock(job_dir: Path) -> int | None:
+    """An fd holding ``flock(LOCK_EX)`` on ``job_dir/lock``, or None when another holds it.
+
+    Raises OSError (ENOENT, ENOTDIR...) when the lock file cannot be opened.
+    """
+    flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
+    fd = os.open(job_dir / LOCK_NAME, flags, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+class WorkArea:
+    """The ``.bgcut-work`` directory of one inbox. Safe to use from several threads."""
+
+    def __init__(
+        self, inbox: Path, *, clock: Clock = utc_now,
+        new_job_id: Callable[[], str] = lambda: uuid.uuid4().hex,
+    ) -> None:
+        self.inbox = inbox
+        self.root = inbox / WORK_DIR_NAME
+        self._clock = clock
+        self._new_job_id = new_job_id
+
+    def claim(self, folder_name: str, path: Path) -> ClaimedJob | None:
+        """Move ``path`` (a file in the inbox) into a new job dir and own that job.
+
+        Returns None when the file vanished before the rename (another claimer took it).
+        Raises ValueError when ``path`` is not inside the inbox or is inside the work area;
+        OSError for any other filesystem failure (the job dir is then cleaned up and the
+        input left where it was).
+        """
+        relpath = self._relpath(path)
+        self._ensure_root()
+        job_dir = self.root / self._new_job_id()
+        job_dir.mkdir()
+        fsync_dir(self.root)
+        try:
+            lock_fd = _try_lock(job_dir)
+        except OSError as exc:
+            if exc.errno in _GONE:  # another daemon's recovery removed our brand-new dir
+                return None
+            _remove_job_dir(job_dir)
+            raise
+        if lock_fd is None:  # another daemon's recovery holds it and will remove it
+            return None
+        return self._move_in(folder_name, path, relpath, job_dir, lock_fd)
+
+    def _move_in(
+        self, folder_name: str, path: Path, relpath: str, job_dir: Path, lock_fd: int,
+    ) -> ClaimedJob | None:
+        """Journal ``claiming``, rename the input in, fsync both dirs, journal ``claimed``."""
+        journal = Journal(job_dir, clock=self._clock)
+        try:
+            record = journal.write(JobRecord.start(job_dir.name, folder_name, relpath, self._now()))
+            path.rename(job_dir / input_name_for(relpath))
+        except BaseException as exc:
+            try:
+                if _find_input(job_dir) is None:
+                    _remove_job_dir(job_dir)
+            finally:
+                os.close(lock_fd)
+            if isinstance(exc, OSError) and exc.errno in _GONE:
+                return None
+            raise
+        job = ClaimedJob(job_dir, journal, record, lock_fd)
+        try:
+            fsync_dir(path.parent)
+            fsync_dir(job_dir)
+            job.save(record.advance(JobState.CLAIMED))
+        except BaseException:
+            job.release()  # the dir stays in "claiming" with its input: recovery resumes it
+            raise
+        return job
+
+    def recover(self, folder_name: str) -> list[ClaimedJob]:
+        """Take every job dir no live process owns; return the unfinished ones to resume.
+
+        Locked dirs are skipped (another daemon owns them). ``claiming`` with the input
+        becomes ``claimed``; without it the dir is removed (the input never left the inbox).
+        ``claimed`` .. ``published`` are returned. Disposed or quarantined leftovers are
+        removed. An unreadable journal with an input present gets a fresh ``claimed`` record
+        (warning logged); an input is never deleted. One bad job dir is logged and skipped.
+        Raises OSError only when the work area itself cannot be listed.
+        """
+        if not self.root.is_dir():
+            return []
+        resumed: list[ClaimedJob] = []
+        for job_dir in self._job_dirs():
+            try:
+                job = self._recover_one(folder_name, job_dir)
+            except (OSError, ValueError) as exc:
+                log.error("workarea: cannot recover %s: %s", job_dir, exc)
+                continue
+            if job is not None:
+                resumed.append(job)
+        resumed.sort(key=lambda job: job.record.first_seen)
+        return resumed
+
+    def pending_count(self) -> int:
+        """How many job dirs the work area holds (owned, resumable or leftover)."""
+        return len(self._job_dirs()) if self.root.is_dir() else 0
+
+    def _job_dirs(self) -> list[Path]:
+        with os.scandir(self.root) as entries:
+            return sorted(Path(e.path) for e in entries if e.is_dir(follow_symlinks=False))
+
+    def _recover_one(self, folder_name: str, job_dir: Path) -> ClaimedJob | None:
+        lock_fd = _try_lock(job_dir)
+        if lock_fd is None:
+            log.info("workarea: %s is owned by a live process, skipped", job_dir.name)
+            return None
+        journal = Journal(job_dir, clock=self._clock)
+        try:
+            record = journal.read()
+        except (OSError, ValueError) as exc:
+            return self._recover_unreadable(folder_name, job_dir, journal, lock_fd, exc)
+        job = ClaimedJob(job_dir, journal, record, lock_fd)
+        try:
+            return self._resume_or_finish(job)
+        except BaseException:
+            job.release()
+            raise
+
+    def _resume_or_finish(self, job: ClaimedJob) -> ClaimedJob | None:
+        state = job.record.state
+        has_input = _find_input(job.job_dir) is not None
+        if state is JobState.CLAIMING and not has_input:
+            _remove_job_dir(job.job_dir)
+            job.release()
+            return None
+        if state is JobState.CLAIMING:
+            job.save(job.record.advance(JobState.CLAIMED))
+        elif state not in TERMINAL_STATES and not has_input:
+            self._close_inputless(job)
+        if job.record.state in TERMINAL_STATES:
+            job.finish()
+            return None
+        return job
+
+    def _close_inputless(self, job: ClaimedJob) -> None:
+        """Only disposal (after publish) or quarantine move an input out: journal which."""
+        done = JobState.DISPOSED if job.record.state is JobState.PUBLISHED else JobState.QUARANTINED
+        log.warning("workarea: job %s (%s) lost its input in state %s; marking it %s",
+                    job.job_id, job.record.original_relpath, job.record.state, done)
+        _discard_temp_outputs(job.record)
+        job.save(job.record.advance(done))
+
+    def _recover_unreadable(
+        self, folder_name: str, job_dir: Path, journal: Journal, lock_fd: int, exc: Exception,
+    ) -> ClaimedJob | None:
+        found = _find_input(job_dir)
+        if found is None:
+            log.warning("workarea: removing %s: no input, journal unreadable (%s)", job_dir, exc)
+            _remove_job_dir(job_dir)
+            os.close(lock_fd)
+            return None
+        log.warning("workarea: journal of %s unreadable (%s); resuming its input as a new job",
+                    job_dir.name, exc)
+        if journal.path.exists():
+            journal.path.replace(job_dir / "job.json.corrupt")
+        relpath = f"recovered-{job_dir.name}{found.name[len(INPUT_STEM):]}"
+        record = JobRecord.start(job_dir.name, folder_name, relpath, self._now())
+        job = ClaimedJob(job_dir, journal, record, lock_fd)
+        try:
+            job.save(record.advance(JobState.CLAIMED))
+        except BaseException:
+            job.release()
+            raise
+        return job
+
+    def _relpath(self, path: Path) -> str:
+        try:
+            relative = path.relative_to(self.inbox)
+        except ValueError as exc:
+            raise ValueError(f"{path} is not inside the inbox {self.inbox}") from exc
+        if not relative.parts or relative.parts[0] == WORK_DIR_NAME:
+            raise ValueError(f"{path} is not a file the inbox can hand over")
+        return os.fsdecode(relative)
+
+    def _ensure_root(self) -> None:
+        if not self.root.is_dir():
+            self.root.mkdir(exist_ok=True)
+            fsync_dir(self.inbox)
+
+    def _now(self) -> str:
+        return iso_utc(self._clock())
+
+
+def _discard_temp_outputs(record: JobRecord) -> None:
+    """Delete the job's own ``.bgcut-<job_id>-<n>.part`` downloads; nothing else."""
+    prefix = f".bgcut-{record.job_id}-"
+    for temp in record.temp_outputs:
+        path = Path(temp)
+        if path.name.startswith(prefix) and path.name.endswith(".part"):
+            path.unlink(missing_ok=True)

@@ -1,0 +1,293 @@
+"""The ledger: the SQLite history of every job, at ``<state_dir>/ledger.sqlite3``.
+
+It answers ``status`` (per-folder counts, last errors) and duplicate detection (content already
+processed with the same variants). It is a history, not the source of truth for resuming: that
+is the job journal in the work area. So ``synchronous=NORMAL`` in WAL mode is enough: a power
+cut may lose the last few commits, never corrupt the file.
+
+Concurrency: ONE connection (``check_same_thread=False``) guarded by an ``RLock``. SQLite
+serialises writers anyway, the daemon writes a handful of rows per job, and a single
+connection avoids ``database is locked`` between our own threads. Other processes (``status``)
+read concurrently thanks to WAL; ``busy_timeout`` covers a second writer process.
+:meth:`Ledger.batch` groups many calls into one transaction for bulk work.
+
+Schema versions live in ``PRAGMA user_version``; :func:`migrate` brings a file up to date, one
+transaction per step. Text that may hold lone surrogates (names that were invalid UTF-8) is
+stored with the surrogates spelled ``\\udcxx``; output paths are stored as ASCII JSON, which
+round-trips them exactly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bgcut_watchd.config import Variant
+from bgcut_watchd.errors import ConfigError
+
+LEDGER_NAME = "ledger.sqlite3"
+OUTCOMES = ("in_progress", "done", "quarantined", "failed")
+_UPDATABLE = frozenset({
+    "sha256", "outcome", "stage", "attempts", "duration_s", "last_error", "outputs",
+    "http_status", "reason",
+})
+_DUPLICATE_CANDIDATES = 20
+
+Migration = Callable[[sqlite3.Connection], None]
+
+
+def _create_v1(conn: sqlite3.Connection) -> None:
+    conn.execute(
+        """CREATE TABLE jobs (
+            job_id      TEXT PRIMARY KEY,
+            folder      TEXT NOT NULL,
+            input_name  TEXT NOT NULL,
+            sha256      TEXT,
+            variant_key TEXT NOT NULL,
+            outcome     TEXT NOT NULL
+                        CHECK (outcome IN ('in_progress', 'done', 'quarantined', 'failed')),
+            stage       TEXT,
+            attempts    INTEGER NOT NULL DEFAULT 0,
+            created_at  TEXT NOT NULL,
+            updated_at  TEXT NOT NULL,
+            duration_s  REAL,
+            last_error  TEXT,
+            outputs     TEXT NOT NULL DEFAULT '[]',
+            http_status INTEGER,
+            reason      TEXT
+        )"""
+    )
+    conn.execute("CREATE INDEX jobs_by_content ON jobs (sha256, variant_key, outcome)")
+    conn.execute("CREATE INDEX jobs_by_folder ON jobs (folder, outcome)")
+    conn.execute("CREATE INDEX jobs_by_update ON jobs (updated_at)")
+
+
+#: MIGRATIONS[n] takes a file from user_version n to n + 1.
+MIGRATIONS: tuple[Migration, ...] = (_create_v1,)
+
+
+def migrate(conn: sqlite3.Connection, migrations: Sequence[Migration] = MIGRATIONS) -> int:
+    """Apply the missing steps of ``migrations``, each in its own transaction; the new version.
+
+    ``conn`` must be in autocommit mode (``isolation_level=None``). Raises ConfigError when
+    the file is newer than this code (``daemon.state_dir`` holds a later version's ledger);
+    sqlite3.Error when a step fails (that step is rolled back).
+    """
+    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    if version > len(migrations):
+        raise ConfigError([
+            f"daemon.state_dir: the ledger has schema version {version}, newer than the "
+            f"{len(migrations)} this bgcut-watchd knows; upgrade bgcut-watchd"
+        ])
+    for step in range(version, len(migrations)):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            migrations[step](conn)
+            conn.execute(f"PRAGMA user_version = {step + 1:d}")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+    return len(migrations)
+
+
+def variant_key(variants: Sequence[Variant]) -> str:
+    """A stable hash of a folder's variant set: every Variant field, order-insensitive."""
+    items = sorted(json.dumps(dataclasses.asdict(v), sort_keys=True) for v in variants)
+    return hashlib.sha256(json.dumps(items).encode("ascii")).hexdigest()
+
+
+def _text(value: str) -> str:
+    """``value`` with lone surrogates spelled ``\\udcxx`` (SQLite text must be valid UTF-8)."""
+    return value.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _opt_text(value: str | None) -> str | None:
+    return None if value is None else _text(value)
+
+
+@dataclass(frozen=True)
+class ErrorEntry:
+    """One job's last error, for ``status``."""
+
+    job_id: str
+    folder: str
+    input_name: str
+    outcome: str
+    stage: str | None
+    reason: str | None
+    http_status: int | None
+    last_error: str
+    updated_at: str
+
+
+class Ledger:
+    """The job history of one daemon. Thread-safe (one connection behind a lock)."""
+
+    def __init__(
+        self, state_dir: Path, *, clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        """Open (creating and migrating) ``<state_dir>/ledger.sqlite3``.
+
+        Raises OSError when ``state_dir`` cannot be created, sqlite3.Error when the file
+        cannot be opened, ConfigError when it is from a newer version.
+        """
+        state_dir.mkdir(parents=True, exist_ok=True)
+        self.path = state_dir / LEDGER_NAME
+        self._clock = clock
+        self._lock = threading.RLock()
+        self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        try:
+            self._conn.execute("PRAGMA busy_timeout = 5000")
+            self._conn.execute("PRAGMA journal_mode = WAL")
+            self._conn.execute("PRAGMA synchronous = NORMAL")
+            migrate(self._conn)
+        except BaseException:
+            self._conn.close()
+            raise
+
+    def close(self) -> None:
+        """Close the connection. Raises sqlite3.Error if it fails."""
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Run the calls inside the ``with`` in one transaction (other threads wait).
+
+        Nested batches join the outer one. Rolls back and re-raises on an exception.
+        """
+        with self._lock:
+            if self._conn.in_transaction:
+                yield
+                return
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    def record_claim(
+        self, job_id: str, folder: str, input_name: str, variant_key: str,
+        *, sha256: str | None = None, attempts: int = 0,
+    ) -> None:
+        """Record a newly claimed job as ``in_progress``; a job already recorded is kept as is.
+
+        Raises sqlite3.Error when the write fails.
+        """
+        now = self._now()
+        self._execute(
+            "INSERT INTO jobs (job_id, folder, input_name, sha256, variant_key, outcome,"
+            " stage, attempts, created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'in_progress',"
+            " 'claim', ?, ?, ?) ON CONFLICT (job_id) DO NOTHING",
+            (job_id, _text(folder), _text(input_name), sha256, variant_key, attempts, now, now),
+        )
+
+    def update(self, job_id: str, /, **fields: Any) -> bool:
+        """Set ``fields`` (columns: sha256, outcome, stage, attempts, duration_s, last_error,
+        outputs, http_status, reason) and ``updated_at``; False when the job is unknown.
+
+        ``outputs`` takes a sequence of paths. Raises ValueError for an unknown column or
+        outcome, sqlite3.Error when the write fails.
+        """
+        unknown = set(fields) - _UPDATABLE
+        if unknown:
+            raise ValueError(f"not ledger columns: {sorted(unknown)}")
+        if "outcome" in fields and fields["outcome"] not in OUTCOMES:
+            raise ValueError(f"unknown outcome {fields['outcome']!r}")
+        values = {name: _column_value(name, value) for name, value in fields.items()}
+        values["updated_at"] = self._now()
+        assignments = ", ".join(f"{name} = ?" for name in values)  # names come from _UPDATABLE
+        cursor = self._execute(
+            f"UPDATE jobs SET {assignments} WHERE job_id = ?",  # noqa: S608 (whitelisted names)
+            (*values.values(), job_id),
+        )
+        return cursor.rowcount > 0
+
+    def finish_done(self, job_id: str, outputs: Sequence[Path | str], duration_s: float) -> bool:
+        """Mark the job done with its published ``outputs``. Raises sqlite3.Error."""
+        return self.update(
+            job_id, outcome="done", stage="dispose", outputs=outputs, duration_s=duration_s,
+        )
+
+    def finish_quarantined(
+        self, job_id: str, stage: str, reason: str, detail: str, http_status: int | None,
+    ) -> bool:
+        """Mark the job quarantined at ``stage`` for ``reason``. Raises sqlite3.Error."""
+        return self.update(
+            job_id, outcome="quarantined", stage=stage, reason=reason, last_error=detail,
+            http_status=http_status,
+        )
+
+    def find_duplicate(self, sha256: str, variant_key: str) -> list[Path] | None:
+        """The outputs of the most recent done job with this content and variant set whose
+        outputs all still exist; None when there is none. Raises sqlite3.Error."""
+        rows = self._fetch(
+            "SELECT outputs FROM jobs WHERE sha256 = ? AND variant_key = ? AND outcome = 'done'"
+            " ORDER BY updated_at DESC, rowid DESC LIMIT ?",
+            (sha256, variant_key, _DUPLICATE_CANDIDATES),
+        )
+        for (outputs_json,) in rows:
+            outputs = [Path(p) for p in json.loads(outputs_json)]
+            if outputs and all(p.is_file() for p in outputs):
+                return outputs
+        return None
+
+    def folder_stats(self) -> dict[str, dict[str, int]]:
+        """Per folder, how many jobs have each outcome (every outcome present, maybe 0).
+
+        ``waiting`` is not here: only the service knows what sits in the inboxes.
+        Raises sqlite3.Error.
+        """
+        stats: dict[str, dict[str, int]] = {}
+        for folder, outcome, count in self._fetch(
+            "SELECT folder, outcome, COUNT(*) FROM jobs GROUP BY folder, outcome", (),
+        ):
+            stats.setdefault(folder, dict.fromkeys(OUTCOMES, 0))[outcome] = count
+        return stats
+
+    def recent_errors(self, limit: int = 10) -> list[ErrorEntry]:
+        """The ``limit`` most recently updated jobs that carry an error. Raises sqlite3.Error."""
+        rows = self._fetch(
+            "SELECT job_id, folder, input_name, outcome, stage, reason, http_status,"
+            " last_error, updated_at FROM jobs WHERE last_error IS NOT NULL"
+            " ORDER BY updated_at DESC, rowid DESC LIMIT ?",
+            (limit,),
+        )
+        return [ErrorEntry(*row) for row in rows]
+
+    def _execute(self, sql: str, params: Sequence[Any]) -> sqlite3.Cursor:
+        with self._lock:
+            return self._conn.execute(sql, params)
+
+    def _fetch(self, sql: str, params: Sequence[Any]) -> list[Any]:
+        with self._lock:
+            return self._conn.execute(sql, params).fetchall()
+
+    def _now(self) -> str:
+        return self._clock().astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def _column_value(name: str, value: Any) -> Any:
+    if name == "outputs":
+        return json.dumps([str(p) for p in value], ensure_ascii=True)
+    if isinstance(value, str):
+        return _text(value)
+    return value

@@ -1,0 +1,108 @@
+"""The CLI glue: flags, and the emulator as a real subprocess stopped by a signal."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from bgcut_watchd.fake_api.cli import add_arguments, options_from_args
+from bgcut_watchd.fake_api.options import FakeApiOptions
+
+from .conftest import USAGE_URL, wait_for
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    return parser.parse_args(argv)
+
+
+def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("BGCUT_API_KEY", raising=False)
+    args = parse([])
+    assert (args.host, args.port, args.api_key, args.storage_dir) == (
+        "127.0.0.1", 8765, "test-key", None)
+    assert options_from_args(args) == FakeApiOptions()
+
+
+def test_api_key_defaults_to_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BGCUT_API_KEY", "from-env")
+    assert parse([]).api_key == "from-env"
+
+
+def test_every_fault_flag_reaches_the_options(tmp_path: Path) -> None:
+    args = parse([
+        "--latency-upload", "0.1", "--latency-process", "0.2", "--latency-download", "0.3",
+        "--fail-5xx", "0.1", "--fail-429", "0.2", "--retry-after", "4", "--fail-reset", "0.3",
+        "--fail-truncate", "0.4", "--fail-404", "0.5", "--auth-fail", "--credits-exhausted",
+        "--seed", "42", "--request-log", str(tmp_path / "log"), "--max-upload-bytes", "99",
+        "--expiry", "30",
+    ])
+    assert options_from_args(args) == FakeApiOptions(
+        latency_upload_s=0.1, latency_process_s=0.2, latency_download_s=0.3, fail_5xx=0.1,
+        fail_429=0.2, retry_after_s=4, fail_reset=0.3, fail_truncate=0.4,
+        fail_404_after_upload=0.5, auth_fail=True, credits_exhausted=True, seed=42,
+        request_log=tmp_path / "log", max_upload_bytes=99, expiry_s=30.0,
+    )
+
+
+def test_a_share_out_of_range_is_a_usage_error() -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        parse(["--fail-5xx", "1.5"])
+    assert exit_info.value.code == 2
+
+
+def read_line(process: subprocess.Popen[str], timeout_s: float) -> str:
+    assert process.stdout is not None
+    with selectors.DefaultSelector() as selector:
+        selector.register(process.stdout, selectors.EVENT_READ)
+        if not selector.select(timeout_s):
+            pytest.fail("the emulator printed nothing")
+    return process.stdout.readline().strip()
+
+
+@pytest.fixture
+def emulator(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], str, Path]]:
+    log_file = tmp_path / "requests.jsonl"
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "BGCUT_API_KEY": "sub-key"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bgcut_watchd.fake_api", "--port", "0", "--request-log",
+         str(log_file), "--storage-dir", str(tmp_path / "storage")],
+        stdout=subprocess.PIPE, text=True, env=env,
+    )
+    try:
+        line = read_line(process, timeout_s=20)
+        assert line.startswith("fake-api listening on http://127.0.0.1:")
+        yield process, line.rsplit(" ", 1)[1], log_file
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(timeout=10)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_subprocess_serves_logs_and_stops_on_signal(
+    emulator: tuple[subprocess.Popen[str], str, Path], signum: signal.Signals
+) -> None:
+    process, base_url, log_file = emulator
+    auth = {"Authorization": "Token sub-key"}
+    assert requests.get(base_url + USAGE_URL, headers=auth, timeout=10).status_code == 200
+    wait_for(lambda: log_file.exists() and bool(log_file.read_text()))
+    (entry,) = [json.loads(line) for line in log_file.read_text().splitlines()]
+    assert (entry["endpoint"], entry["status"]) == ("usage", 200)
+    assert abs(entry["timestamp_s"] - time.monotonic()) < 60  # the system monotonic clock
+    process.send_signal(signum)
+    assert process.wait(timeout=10) == 0

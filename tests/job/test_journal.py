@@ -1,0 +1,152 @@
+from __future__ import annotations
+
+import json
+import os
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from bgcut_watchd.job.journal import JobRecord, JobState, Journal
+
+T0 = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
+# Invalid UTF-8 (a lone surrogate after fsdecode), a newline and a non-ASCII letter.
+ODD_NAME = os.fsdecode(b"sub dir/caf\xe9\nphoto \xc3\xa9.JPG")
+
+
+class StepClock:
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> datetime:
+        self.now += timedelta(seconds=1)
+        return self.now
+
+
+def full_record() -> JobRecord:
+    return JobRecord(
+        job_id="a" * 32, folder="studio", original_relpath=ODD_NAME,
+        state=JobState.DOWNLOADED, attempts=2, first_seen="2025-01-01T00:00:00+00:00",
+        updated_at="2025-01-01T00:00:01+00:00", sha256="f" * 64,
+        remote_input="bgcut-watchd/aaa/input.jpg", remote_outputs=("r/full.png", "r/thumb.webp"),
+        temp_outputs=(f"/out/{ODD_NAME}.part", "/out/.bgcut-x-1.part"),
+        final_outputs=(), last_error="HTTP 503\nretry", last_stage="download",
+    )
+
+
+def test_round_trip_keeps_surrogates_and_newlines(tmp_path: Path) -> None:
+    journal = Journal(tmp_path, clock=StepClock())
+    written = journal.write(full_record())
+    assert journal.read() == written
+    assert written.original_relpath == ODD_NAME
+    assert os.fsencode(journal.read().original_relpath) == b"sub dir/caf\xe9\nphoto \xc3\xa9.JPG"
+    journal.path.read_bytes().decode("ascii")  # the file is pure ASCII
+
+
+def test_write_stamps_updated_at_from_the_clock(tmp_path: Path) -> None:
+    written = Journal(tmp_path, clock=StepClock()).write(full_record())
+    assert written.updated_at == "2025-01-02T03:04:06.000000+00:00"
+
+
+def test_original_path_gives_back_the_original_bytes(tmp_path: Path) -> None:
+    path = full_record().original_path(tmp_path)
+    assert os.fsencode(path) == os.fsencode(tmp_path) + b"/sub dir/caf\xe9\nphoto \xc3\xa9.JPG"
+
+
+def test_advance_moves_forward_and_applies_changes() -> None:
+    record = JobRecord.start("j", "studio", "a.jpg", "t0")
+    uploaded = record.advance(JobState.CLAIMED).advance(JobState.UPLOADED, remote_input="r/in")
+    assert (uploaded.state, uploaded.remote_input) == (JobState.UPLOADED, "r/in")
+    assert record.state is JobState.CLAIMING  # frozen: the original is unchanged
+    same = uploaded.advance(JobState.UPLOADED, attempts=3)
+    assert same.attempts == 3
+
+
+@pytest.mark.parametrize(
+    ("current", "target"),
+    [
+        (JobState.CLAIMED, JobState.CLAIMING),
+        (JobState.PROCESSED, JobState.UPLOADED),
+        (JobState.PUBLISHED, JobState.DOWNLOADED),
+        (JobState.DISPOSED, JobState.QUARANTINED),
+        (JobState.QUARANTINED, JobState.DISPOSED),
+    ],
+)
+def test_advance_refuses_backwards_and_out_of_final_states(
+    current: JobState, target: JobState,
+) -> None:
+    record = dataclass_with_state(current)
+    with pytest.raises(ValueError):
+        record.advance(target)
+
+
+def test_advance_refuses_state_in_changes() -> None:
+    with pytest.raises(ValueError):
+        dataclass_with_state(JobState.CLAIMED).advance(JobState.UPLOADED, state=JobState.CLAIMED)
+
+
+def test_quarantine_is_reachable_from_any_unfinished_state() -> None:
+    for state in (JobState.CLAIMED, JobState.UPLOADED, JobState.DOWNLOADED, JobState.PUBLISHED):
+        quarantined = dataclass_with_state(state).advance(JobState.QUARANTINED)
+        assert quarantined.state is JobState.QUARANTINED
+
+
+def test_restart_remote_clears_remote_work_and_goes_back_to_claimed() -> None:
+    restarted = full_record().restart_remote(attempts=3, last_error="404")
+    assert restarted.state is JobState.CLAIMED
+    assert (restarted.remote_input, restarted.remote_outputs, restarted.temp_outputs) == (
+        None, (), ())
+    assert (restarted.attempts, restarted.last_error, restarted.sha256) == (3, "404", "f" * 64)
+
+
+@pytest.mark.parametrize("state", [JobState.PUBLISHED, JobState.DISPOSED, JobState.QUARANTINED])
+def test_restart_remote_refused_after_download(state: JobState) -> None:
+    with pytest.raises(ValueError):
+        dataclass_with_state(state).restart_remote()
+
+
+def dataclass_with_state(state: JobState) -> JobRecord:
+    return JobRecord.start("j", "f", "a.jpg", "t").advance(state)
+
+
+def test_repeated_writes_leave_only_the_journal(tmp_path: Path) -> None:
+    journal = Journal(tmp_path)
+    record = full_record()
+    for attempts in range(5):
+        journal.write(record.advance(record.state, attempts=attempts))
+    assert sorted(os.listdir(tmp_path)) == ["job.json"]
+    assert journal.read().attempts == 4
+
+
+def test_failed_write_keeps_the_previous_journal_and_no_temp(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    journal = Journal(tmp_path)
+    before = journal.write(full_record())
+
+    def broken_fsync(fd: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(os, "fsync", broken_fsync)
+    with pytest.raises(OSError):
+        journal.write(before.advance(JobState.PUBLISHED))
+    monkeypatch.undo()
+    assert sorted(os.listdir(tmp_path)) == ["job.json"]
+    assert journal.read() == before
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"", b"{not json", b"[1, 2]", b'{"job_id": "x"}', "{\"é\": 1}".encode(),
+     json.dumps({**full_record().to_json(), "attempts": "2"}).encode(),
+     json.dumps({**full_record().to_json(), "state": "exploded"}).encode()],
+)
+def test_unreadable_journal_raises_value_error(tmp_path: Path, content: bytes) -> None:
+    (tmp_path / "job.json").write_bytes(content)
+    with pytest.raises(ValueError):
+        Journal(tmp_path).read()
+
+
+def test_missing_journal_raises_file_not_found(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError):
+        Journal(tmp_path).read()
