@@ -109,6 +109,7 @@ EXPECTED = {
     "ApiInputError": Decision.QUARANTINE,
     "TransientError": Decision.RETRY,
     "ServiceError": Decision.RETRY,
+    "AmbiguousOutcomeError": Decision.RETRY,  # the runner looks for outputs before re-sending
     "RateLimitedError": Decision.RETRY,
     "RemoteFileMissingError": Decision.RETRY,
     "PauseError": Decision.PAUSE_AUTH,

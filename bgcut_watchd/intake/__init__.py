@@ -69,7 +69,7 @@ class IntakeCoordinator:
         self._observer_factory = observer_factory
         self._mountinfo_path = mountinfo_path
         self._watchers: dict[str, FolderWatcher] = {}
-        self._in_flight: set[Path] = set()
+        self._in_flight: set[str] = set()  # str, not Path: a third of the memory
         self._pending_dirs: dict[tuple[str, Path], None] = {}  # an ordered set
         self._lock = threading.Lock()
 
@@ -127,8 +127,9 @@ class IntakeCoordinator:
         folder = self._folders.get(folder_name)
         if folder is None or self._admissible(folder, path) is None:
             return
+        key = str(path)
         with self._lock:
-            if path in self._in_flight:
+            if key in self._in_flight:
                 return
         try:
             st = os.lstat(path)
@@ -143,7 +144,7 @@ class IntakeCoordinator:
             self.notice_dir(folder_name, path)
         elif is_candidate(path.name, st.st_mode):
             with self._lock:
-                if path not in self._in_flight:
+                if key not in self._in_flight:
                     folder.tracker.observe(path, st.st_size, st.st_mtime_ns)
 
     def notice_dir(self, folder_name: str, directory: Path) -> None:
@@ -206,7 +207,7 @@ class IntakeCoordinator:
     def done(self, path: Path) -> None:
         """The job is finished with ``path`` (claimed, gone or left): events count again."""
         with self._lock:
-            self._in_flight.discard(path)
+            self._in_flight.discard(str(path))
 
     def next_deadline(self) -> float | None:
         """When ``poll_due`` next has something to do (clock time), or None if nothing waits."""
@@ -268,13 +269,14 @@ class IntakeCoordinator:
             st = os.lstat(seen.path)
         except OSError:
             return False  # gone or unreadable: a later event or rescan brings it back
+        key = str(seen.path)
         with self._lock:
-            if seen.path in self._in_flight:
+            if key in self._in_flight:
                 return False
             unchanged = (st.st_size, st.st_mtime_ns) == (seen.size, seen.mtime_ns)
             if not unchanged:
                 folder.tracker.observe(seen.path, st.st_size, st.st_mtime_ns)
                 return False
             folder.tracker.forget(seen.path)
-            self._in_flight.add(seen.path)
+            self._in_flight.add(key)
             return True

@@ -4,9 +4,10 @@ Quiet means its size and mtime have not changed since they were last observed to
 timer starts at the first observation (never from the file's mtime: copy tools set old mtimes,
 and the clock here is monotonic). A changed observation restarts the timer.
 
-Memory: one small entry per tracked path plus a heap of deadlines. Restarted timers leave stale
-heap items behind; they are skipped when popped and the heap is rebuilt once it holds more than
-twice the live entries, so a file written in a thousand chunks still costs O(1) memory.
+Memory: one small entry per tracked path (keyed by its ``str``, smaller than a ``Path``) plus a
+heap of deadlines. Restarted timers leave stale heap items behind; they are skipped when popped
+and the heap is rebuilt once it holds more than twice the live entries, so a file written in a
+thousand chunks still costs O(1) memory.
 
 Not thread-safe: the owner (``IntakeCoordinator``) serialises calls under its lock.
 """
@@ -16,7 +17,8 @@ from __future__ import annotations
 import heapq
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath
+from typing import NamedTuple
 
 _HEAP_SLACK = 64  # stale heap items tolerated before a rebuild, beyond 2x the live entries
 
@@ -26,6 +28,12 @@ class Observation:
     """What was last seen of a path: its size, mtime and the clock time of its last change."""
 
     path: Path
+    size: int
+    mtime_ns: int
+    changed_at: float
+
+
+class _Seen(NamedTuple):
     size: int
     mtime_ns: int
     changed_at: float
@@ -41,39 +49,41 @@ class StabilityTracker:
             raise ValueError(f"stability_s must be >= 0, got {stability_s}")
         self.stability_s = stability_s
         self._clock = clock
-        self._entries: dict[Path, Observation] = {}
-        self._heap: list[tuple[float, int, Path]] = []
+        self._entries: dict[str, _Seen] = {}
+        self._heap: list[tuple[float, int, str]] = []
         self._next_seq = 0
 
     def __len__(self) -> int:
         return len(self._entries)
 
     def __contains__(self, path: object) -> bool:
-        return path in self._entries
+        return isinstance(path, PurePath) and str(path) in self._entries
 
     def __iter__(self) -> Iterator[Path]:
-        return iter(list(self._entries))
+        return iter([Path(key) for key in self._entries])
 
     def observe(self, path: Path, size: int, mtime_ns: int) -> bool:
         """Record what ``path`` looks like now; True if it is new or changed (timer restarted)."""
-        seen = self._entries.get(path)
+        key = str(path)
+        seen = self._entries.get(key)
         if seen is not None and seen.size == size and seen.mtime_ns == mtime_ns:
             return False
         now = self._clock()
         self._next_seq += 1
-        self._entries[path] = Observation(path, size, mtime_ns, now, self._next_seq)
-        heapq.heappush(self._heap, (now + self.stability_s, self._next_seq, path))
+        self._entries[key] = _Seen(size, mtime_ns, now, self._next_seq)
+        heapq.heappush(self._heap, (now + self.stability_s, self._next_seq, key))
         self._compact_if_needed()
         return True
 
     def forget(self, path: Path) -> None:
         """Stop tracking ``path`` (deleted, moved away, claimed). Unknown paths are fine."""
-        if self._entries.pop(path, None) is not None:
+        if self._entries.pop(str(path), None) is not None:
             self._compact_if_needed()
 
     def get(self, path: Path) -> Observation | None:
         """The last observation of ``path``, or None if it is not tracked."""
-        return self._entries.get(path)
+        seen = self._entries.get(str(path))
+        return None if seen is None else Observation(path, *seen[:3])
 
     def due_observations(self, now: float, max_items: int | None = None) -> list[Observation]:
         """Remove and return the observations quiet for ``stability_s`` at ``now``, oldest first.
@@ -84,12 +94,12 @@ class StabilityTracker:
         while self._heap and self._heap[0][0] <= now:
             if max_items is not None and len(settled) >= max_items:
                 break
-            _, seq, path = heapq.heappop(self._heap)
-            seen = self._entries.get(path)
+            _, seq, key = heapq.heappop(self._heap)
+            seen = self._entries.get(key)
             if seen is None or seen.seq != seq:
                 continue  # stale: the path changed later or was forgotten
-            del self._entries[path]
-            settled.append(seen)
+            del self._entries[key]
+            settled.append(Observation(Path(key), *seen[:3]))
         return settled
 
     def due(self, now: float, max_items: int | None = None) -> list[Path]:
@@ -99,8 +109,8 @@ class StabilityTracker:
     def next_deadline(self) -> float | None:
         """The clock time at which the next path becomes due, or None when nothing is tracked."""
         while self._heap:
-            _, seq, path = self._heap[0]
-            seen = self._entries.get(path)
+            _, seq, key = self._heap[0]
+            seen = self._entries.get(key)
             if seen is not None and seen.seq == seq:
                 return self._heap[0][0]
             heapq.heappop(self._heap)
@@ -110,7 +120,7 @@ class StabilityTracker:
         if len(self._heap) <= 2 * len(self._entries) + _HEAP_SLACK:
             return
         self._heap = [
-            (seen.changed_at + self.stability_s, seen.seq, path)
-            for path, seen in self._entries.items()
+            (seen.changed_at + self.stability_s, seen.seq, key)
+            for key, seen in self._entries.items()
         ]
         heapq.heapify(self._heap)

@@ -68,15 +68,27 @@ def default_observer_factory(mode: WatchMode, poll_interval_s: float) -> BaseObs
 
 
 class _ForwardingHandler(FileSystemEventHandler):
-    """Turns watchdog events into ``on_path`` / ``on_dir`` calls. Never raises, never blocks."""
+    """Turns watchdog events into ``on_path`` / ``on_dir`` calls. Never raises, never blocks.
+
+    Paths are reported under the configured inbox even though the watch is on its real path.
+    """
 
     def __init__(
-        self, folder_name: str, recursive: bool, on_path: PathCallback, on_dir: PathCallback
+        self, folder_name: str, inbox: Path, watched: str, recursive: bool,
+        on_path: PathCallback, on_dir: PathCallback,
     ) -> None:
         self._folder_name = folder_name
+        self._inbox = inbox
+        self._watched_prefix = watched.rstrip("/") + "/"
         self._recursive = recursive
         self._on_path = on_path
         self._on_dir = on_dir
+
+    def _path(self, raw: bytes | str) -> Path:
+        text = os.fsdecode(raw)
+        if text.startswith(self._watched_prefix):
+            return self._inbox / text[len(self._watched_prefix):]
+        return Path(text)
 
     def dispatch(self, event: FileSystemEvent) -> None:
         try:
@@ -88,14 +100,14 @@ class _ForwardingHandler(FileSystemEventHandler):
     def _route(self, event: FileSystemEvent) -> None:
         if event.is_directory:
             if self._recursive and isinstance(event, DirMovedEvent) and event.dest_path:
-                self._on_dir(self._folder_name, Path(os.fsdecode(event.dest_path)))
+                self._on_dir(self._folder_name, self._path(event.dest_path))
             elif self._recursive and isinstance(event, DirCreatedEvent):
-                self._on_dir(self._folder_name, Path(os.fsdecode(event.src_path)))
+                self._on_dir(self._folder_name, self._path(event.src_path))
             return
         if event.src_path:
-            self._on_path(self._folder_name, Path(os.fsdecode(event.src_path)))
+            self._on_path(self._folder_name, self._path(event.src_path))
         if isinstance(event, FileMovedEvent) and event.dest_path:
-            self._on_path(self._folder_name, Path(os.fsdecode(event.dest_path)))
+            self._on_path(self._folder_name, self._path(event.dest_path))
 
 
 class FolderWatcher:
@@ -124,10 +136,16 @@ class FolderWatcher:
         self.poll_interval_s = poll_interval_s
         self._mode: WatchMode = mode
         self._factory = observer_factory
-        self._handler = _ForwardingHandler(folder_name, recursive, on_path, on_dir or on_path)
+        # inotify on a symlinked inbox would watch the link itself (watchdog adds IN_DONT_FOLLOW)
+        # and report nothing, so the real folder is watched and paths are mapped back.
+        self._watched = os.path.realpath(inbox)
+        self._handler = _ForwardingHandler(
+            folder_name, inbox, self._watched, recursive, on_path, on_dir or on_path
+        )
         self._observer: BaseObserver | None = None
         self._lock = threading.Lock()
         self._restart_failing = False
+        self._stopped = False  # stop() was called: ensure_alive must not bring it back
 
     @property
     def mode(self) -> WatchMode:
@@ -137,12 +155,14 @@ class FolderWatcher:
     def start(self) -> None:
         """Start watching. Raises OSError when the inbox cannot be watched at all (missing...)."""
         with self._lock:
+            self._stopped = False
             self._stop_observer()
             self._observer = self._start_observer()
 
     def stop(self) -> None:
         """Stop watching and wait (up to STOP_TIMEOUT_S) for watchdog's threads. Raises nothing."""
         with self._lock:
+            self._stopped = True
             self._stop_observer()
 
     def is_alive(self) -> bool:
@@ -157,10 +177,13 @@ class FolderWatcher:
 
         Events were lost while it was dead: after a restart, rescan the folder. A failed restart
         (inbox gone, share down) is logged once per failure streak and retried on the next call.
+        A watcher stopped by ``stop()`` stays stopped (False).
         """
         if self.is_alive():
             return True
         with self._lock:
+            if self._stopped:
+                return False
             if not self._restart_failing:
                 logger.warning("folder %s: %s watcher stopped, restarting it",
                                self.folder_name, self._mode)
@@ -198,7 +221,7 @@ class FolderWatcher:
     def _launch(self, mode: WatchMode) -> BaseObserver:
         observer = self._factory(mode, self.poll_interval_s)
         try:
-            observer.schedule(self._handler, str(self.inbox), recursive=self.recursive,
+            observer.schedule(self._handler, self._watched, recursive=self.recursive,
                               event_filter=EVENT_TYPES)
             observer.start()
         except BaseException:

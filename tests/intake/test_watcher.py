@@ -80,6 +80,20 @@ def test_inotify_notices_renames_into_place(watchers: list[FolderWatcher], inbox
     assert wait_for(lambda: {inbox / "a.jpg", inbox / "b.jpg"} <= recorder.paths())
 
 
+@pytest.mark.parametrize("mode", ["inotify", "polling"])
+def test_a_symlinked_inbox_is_watched_and_reported_under_its_name(
+    watchers: list[FolderWatcher], tmp_path: Path, recorder: Recorder, mode: WatchMode,
+) -> None:
+    real = tmp_path / "real"
+    real.mkdir()
+    link = tmp_path / "link"
+    link.symlink_to(real, target_is_directory=True)
+    _watch(watchers, link, recorder, mode=mode)
+    (real / "a.jpg").write_bytes(b"data")
+    assert wait_for(lambda: link / "a.jpg" in recorder.paths())
+    assert real / "a.jpg" not in recorder.paths()
+
+
 def test_new_and_moved_in_folders_go_to_on_dir(watchers: list[FolderWatcher], inbox: Path,
                                                recorder: Recorder, tmp_path: Path) -> None:
     dirs = Recorder()
@@ -217,4 +231,6 @@ def test_a_failing_callback_does_not_kill_the_watcher(
 def test_stop_stops(watchers: list[FolderWatcher], inbox: Path, recorder: Recorder) -> None:
     watcher = _watch(watchers, inbox, recorder)
     watcher.stop()
+    assert not watcher.is_alive()
+    assert watcher.ensure_alive() is False  # a deliberate stop is not a crash
     assert not watcher.is_alive()
