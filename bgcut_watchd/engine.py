@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 
 from bgcut_watchd.api import BackgroundCutClient
 from bgcut_watchd.config import Config, FolderConfig
 from bgcut_watchd.guard import ApiGuard
+from bgcut_watchd.job.journal import JobState
 from bgcut_watchd.job.quarantine import complete_pending
 from bgcut_watchd.job.runner import JobRunner
-from bgcut_watchd.job.workarea import WorkArea
+from bgcut_watchd.job.workarea import ClaimedJob, WorkArea
 from bgcut_watchd.ledger import Ledger
 from bgcut_watchd.pause import FolderPauses, PauseGate
 from bgcut_watchd.pipeline import FolderParts, Pipeline
@@ -25,6 +26,10 @@ from bgcut_watchd.retry import RetryPolicy
 from bgcut_watchd.scheduler import JobTicket, Outcome, Scheduler
 
 log = logging.getLogger("bgcut_watchd.engine")
+
+# The runner's mark for "the process call may have run": it looks for the outputs before
+# sending the call again (job/runner.py, ``JobRunner._process``).
+PROCESS_AMBIGUOUS = "process-ambiguous"
 
 TicketDone = Callable[[JobTicket, Outcome], None]
 
@@ -68,13 +73,16 @@ class Engine:
     def start(self) -> None:
         self.scheduler.start()
 
-    def recover(self) -> int:
+    def recover(self, folder_names: Collection[str] | None = None) -> int:
         """Finish half-done quarantines and queue every unfinished job left in a work area.
 
-        Returns how many jobs were queued for resumption. Raises nothing.
+        Only the folders named in ``folder_names`` when given (those a reload added). Returns
+        how many jobs were queued for resumption. Raises nothing.
         """
         resumed = 0
         for folder in self.config.folders:
+            if folder_names is not None and folder.name not in folder_names:
+                continue
             try:
                 complete_pending(folder.quarantine)
                 jobs = self.pipeline.folders[folder.name].workarea.recover(folder.name)
@@ -82,6 +90,7 @@ class Engine:
                 log.error("folder %s: cannot recover its work area: %s", folder.name, exc)
                 continue
             for job in jobs:
+                _mark_process_ambiguous(job)
                 if self.scheduler.submit_later(self.pipeline.ticket_for(job), 0.0):
                     resumed += 1
             if jobs:
@@ -112,3 +121,16 @@ class Engine:
         self.pipeline.release_all()
         self.client.close()
         self.ledger.close()
+
+
+def _mark_process_ambiguous(job: ClaimedJob) -> None:
+    """A job recovered in ``uploaded`` may have sent its process call (and been charged)
+    before the daemon died: have the runner look for its outputs before paying again
+    (api-v3.md, "Credits"). Raises nothing: at worst the call is sent again.
+    """
+    if job.record.state is not JobState.UPLOADED or job.record.last_stage == PROCESS_AMBIGUOUS:
+        return
+    try:
+        job.save(job.record.advance(JobState.UPLOADED, last_stage=PROCESS_AMBIGUOUS))
+    except OSError as exc:
+        log.warning("job %s: cannot journal its resumption: %s", job.job_id, exc)

@@ -3,7 +3,7 @@
 The guard is where the account-level failures take effect for all workers at once: a 401 or
 402 pauses every API call (quarantining nothing), a 429 holds every worker back for the
 clamped Retry-After. After a pause, exactly one call (the probe) goes through; its success
-opens the gate again.
+opens the gate again (for a 402 pause, only a process call's success: nothing else can tell).
 """
 
 from __future__ import annotations
@@ -59,8 +59,17 @@ class ApiGuard:
         except BaseException:
             self.gate.release_probe()
             raise
-        self.gate.report_success()
+        if self._settles_pause(endpoint):
+            self.gate.report_success()
         return result
+
+    def _settles_pause(self, endpoint: str) -> bool:
+        """Whether a success of ``endpoint`` proves the pause's cause gone.
+
+        Only a process call can answer 402: a probe that uploads and succeeds says nothing
+        about credits, so its thread keeps the probe and its process call decides.
+        """
+        return not (self.gate.state().reason is PauseReason.CREDITS and endpoint != "process")
 
     def _pause_for(self, exc: PauseError) -> None:
         """402 pauses for ``credits_pause_s``; 401 (and any other PauseError) ``auth_pause_s``."""

@@ -1,21 +1,59 @@
-"""Logging: one line per event on stderr (journald takes over under systemd, see systemd.py)."""
+"""Logging: journald with structured fields under systemd, else one line per event on stderr.
+
+Under systemd (``JOURNAL_STREAM`` names our stderr) and with systemd-python installed (the
+``systemd`` extra), each record goes to the journal with ``SYSLOG_IDENTIFIER=bgcut-watchd``,
+its priority, and the job's fields when the caller passed them: ``extra=job_fields(...)``
+becomes ``JOB_ID=``, ``FOLDER=``, ``INPUT=``, ``STAGE=``, ``REASON=``, so that
+``journalctl -u bgcut-watchd JOB_ID=...`` follows one job. Anywhere else: one line per event on
+stderr. The API key is redacted on both paths (``secrets.RedactingFilter``).
+"""
 
 from __future__ import annotations
 
+import importlib
 import logging
+import os
 import sys
+from collections.abc import Callable, Mapping
+from typing import Any, TextIO
+
+from bgcut_watchd.secrets import RedactingFilter, redact
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+SYSLOG_IDENTIFIER = "bgcut-watchd"
+JOB_FIELDS = {"job_id": "JOB_ID", "folder": "FOLDER", "input": "INPUT", "stage": "STAGE",
+              "reason": "REASON"}
+"""LogRecord attribute (as set by ``extra=``) -> journal field name."""
+
+JournalSend = Callable[..., Any]
+"""``systemd.journal.send``: ``send(MESSAGE, **FIELDS)``."""
+
+_PRIORITIES = ((logging.CRITICAL, 2), (logging.ERROR, 3), (logging.WARNING, 4),
+               (logging.INFO, 6))  # syslog levels; anything lower is 7 (debug)
 
 
-def configure_logging(level: str = "INFO", secret: str | None = None) -> None:
-    """Send every log record to stderr, one line each, with the API key redacted.
+def job_fields(job_id: str | None, folder: str | None, input_path: os.PathLike[str] | str | None,
+               stage: str | None = None, reason: str | None = None) -> dict[str, str]:
+    """``extra=`` for a log call about one job; None values are left out.
 
-    Raises nothing; calling it twice replaces the previous handler.
+    ``log.warning("job %s ...", job.job_id, ..., extra=job_fields(job.job_id, "studio",
+    "sub/a.jpg", stage="upload"))``. Raises nothing.
     """
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(LOG_FORMAT, datefmt="%Y-%m-%dT%H:%M:%S%z"))
-    add_redaction(handler, secret)
+    values = {"job_id": job_id, "folder": folder,
+              "input": None if input_path is None else os.fspath(input_path),
+              "stage": stage, "reason": reason}
+    return {key: value for key, value in values.items() if value is not None}
+
+
+def configure_logging(level: str = "INFO", secret: str | None = None, *,
+                      environ: Mapping[str, str] = os.environ, stream: TextIO | None = None,
+                      journal_send: JournalSend | None = None) -> logging.Handler:
+    """Route every log record to the journal or to ``stream`` (stderr), key redacted.
+
+    Raises nothing; calling it again replaces the previous handler. Returns the handler.
+    """
+    handler = build_handler(environ=environ, stream=stream or sys.stderr, secret=secret,
+                            journal_send=journal_send)
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
@@ -23,12 +61,126 @@ def configure_logging(level: str = "INFO", secret: str | None = None) -> None:
     root.setLevel(level.upper())
     # urllib3 logs full URLs at debug level; they never carry the key, but keep it quiet.
     logging.getLogger("urllib3").setLevel(logging.WARNING)
+    return handler
+
+
+def build_handler(*, environ: Mapping[str, str], stream: TextIO, secret: str | None = None,
+                  journal_send: JournalSend | None = None) -> logging.Handler:
+    """The journald handler when ``stream`` is systemd's journal stream, else a stream one.
+
+    ``journal_send`` replaces ``systemd.journal.send`` (tests); without either, a journal
+    stream gets plain lines with a ``<priority>`` prefix that journald understands.
+    """
+    to_journal = stderr_is_journal(environ, stream)
+    send = journal_send or (_systemd_journal_send() if to_journal else None)
+    handler: logging.Handler
+    if to_journal and send is not None:
+        handler = JournaldHandler(send, secret or "")
+    else:
+        handler = logging.StreamHandler(stream)
+        handler.setFormatter(OneLineFormatter(journal_prefix=to_journal))
+    add_redaction(handler, secret)
+    return handler
+
+
+def stderr_is_journal(environ: Mapping[str, str], stream: TextIO) -> bool:
+    """True when ``stream`` is the journal stream systemd connected (``JOURNAL_STREAM``).
+
+    systemd sets ``JOURNAL_STREAM=<device>:<inode>`` of that stream; a child whose stderr was
+    redirected inherits the variable, hence the comparison (systemd.exec(5)).
+    """
+    device, _, inode = environ.get("JOURNAL_STREAM", "").partition(":")
+    try:
+        info = os.fstat(stream.fileno())
+        return (info.st_dev, info.st_ino) == (int(device), int(inode))
+    except (OSError, ValueError, AttributeError):  # no fd (captured), or a malformed value
+        return False
 
 
 def add_redaction(handler: logging.Handler, secret: str | None) -> None:
     """Install the API-key redaction filter on ``handler`` (belt and braces: no code logs it)."""
-    if not secret:
-        return
-    from bgcut_watchd.secrets import RedactingFilter
+    if secret:
+        handler.addFilter(RedactingFilter(secret))
 
-    handler.addFilter(RedactingFilter(secret))
+
+class OneLineFormatter(logging.Formatter):
+    """``<time> <LEVEL> <logger>: <message>``, the message's line breaks escaped.
+
+    A file name may hold a newline; escaping keeps one line per event (a traceback, when
+    there is one, still follows on its own lines). ``journal_prefix``: journald stamps the
+    time itself and reads a leading ``<N>`` as the priority, sd-daemon(3).
+    """
+
+    def __init__(self, journal_prefix: bool = False) -> None:
+        fmt = "<%(priority)d>%(name)s: %(message)s" if journal_prefix else LOG_FORMAT
+        super().__init__(fmt, datefmt="%Y-%m-%dT%H:%M:%S%z")
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.priority = syslog_priority(record.levelno)
+        record.message = _escape_breaks(record.message)
+        return super().formatMessage(record)
+
+
+class JournaldHandler(logging.Handler):
+    """Sends each record to journald with a fixed set of fields (``send`` is journal.send).
+
+    Not systemd-python's JournalHandler, whose ``emit`` forwards every LogRecord attribute
+    (raw ``args`` as CODE_ARGS, ``exc_info`` as EXCEPTION_INFO, lower-case junk): those would
+    bypass the key redaction. This one sends MESSAGE, PRIORITY, SYSLOG_IDENTIFIER, LOGGER,
+    THREAD_NAME, CODE_FILE/LINE/FUNC and the job fields, each redacted.
+    """
+
+    def __init__(self, send: JournalSend, secret: str = "") -> None:
+        super().__init__()
+        self._send = send
+        self._secret = secret
+        self.setFormatter(logging.Formatter("%(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            # journal.send wants CODE_LINE as an int, every other field as text
+            self._send(self._clean(self.format(record)), CODE_LINE=record.lineno,
+                       **self.fields(record))
+        except Exception:  # logging must not take the daemon down
+            self.handleError(record)
+
+    def fields(self, record: logging.LogRecord) -> dict[str, str]:
+        """The journal fields for ``record`` other than MESSAGE and CODE_LINE."""
+        fields = {
+            "PRIORITY": str(syslog_priority(record.levelno)),
+            "SYSLOG_IDENTIFIER": SYSLOG_IDENTIFIER,
+            "LOGGER": record.name, "THREAD_NAME": record.threadName or "",
+            "CODE_FILE": record.pathname, "CODE_FUNC": record.funcName,
+        }
+        for attribute, name in JOB_FIELDS.items():
+            value = record.__dict__.get(attribute)
+            if value is not None:
+                fields[name] = str(value)
+        return {name: self._clean(value) for name, value in fields.items()}
+
+    def _clean(self, text: str) -> str:
+        # Lone surrogates (undecodable file names) cannot be encoded as UTF-8: escape them.
+        text = redact(text, self._secret)
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def syslog_priority(levelno: int) -> int:
+    """The syslog priority (0 emerg .. 7 debug) for a logging level."""
+    for threshold, priority in _PRIORITIES:
+        if levelno >= threshold:
+            return priority
+    return 7
+
+
+def _escape_breaks(text: str) -> str:
+    return text.replace("\r", "\\r").replace("\n", "\\n")
+
+
+def _systemd_journal_send() -> JournalSend | None:
+    try:
+        # import_module: mypy would take the repository's systemd/ folder (the unit) for it
+        journal = importlib.import_module("systemd.journal")
+    except ImportError:
+        return None
+    send: JournalSend = journal.send
+    return send

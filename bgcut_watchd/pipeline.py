@@ -70,6 +70,7 @@ class Pipeline:
                 ticket.folder)), ticket)
         job = self._job_for(parts, ticket)
         if job is None:
+            self._release_folder_probe(ticket.folder)
             return Outcome.skipped()
         return self._run(parts, ticket, job)
 
@@ -106,17 +107,21 @@ class Pipeline:
         try:
             parts.runner.run(job)
         except GateClosed:
+            self._release_folder_probe(ticket.folder)
             return Outcome.paused(GATE_RETRY_S, self._hold(job, ticket))
         except Exception as exc:  # every failure is classified; nothing escapes
             return self._failed(parts, ticket, job, exc, state_before)
         self._forget(job)
-        if self.folder_pauses.is_paused(ticket.folder):
-            self.folder_pauses.resume(ticket.folder)
+        # Unconditional: an expired pause whose probe just succeeded must end too, or its
+        # probe lease would keep every other worker away from the folder.
+        self.folder_pauses.resume(ticket.folder)
         return Outcome.done()
 
     def _failed(self, parts: FolderParts, ticket: JobTicket, job: ClaimedJob,
                 exc: Exception, state_before: object) -> Outcome:
         decision = classify(exc)
+        if decision is not Decision.PAUSE_FOLDER:
+            self._release_folder_probe(ticket.folder)
         if decision is Decision.QUARANTINE:
             return self._quarantine(parts, ticket, job, exc)
         if decision is Decision.PAUSE_FOLDER:
@@ -162,6 +167,13 @@ class Pipeline:
             return Outcome.paused(self.policy.folder_pause_s, self._hold(job, ticket))
         self._forget(job)
         return Outcome.quarantined()
+
+    def _release_folder_probe(self, folder: str) -> None:
+        """This job ended without telling whether the folder's disk works again: if it was
+        the folder's probe, let the next job probe at once instead of after the probe lease."""
+        pause = self.folder_pauses.snapshot().get(folder)
+        if pause is not None and pause.prober == threading.get_ident():
+            self.folder_pauses.pause(folder, 0.0, pause.reason)
 
     def _hold(self, job: ClaimedJob, ticket: JobTicket) -> JobTicket:
         with self._held_lock:

@@ -165,6 +165,7 @@ class Scheduler:
         self._stopping = False
         self._threads: list[threading.Thread] = []
         self._last_progress_s = clock()
+        self._active: dict[int, float] = {}  # worker thread -> its job's last sign of life
 
     def start(self) -> None:
         """Start the worker threads (daemon threads). Raises ``RuntimeError`` if started."""
@@ -270,14 +271,22 @@ class Scheduler:
             return self._last_progress_s
 
     def heartbeat(self) -> None:
-        """Record progress inside a long job (e.g. a download still receiving bytes)."""
+        """Record progress of the calling worker's job (e.g. an API call that completed)."""
         with self._cond:
-            self._last_progress_s = self._clock()
+            now_s = self._clock()
+            self._last_progress_s = now_s
+            me = threading.get_ident()
+            if me in self._active:
+                self._active[me] = now_s
 
     def is_stalled(self, max_quiet_s: float) -> bool:
-        """True when some job is running and nothing progressed for over ``max_quiet_s``."""
+        """True when SOME running job showed no sign of life for over ``max_quiet_s``.
+
+        Per worker, not per pool: one hung worker must count even while the others progress.
+        """
         with self._cond:
-            return self._busy > 0 and self._clock() - self._last_progress_s > max_quiet_s
+            now_s = self._clock()
+            return any(now_s - seen_s > max_quiet_s for seen_s in self._active.values())
 
     def is_idle(self) -> bool:
         """True when nothing is waiting, delayed or running."""
@@ -312,6 +321,7 @@ class Scheduler:
                     self._in_progress[ticket.folder] += 1
                     self._busy += 1
                     self._last_progress_s = now_s
+                    self._active[threading.get_ident()] = now_s
                     return ticket
                 self._cond.wait(self._idle_wait_s(now_s))
             return None
@@ -331,6 +341,7 @@ class Scheduler:
             self._busy -= 1
             self._in_progress[ticket.folder] -= 1
             self._last_progress_s = now_s
+            self._active.pop(threading.get_ident(), None)
             self._forget(ticket.key)
             tally = self._finished.setdefault(ticket.folder, Counter())
             tally["crashed" if outcome is None else outcome.kind.value] += 1

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -22,6 +23,7 @@ from bgcut_watchd.config_checks import check_folders
 from bgcut_watchd.engine import Engine
 from bgcut_watchd.errors import ConfigError
 from bgcut_watchd.exitcodes import EXIT_CONFIG, EXIT_OK
+from bgcut_watchd.fsops import show_path
 from bgcut_watchd.intake import IntakeCoordinator
 from bgcut_watchd.logsetup import configure_logging
 from bgcut_watchd.scheduler import JobTicket, Outcome
@@ -34,6 +36,7 @@ log = logging.getLogger("bgcut_watchd.service")
 TICK_S = 0.05          # the loop's longest sleep while files are settling
 IDLE_TICK_S = 1.0      # ... and while nothing is
 REPORT_EVERY_S = 1.0   # status file, systemd STATUS= and WATCHDOG=1
+DRAIN_POLL_S = 0.2     # a draining shutdown's longest sleep between looks
 MAX_WAITING = 5000     # settled files queued at once; the rest wait in the inbox (cheap)
 
 
@@ -122,14 +125,10 @@ class Service:
 
     def shutdown(self) -> None:
         self.notifier.stopping("stopping: finishing in-flight jobs")
-        log.info("stopping: no new claims; in-flight jobs get %.0fs",
+        log.info("stopping: no new claims; in-flight jobs get %gs",
                  self.config.daemon.shutdown_timeout_s)
         self.intake.stop_watching()
-        self.engine.scheduler.stop_accepting()
-        deadline = self.clock() + self.config.daemon.shutdown_timeout_s
-        finished = False
-        while not finished and not self.force_exit and self.clock() < deadline:
-            finished = self.engine.scheduler.drain(min(0.2, max(0.0, deadline - self.clock())))
+        finished = self._drain(self.config.daemon.shutdown_timeout_s)
         self.engine.cancel.set()
         if not finished:
             log.warning("stopped with jobs in flight: they resume at the next start")
@@ -150,20 +149,42 @@ class Service:
             self.notifier.reloaded(self.reporter.status_line())
             return
         self.intake.stop_watching()
+        added = {f.name for f in config.folders} - {f.name for f in self.config.folders}
+        pending = restart_only_changes(self.config, config)
         self.config = config
         self.engine.apply_config(config)
+        resumed = self.engine.recover(added) if added else 0  # jobs left in a re-added folder
         self.intake = IntakeCoordinator(config.folders, config.daemon.stability_s, self.clock)
         self.reporter.intake = self.intake
         self.intake.start_watching()
         self._rescan()
-        log.info("configuration reloaded: %d folder(s)", len(config.folders))
+        log.info("configuration reloaded: %d folder(s), %d unfinished job(s) resumed",
+                 len(config.folders), resumed)
+        if pending:
+            log.warning("configuration reloaded, but changes to %s take effect only after a "
+                        "restart", ", ".join(pending))
         self.notifier.reloaded(self.reporter.status_line())
 
     # -- internals ------------------------------------------------------------------------
 
+    def _drain(self, timeout_s: float) -> bool:
+        """Start no new job; wait for the running ones until ``timeout_s`` or a second signal.
+
+        True when they all finished. Wakes on every finished job and every signal.
+        """
+        deadline = self.clock() + timeout_s
+        finished = self.engine.scheduler.drain(0.0)  # stops the pool from starting more
+        while not finished and not self.force_exit and (left_s := deadline - self.clock()) > 0:
+            self._wakeup.wait(min(DRAIN_POLL_S, left_s))
+            self._wakeup.clear()
+            finished = self.engine.scheduler.stats().busy == 0
+        return finished
+
     def _ticket_done(self, ticket: JobTicket, outcome: Outcome) -> None:
         if ticket.job_id is None:  # the claiming run: the inbox path is no longer ours
             self.intake.done(ticket.path)
+        if self.should_exit:
+            self._wakeup.set()  # a draining shutdown looks again
 
     def _rescan(self) -> None:
         self._next_rescan = self.clock() + self.config.daemon.rescan_interval_s
@@ -208,6 +229,34 @@ def run_daemon(config_arg: str | None, log_level: str) -> int:
     configure_logging(log_level, secret=api_key)
     for warning in config.warnings:
         log.warning("configuration: %s", warning)
-    service = Service(config_path, config, api_key)
+    service = _build_service(config_path, config, api_key)
+    if service is None:
+        return EXIT_CONFIG
     service.install_signal_handlers()
     return service.run()
+
+
+def _build_service(config_path: Path, config: Config, api_key: str) -> Service | None:
+    """The Service, or None (logged) when its state directory's ledger cannot be used.
+
+    A ledger from a newer version or a damaged one needs the administrator: exit 78 with the
+    reason rather than a traceback and a systemd restart loop. Raises nothing else of its own.
+    """
+    try:
+        return Service(config_path, config, api_key)
+    except ConfigError as exc:
+        log.error("%s", exc)
+    except sqlite3.Error as exc:
+        log.error("daemon.state_dir: cannot open the ledger in %s (%s); move the file away "
+                  "to start a new history", show_path(config.daemon.state_dir), exc)
+    return None
+
+
+def restart_only_changes(old: Config, new: Config) -> list[str]:
+    """The changed settings a reload does not apply (the client, limiter, retry policy, pool
+    and ledger are built once at start-up), by their config names."""
+    return [name for name, before, after in (
+        ("[api]", old.api, new.api), ("[retry]", old.retry, new.retry),
+        ("daemon.workers", old.daemon.workers, new.daemon.workers),
+        ("daemon.state_dir", old.daemon.state_dir, new.daemon.state_dir),
+    ) if before != after]

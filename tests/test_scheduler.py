@@ -253,14 +253,48 @@ def test_progress_and_stall_detection_for_the_watchdog(schedulers: list[Schedule
     assert scheduler.last_progress_at() == 110.0
     clock.advance(61.0)
     assert scheduler.is_stalled(60.0)
-    scheduler.heartbeat()
-    assert not scheduler.is_stalled(60.0) and scheduler.last_progress_at() == 171.0
+    scheduler.heartbeat()  # from outside any job: progress, but it cannot vouch for the worker
+    assert scheduler.is_stalled(60.0) and scheduler.last_progress_at() == 171.0
     clock.advance(5.0)
     job.release.set()
     assert wait_for(scheduler.is_idle)
     assert scheduler.last_progress_at() == 176.0
     clock.advance(1000.0)
     assert not scheduler.is_stalled(60.0)  # idle is not hung
+
+
+def test_one_hung_worker_is_stalled_while_another_progresses(
+    schedulers: list[Scheduler],
+) -> None:
+    clock = FakeClock()
+    hung = threading.Event()
+    beat = threading.Event()
+    beaten = threading.Event()
+
+    def job(ticket: JobTicket) -> Outcome:
+        if ticket.path.name == "img1.jpg":
+            hung.wait(10)  # never heartbeats
+        else:
+            while not hung.is_set():  # a healthy worker heartbeats on request
+                if beat.wait(0.01):
+                    beat.clear()
+                    scheduler.heartbeat()
+                    beaten.set()
+        return Outcome.done()
+
+    scheduler = make(schedulers, job, workers=2, clock=clock)
+    scheduler.start()
+    scheduler.submit(ticket(1))
+    scheduler.submit(ticket(2))
+    assert wait_for(lambda: scheduler.stats().busy == 2)
+    clock.advance(61.0)
+    beat.set()
+    assert wait_for(beaten.is_set)
+    assert scheduler.last_progress_at() == clock()  # the pool as a whole progressed...
+    assert scheduler.is_stalled(60.0)  # ...yet one worker is hung: the watchdog must trip
+    hung.set()
+    assert wait_for(scheduler.is_idle)
+    assert not scheduler.is_stalled(60.0)
 
 
 def test_start_twice_and_zero_workers_are_refused(schedulers: list[Scheduler]) -> None:

@@ -227,19 +227,34 @@ class JobRunner:
             return False
         out_dir = self._out_dir(job)
         by_name = dict(zip(self._sorted_names(), earlier, strict=True))
-        temps: list[str] = []
-        with local_disk("copying an earlier output", out_dir):
-            make_dirs(out_dir)
-            for index, variant in enumerate(self.folder.variants):
-                temp = temp_path_for(out_dir, job.job_id, index)
-                copy_file_durably(by_name[variant.name], temp)
-                temps.append(os.fsdecode(temp))
+        # Copies left by an interrupted attempt would make every later copy fail (EEXIST).
+        discard_temps(out_dir, job.job_id)
+        try:
+            temps = self._copy_earlier(job, out_dir, by_name)
+        except FileNotFoundError:  # an earlier output vanished since the ledger looked
+            discard_temps(out_dir, job.job_id)
+            return False
         log.info("job %s [%s] %s: same content and variants as an earlier job: outputs "
                  "copied, no API call", job.job_id, self.folder.name,
                  show_path(job.record.original_relpath))
         job.save(job.record.advance(JobState.DOWNLOADED, temp_outputs=tuple(temps),
                                     last_stage="duplicate"))
         return True
+
+    def _copy_earlier(self, job: ClaimedJob, out_dir: Path,
+                      by_name: dict[str, Path]) -> list[str]:
+        """Copy an earlier job's outputs to this job's temporaries; return their paths.
+
+        Raises FileNotFoundError when an earlier output is gone, LocalDiskError otherwise.
+        """
+        temps: list[str] = []
+        with local_disk("copying an earlier output", out_dir, passthrough=(FileNotFoundError,)):
+            make_dirs(out_dir)
+            for index, variant in enumerate(self.folder.variants):
+                temp = temp_path_for(out_dir, job.job_id, index)
+                copy_file_durably(by_name[variant.name], temp)
+                temps.append(os.fsdecode(temp))
+        return temps
 
     def _restart_remote(self, job: ClaimedJob) -> None:
         discard_temps(self._out_dir(job), job.job_id)

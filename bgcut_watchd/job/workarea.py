@@ -18,11 +18,12 @@ import fcntl
 import logging
 import os
 import re
+import stat
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-from bgcut_watchd.fsops import fsync_dir
+from bgcut_watchd.fsops import copy_file_durably, fsync_dir
 from bgcut_watchd.job.journal import (
     TERMINAL_STATES,
     Clock,
@@ -38,6 +39,7 @@ log = logging.getLogger(__name__)
 WORK_DIR_NAME = ".bgcut-work"
 LOCK_NAME = "lock"
 INPUT_STEM = "input"
+COPY_TEMP_NAME = ".copy.part"  # a copy-claim's bytes before they become the input
 _ASCII_EXT = re.compile(r"\.[A-Za-z0-9]{1,16}")
 _GONE = (errno.ENOENT, errno.ENOTDIR)
 
@@ -200,6 +202,55 @@ class WorkArea:
             raise
         return job
 
+    def claim_copy(self, folder_name: str, source: Path, relpath: str) -> ClaimedJob | None:
+        """Copy ``source`` (a regular file anywhere; never moved) into a new job dir and own it.
+
+        The claim of ``process`` for a file outside the inbox: same lock and journal as
+        :meth:`claim`, ``relpath`` standing in for its place in the inbox (it picks the
+        outbox/archive/quarantine subfolder). The bytes go to a hidden temporary, fsynced, then
+        renamed to the input, so a crash never leaves a partial input (recovery removes a
+        ``claiming`` dir without one). Returns None when another daemon's recovery took the
+        brand-new dir. Raises ValueError for a ``relpath`` that is absolute, climbs or enters
+        the work area, or a ``source`` that is not a regular file (it is never opened then);
+        OSError when the copy fails (the job dir is removed; ``source`` is untouched either way).
+        """
+        self._check_relpath(relpath)
+        if not stat.S_ISREG(os.lstat(source).st_mode):
+            raise ValueError(f"{os.fsdecode(source)!r} is not a regular file")
+        self._ensure_root()
+        job_dir = self.root / self._new_job_id()
+        job_dir.mkdir()
+        fsync_dir(self.root)
+        try:
+            lock_fd = _try_lock(job_dir)
+        except OSError as exc:
+            if exc.errno in _GONE:
+                return None
+            _remove_job_dir(job_dir)
+            raise
+        if lock_fd is None:
+            return None
+        try:
+            return self._copy_in(folder_name, source, relpath, job_dir, lock_fd)
+        except BaseException:
+            try:
+                _remove_job_dir(job_dir)  # only our copy is lost: the source never moved
+            finally:
+                os.close(lock_fd)
+            raise
+
+    def _copy_in(
+        self, folder_name: str, source: Path, relpath: str, job_dir: Path, lock_fd: int,
+    ) -> ClaimedJob:
+        journal = Journal(job_dir, clock=self._clock)
+        record = journal.write(JobRecord.start(job_dir.name, folder_name, relpath, self._now()))
+        temp = job_dir / COPY_TEMP_NAME
+        copy_file_durably(source, temp)
+        temp.rename(job_dir / input_name_for(relpath))
+        fsync_dir(job_dir)
+        return ClaimedJob(job_dir, journal, journal.write(record.advance(JobState.CLAIMED)),
+                          lock_fd)
+
     def recover(self, folder_name: str) -> list[ClaimedJob]:
         """Take every job dir no live process owns; return the unfinished ones to resume.
 
@@ -304,6 +355,12 @@ class WorkArea:
         if not relative.parts or relative.parts[0] == WORK_DIR_NAME:
             raise ValueError(f"{path} is not a file the inbox can hand over")
         return os.fsdecode(relative)
+
+    @staticmethod
+    def _check_relpath(relpath: str) -> None:
+        parts = Path(relpath).parts
+        if not parts or Path(relpath).is_absolute() or ".." in parts or parts[0] == WORK_DIR_NAME:
+            raise ValueError(f"not a path inside an inbox: {relpath!r}")
 
     def _ensure_root(self) -> None:
         if not self.root.is_dir():

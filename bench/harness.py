@@ -1,0 +1,292 @@
+"""What every benchmark shares: figures and targets, the emulator and the daemon as subprocesses,
+peak memory and CPU time of a process, and small statistics.
+
+The emulator runs in its own process so that its rendering does not share a GIL with the daemon
+or with the measuring code; both are started with the interpreter running the bench.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import selectors
+import signal
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from tests.support import API_KEY, REPO, DaemonProcess, wait_for, write_config
+
+__all__ = ["API_KEY", "Daemon", "Emulator", "Figure", "Settings", "make_config", "median",
+           "percentile", "wait_for"]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How big a run is: ``quick`` (CI, under ~3 minutes) or full, and where files go."""
+
+    quick: bool
+    workdir: Path
+
+    def pick(self, full: int, quick: int) -> int:
+        """The full-mode size or the quick-mode size."""
+        return quick if self.quick else full
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One measured figure; ``met`` is None when the figure has no target (informational)."""
+
+    bench: str
+    name: str
+    value: float
+    unit: str
+    target: str = ""
+    met: bool | None = None
+    note: str = ""
+
+    @property
+    def verdict(self) -> str:
+        if self.met is None:
+            return "info"
+        return "met" if self.met else "NOT met"
+
+    def shown_value(self) -> str:
+        if self.unit in ("", "x", "ratio") or abs(self.value) >= 100:
+            text = f"{self.value:.3g}" if abs(self.value) < 100 else f"{self.value:,.0f}"
+        else:
+            text = f"{self.value:.3f}".rstrip("0").rstrip(".")
+        return f"{text} {self.unit}".strip()
+
+    def line(self) -> str:
+        target = f" (target {self.target})" if self.target else ""
+        note = f"  [{self.note}]" if self.note else ""
+        return f"{self.bench}: {self.name} = {self.shown_value()}{target}: {self.verdict}{note}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"bench": self.bench, "name": self.name, "value": self.value, "unit": self.unit,
+                "target": self.target, "met": self.met, "note": self.note}
+
+
+def at_least(bench: str, name: str, value: float, unit: str, minimum: float,
+             note: str = "") -> Figure:
+    return Figure(bench, name, value, unit, f">= {minimum:g} {unit}".strip(),
+                  value >= minimum, note)
+
+
+def at_most(bench: str, name: str, value: float, unit: str, maximum: float,
+            note: str = "") -> Figure:
+    return Figure(bench, name, value, unit, f"<= {maximum:g} {unit}".strip(),
+                  value <= maximum, note)
+
+
+def exactly(bench: str, name: str, value: float, expected: float, note: str = "") -> Figure:
+    return Figure(bench, name, value, "", f"== {expected:g}", math.isclose(value, expected),
+                  note)
+
+
+def info(bench: str, name: str, value: float, unit: str, note: str = "") -> Figure:
+    return Figure(bench, name, value, unit, "", None, note)
+
+
+# -- statistics ------------------------------------------------------------------------------
+
+def median(values: Sequence[float]) -> float:
+    """The median (raises ValueError on an empty sequence)."""
+    if not values:
+        raise ValueError("median of nothing")
+    return float(statistics.median(values))
+
+
+def percentile(values: Sequence[float], pct: float) -> float:
+    """Linear-interpolated percentile (``pct`` in 0..100) of at least one value."""
+    ordered = sorted(values)
+    if not ordered:
+        raise ValueError("percentile of nothing")
+    rank = (len(ordered) - 1) * pct / 100.0
+    low, high = math.floor(rank), math.ceil(rank)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+# -- processes -------------------------------------------------------------------------------
+
+def peak_rss_bytes(pid: int) -> int:
+    """The kernel's high-water mark of the resident set (VmHWM) of a running process."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no VmHWM for pid {pid}")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds used so far by a process and its threads (10 ms ticks)."""
+    times = psutil.Process(pid).cpu_times()
+    return float(times.user + times.system)
+
+
+def run_time_s(pid: int) -> float:
+    """Nanosecond-precise CPU time of a process's live threads (``/proc/PID/task/*/schedstat``).
+
+    Finer than :func:`cpu_seconds` (whose clock ticks are 10 ms), for small amounts such as
+    an idle minute; threads that ended are not counted.
+    """
+    total_ns = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            total_ns += int((task / "schedstat").read_text().split()[0])
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # the thread ended between the listing and the read
+    return total_ns / 1e9
+
+
+class Emulator:
+    """``python -m bgcut_watchd fake-api`` on a free loopback port, as a subprocess."""
+
+    def __init__(self, workdir: Path, *, latency_upload_s: float = 0.0,
+                 latency_process_s: float = 0.0, latency_download_s: float = 0.0) -> None:
+        workdir.mkdir(parents=True, exist_ok=True)
+        self._workdir = workdir
+        self._latency = (latency_upload_s, latency_process_s, latency_download_s)
+        self._proc: subprocess.Popen[str] | None = None
+        self.base_url = ""
+
+    def start(self, timeout_s: float = 20.0) -> Emulator:
+        up, process, down = self._latency
+        command = [sys.executable, "-m", "bgcut_watchd", "--log-level", "WARNING", "fake-api",
+                   "--port", "0", "--api-key", API_KEY,
+                   "--storage-dir", str(self._workdir / "storage"),
+                   "--latency-upload", str(up), "--latency-process", str(process),
+                   "--latency-download", str(down)]
+        with (self._workdir / "emulator.log").open("ab") as errors:
+            self._proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=errors,
+                                          stdin=subprocess.DEVNULL, text=True,
+                                          env={**os.environ, "PYTHONPATH": str(REPO)})
+        self.base_url = self._read_url(timeout_s)
+        return self
+
+    def _read_url(self, timeout_s: float) -> str:
+        assert self._proc is not None and self._proc.stdout is not None
+        with selectors.DefaultSelector() as selector:
+            selector.register(self._proc.stdout, selectors.EVENT_READ)
+            if not selector.select(timeout_s):
+                raise RuntimeError("the emulator did not start in time")
+        line = self._proc.stdout.readline().strip()
+        if "listening on " not in line:
+            raise RuntimeError(f"unexpected emulator output: {line!r}")
+        return line.rsplit(" ", 1)[1]
+
+    @property
+    def pid(self) -> int:
+        assert self._proc is not None
+        return self._proc.pid
+
+    def _control(self, path: str, body: dict[str, Any] | None = None) -> Any:
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(f"{self.base_url}/_control/{path}", data=data,
+                                         method="GET" if body is None else "POST")
+        with urllib.request.urlopen(request, timeout=30) as answer:  # noqa: S310 - loopback
+            return json.load(answer)
+
+    def log(self) -> list[dict[str, Any]]:
+        """Every API request the emulator answered since the last ``reset_log``."""
+        entries: list[dict[str, Any]] = self._control("log")
+        return entries
+
+    def reset_log(self) -> None:
+        self._control("reset-log", {})
+
+    def update(self, **changes: Any) -> None:
+        """Change emulator options while it runs (``POST /_control/``)."""
+        self._control("", changes)
+
+    def stop(self) -> None:
+        if self._proc is None or self._proc.poll() is not None:
+            return
+        self._proc.send_signal(signal.SIGTERM)
+        try:
+            self._proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait(timeout=10)
+
+    def __enter__(self) -> Emulator:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class Daemon(DaemonProcess):
+    """The real daemon as a subprocess, with what the benchmarks read from it."""
+
+    started_at: float = 0.0
+
+    def start(self) -> Daemon:
+        self.started_at = time.monotonic()
+        super().start()
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def peak_rss_bytes(self) -> int:
+        return peak_rss_bytes(self.pid)
+
+    def cpu_seconds(self) -> float:
+        return cpu_seconds(self.pid)
+
+    def run_time_s(self) -> float:
+        return run_time_s(self.pid)
+
+    def assert_running(self) -> None:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"the daemon exited with {self.proc.returncode}:\n"
+                               + self.log_text()[-3000:])
+
+    def stop(self) -> None:
+        """Warm shutdown; fails loudly if the daemon had crashed meanwhile."""
+        self.assert_running()
+        code = self.terminate(timeout_s=60)
+        if code != 0:
+            raise RuntimeError(f"the daemon stopped with exit code {code}")
+
+    def __enter__(self) -> Daemon:
+        return self.start()
+
+
+def make_config(root: Path, base_url: str, **keys: Any) -> Path:
+    """``tests.support.write_config`` under a new folder ``root``; returns the config path."""
+    root.mkdir(parents=True, exist_ok=True)
+    return write_config(root, base_url, **keys)
+
+
+def wait_quietly(predicate: Callable[[], object], timeout_s: float,
+                 interval_s: float = 0.05) -> bool:
+    """Poll ``predicate`` until true or ``timeout_s``; returns whether it became true."""
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(interval_s)
+    return True
+
+
+def count_files(folder: Path) -> int:
+    """Visible regular files directly in ``folder`` (0 when it does not exist)."""
+    try:
+        with os.scandir(folder) as entries:
+            return sum(1 for e in entries if not e.name.startswith(".") and e.is_file())
+    except FileNotFoundError:
+        return 0

@@ -1,0 +1,168 @@
+"""``bgcut-watchd explain``: the dry run for one path; no API call, nothing moved."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bgcut_watchd.cli import main
+from bgcut_watchd.fake_api import FakeApiServer
+from tests.hostile import make_text_named_jpg, make_valid_jpeg
+from tests.support import API_KEY, files_under, write_config
+
+
+@pytest.fixture(autouse=True)
+def keep_root_logging() -> Iterator[None]:
+    """``cli.main`` binds a root handler to this test's captured stderr: undo it afterwards."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+@pytest.fixture(autouse=True)
+def no_key_in_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """explain needs no API key."""
+    monkeypatch.delenv("BGCUT_API_KEY", raising=False)
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+
+
+@pytest.fixture
+def inbox(tmp_path: Path) -> Path:
+    path = tmp_path / "studio" / "inbox"
+    path.mkdir(parents=True)
+    return path
+
+
+def _explain(config: Path, path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    code = main(["explain", "-c", str(config), str(path)])
+    return code, capsys.readouterr().out
+
+
+def test_an_ignored_name_names_its_rule(
+    tmp_path: Path, emulator: FakeApiServer, inbox: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    config = write_config(tmp_path, emulator.base_url, folder={"ignore": ["raw/*"]})
+    partial = inbox / "photo.jpg.part"
+    partial.write_bytes(b"half")
+    (inbox / "raw").mkdir()
+    raw = make_valid_jpeg(inbox / "raw", "x.jpg")
+
+    code, out = _explain(config, partial, capsys)
+    assert code == 1
+    assert "ignored:     yes, by the built-in pattern '*.part'" in out
+    code, out = _explain(config, raw, capsys)
+    assert code == 1
+    assert "ignored:     yes, by the ignore pattern 'raw/*'" in out
+    assert partial.exists() and raw.exists()
+
+
+def test_a_valid_image_shows_calls_and_outputs_without_calling_the_api(
+    tmp_path: Path, emulator: FakeApiServer, inbox: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    config = write_config(tmp_path, emulator.base_url)
+    (inbox / "sub").mkdir()
+    image = make_valid_jpeg(inbox / "sub", "shot one.jpg")
+    outbox = tmp_path / "studio" / "outbox" / "sub"
+    outbox.mkdir(parents=True)
+    (outbox / "shot one.thumb.webp").write_bytes(b"taken")  # the whole set moves to -1
+
+    code, out = _explain(config, image, capsys)
+
+    assert code == 0, out
+    assert "folder:      studio (inbox " in out and "as 'sub/shot one.jpg'" in out
+    assert "local check: OK: jpeg 64x48" in out
+    assert '1. upload to "bgcut-watchd/<job id>" as "shot_one.jpg"' in out
+    assert "2. process, one call with 3 variant(s):" in out
+    assert ('thumb: {"output_file_path": "bgcut-watchd/<job id>/out/1-thumb.webp", '
+            '"format": "webp", "max_resolution": 40000') in out
+    assert "3. download, 3 call(s)" in out
+    for name in ("shot one-1.full.png", "shot one-1.thumb.webp", "shot one-1.white.jpg"):
+        assert f"'{name}'" in out
+    assert f"moves to '{tmp_path / 'studio' / 'archive' / 'sub' / 'shot one.jpg'}'" in out
+    assert emulator.requests() == []
+    assert image.exists()
+    assert not (tmp_path / "state" / "ledger.sqlite3").exists()  # nothing written
+    assert API_KEY not in out
+
+
+def test_a_text_file_named_jpg_would_be_quarantined(
+    tmp_path: Path, emulator: FakeApiServer, inbox: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    config = write_config(tmp_path, emulator.base_url)
+    notes = make_text_named_jpg(inbox)
+
+    code, out = _explain(config, notes, capsys)
+
+    assert code == 1
+    assert "local check: rejected: invalid_image:" in out
+    quarantined = tmp_path / "studio" / "quarantine" / "notes.jpg"
+    assert f"quarantined, no API call: '{quarantined}' beside notes.jpg.error.json" in out
+    assert "remote calls" not in out
+    assert notes.exists() and files_under(tmp_path / "studio" / "quarantine") == []
+    assert emulator.requests() == []
+
+
+def test_a_path_outside_every_inbox_is_not_seen_by_the_daemon(
+    tmp_path: Path, emulator: FakeApiServer, capsys: pytest.CaptureFixture[str],
+) -> None:
+    config = write_config(tmp_path, emulator.base_url, folders=("studio", "web"))
+    (tmp_path / "elsewhere").mkdir()
+    image = make_valid_jpeg(tmp_path / "elsewhere", "loose.jpg")
+
+    code, out = _explain(config, image, capsys)
+
+    assert code == 1
+    assert "folder:      none: in no folder's inbox, the daemon never sees it" in out
+    assert "with folder 'studio'" in out
+    assert "'loose.full.png'" in out  # what `process` would make of it
+    assert "the copy (the original stays) moves to" in out
+    assert emulator.requests() == []
+
+
+def test_a_duplicate_would_copy_earlier_outputs(
+    tmp_path: Path, emulator: FakeApiServer, inbox: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    config = write_config(tmp_path, emulator.base_url)
+    first = make_valid_jpeg(inbox, "first.jpg")
+    data = first.read_bytes()
+    with monkeypatch.context() as m:
+        m.setenv("BGCUT_API_KEY", API_KEY)
+        assert main(["process", "-c", str(config), str(first)]) == 0
+    (inbox / "again.jpg").write_bytes(data)
+    capsys.readouterr()
+    calls_before = len(emulator.requests())
+
+    code, out = _explain(config, inbox / "again.jpg", capsys)
+
+    assert code == 0
+    assert "duplicate:   yes: same content, same variants" in out
+    assert f"'{tmp_path / 'studio' / 'outbox' / 'first.full.png'}'" in out
+    assert "remote calls" not in out
+    assert "'again.full.png'" in out
+    assert len(emulator.requests()) == calls_before
+
+
+def test_a_non_recursive_folder_does_not_take_subfolders(
+    tmp_path: Path, emulator: FakeApiServer, inbox: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    config = write_config(tmp_path, emulator.base_url, folder={"recursive": False})
+    (inbox / "sub").mkdir()
+    image = make_valid_jpeg(inbox / "sub", "x.jpg")
+    code, out = _explain(config, image, capsys)
+    assert code == 1
+    assert "recursive = false" in out
+
+
+def test_a_configuration_error_exits_78(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    broken = tmp_path / "config.toml"
+    broken.write_text("[api]\nbase_url = 3\n", "utf-8")
+    assert main(["explain", "-c", str(broken), str(tmp_path)]) == 78
+    assert "api.base_url" in capsys.readouterr().err
