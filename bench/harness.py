@@ -133,6 +133,20 @@ def cpu_seconds(pid: int) -> float:
     return float(times.user + times.system)
 
 
+class MachineLoad:
+    """How busy every CPU of the machine was between ``start()`` and ``busy_share()``."""
+
+    def __init__(self) -> None:
+        self._before = psutil.cpu_times()
+
+    def busy_share(self) -> float:
+        """Share (0..1) of all CPU time spent busy, by any process, since construction."""
+        after = psutil.cpu_times()
+        total = sum(after) - sum(self._before)
+        idle = (after.idle + after.iowait) - (self._before.idle + self._before.iowait)
+        return 0.0 if total <= 0 else 1.0 - idle / total
+
+
 def run_time_s(pid: int) -> float:
     """Nanosecond-precise CPU time of a process's live threads (``/proc/PID/task/*/schedstat``).
 

@@ -47,7 +47,9 @@ def _add_config_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser
     check.set_defaults(handler=_cmd_check_config)
 
     process = sub.add_parser("process", help="one-shot: run the pipeline over the given files "
-                             "or folders, show progress, exit non-zero if any input failed")
+                             "or folders, show progress, exit non-zero if any input failed. A "
+                             "file inside the folder's inbox is moved and archived like the "
+                             "daemon does; any other file is copied, never moved or deleted")
     process.add_argument("-c", "--config", help=CONFIG_HELP)
     process.add_argument("--folder", help="configured folder whose variants and outbox to use "
                          "(default: the folder whose inbox holds the path, else the first)")

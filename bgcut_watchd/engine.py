@@ -16,7 +16,7 @@ from bgcut_watchd.config import Config, FolderConfig
 from bgcut_watchd.guard import ApiGuard
 from bgcut_watchd.job.journal import JobState
 from bgcut_watchd.job.quarantine import complete_pending
-from bgcut_watchd.job.runner import JobRunner
+from bgcut_watchd.job.runner import PROCESS_AMBIGUOUS, JobRunner
 from bgcut_watchd.job.workarea import ClaimedJob, WorkArea
 from bgcut_watchd.ledger import Ledger
 from bgcut_watchd.pause import FolderPauses, PauseGate
@@ -29,7 +29,6 @@ log = logging.getLogger("bgcut_watchd.engine")
 
 # The runner's mark for "the process call may have run": it looks for the outputs before
 # sending the call again (job/runner.py, ``JobRunner._process``).
-PROCESS_AMBIGUOUS = "process-ambiguous"
 
 TicketDone = Callable[[JobTicket, Outcome], None]
 
@@ -47,13 +46,17 @@ class Engine:
         self.client = BackgroundCutClient(config.api, api_key)
         self.gate = PauseGate()
         self.guard = ApiGuard(self.gate, RateLimiter(config.api.max_requests_per_minute),
-                              self.policy, cancel)
+                              self.policy, cancel, on_answer=self._heartbeat)
         self.folder_pauses = FolderPauses()
         self.pipeline = Pipeline(self._folder_parts(config.folders), self.policy,
                                  self.folder_pauses)
         self._on_ticket_done = on_ticket_done
         self.scheduler = Scheduler(config.daemon.workers, self._run_ticket,
                                    max_waiting=max_waiting)
+
+    def _heartbeat(self) -> None:
+        """Every API answer shows the calling worker alive (for the systemd watchdog)."""
+        self.scheduler.heartbeat()
 
     def _folder_parts(self, folders: tuple[FolderConfig, ...]) -> dict[str, FolderParts]:
         return {

@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable
 from typing import TypeVar
 
-from bgcut_watchd.errors import CreditsError, PauseError, RateLimitedError
+from bgcut_watchd.errors import ApiError, CreditsError, PauseError, RateLimitedError
 from bgcut_watchd.pause import PauseGate, PauseReason
 from bgcut_watchd.ratelimit import RateLimiter
 from bgcut_watchd.retry import RetryPolicy
@@ -30,11 +30,14 @@ class ApiGuard:
     """Runs API calls under the pause gate and the rate limiter. Thread-safe."""
 
     def __init__(self, gate: PauseGate, limiter: RateLimiter, policy: RetryPolicy,
-                 cancel: threading.Event) -> None:
+                 cancel: threading.Event,
+                 on_answer: Callable[[], None] = lambda: None) -> None:
+        """``on_answer`` runs after every call that got an answer (the worker is alive)."""
         self.gate = gate
         self.limiter = limiter
         self.policy = policy
         self._cancel = cancel
+        self._on_answer = on_answer
 
     def call(self, endpoint: str, fn: Callable[[], T]) -> T:
         """Wait for the gate and a token, then run ``fn`` and note what it tells about pauses.
@@ -49,19 +52,26 @@ class ApiGuard:
             raise GateClosed(f"{endpoint}: stopping")
         try:
             result = fn()
-        except PauseError as exc:
-            self._pause_for(exc)
-            raise
-        except RateLimitedError as exc:
-            self.limiter.penalise(exc.retry_after_s or self.policy.base_delay_s)
-            self.gate.release_probe()
+        except ApiError as exc:
+            self._on_answer()
+            self._after_failure(exc)
             raise
         except BaseException:
             self.gate.release_probe()
             raise
+        self._on_answer()
         if self._settles_pause(endpoint):
             self.gate.report_success()
         return result
+
+    def _after_failure(self, exc: ApiError) -> None:
+        """Pause everyone (401/402), slow everyone down (429), or free the probe."""
+        if isinstance(exc, PauseError):
+            self._pause_for(exc)
+            return
+        if isinstance(exc, RateLimitedError):
+            self.limiter.penalise(exc.retry_after_s or self.policy.base_delay_s)
+        self.gate.release_probe()
 
     def _settles_pause(self, endpoint: str) -> bool:
         """Whether a success of ``endpoint`` proves the pause's cause gone.

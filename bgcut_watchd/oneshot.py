@@ -162,7 +162,7 @@ def _run_engine(config: Config, api_key: str, inputs: list[Input],
         try:
             stopped = _drive(engine, feed, run, signals, config.daemon.workers + EXTRA_CLAIMS)
             _stop(engine, config.daemon.shutdown_timeout_s, signals, stopped)
-            _leave(run, feed, stopped)
+            _leave(run, feed)
             return stopped, _reasons(engine.ledger, run.results)
         finally:
             engine.close()
@@ -239,7 +239,7 @@ def _stop(engine: Engine, timeout_s: float, signals: _Signals, why: str | None) 
     engine.cancel.set()
 
 
-def _leave(run: _Run, feed: deque[Input], why: str | None) -> None:
+def _leave(run: _Run, feed: deque[Input]) -> None:
     """Record what stopping left: claimed jobs stay resumable, the rest untouched."""
     with run.lock:
         left = dict(run.jobs)

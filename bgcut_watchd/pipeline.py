@@ -19,7 +19,8 @@ from pathlib import Path
 from bgcut_watchd.errors import LocalDiskError, RateLimitedError
 from bgcut_watchd.fsops import show_path
 from bgcut_watchd.guard import GateClosed
-from bgcut_watchd.job.runner import JobRunner
+from bgcut_watchd.job.journal import JobState
+from bgcut_watchd.job.runner import STAGE_OF, JobRunner
 from bgcut_watchd.job.workarea import ClaimedJob, WorkArea
 from bgcut_watchd.pause import FolderPauses
 from bgcut_watchd.retry import Decision, RetryPolicy, classify
@@ -27,6 +28,7 @@ from bgcut_watchd.scheduler import JobTicket, Outcome
 
 log = logging.getLogger("bgcut_watchd.pipeline")
 
+_ORDER = list(JobState)
 GATE_RETRY_S = 0.5  # a job handed back at a closed gate is offered again this soon
 
 
@@ -118,7 +120,7 @@ class Pipeline:
         return Outcome.done()
 
     def _failed(self, parts: FolderParts, ticket: JobTicket, job: ClaimedJob,
-                exc: Exception, state_before: object) -> Outcome:
+                exc: Exception, state_before: JobState) -> Outcome:
         decision = classify(exc)
         if decision is not Decision.PAUSE_FOLDER:
             self._release_folder_probe(ticket.folder)
@@ -134,8 +136,10 @@ class Pipeline:
         return self._retry(parts, ticket, job, exc, decision, state_before)
 
     def _retry(self, parts: FolderParts, ticket: JobTicket, job: ClaimedJob, exc: Exception,
-               decision: Decision, state_before: object) -> Outcome:
-        progressed = job.record.state is not state_before
+               decision: Decision, state_before: JobState) -> Outcome:
+        # Progress (a later state) starts the count afresh; a redo after a 404 is no progress,
+        # so a file that keeps vanishing remotely ends in quarantine after max_attempts.
+        progressed = _ORDER.index(job.record.state) > _ORDER.index(state_before)
         attempts = 1 if progressed else job.record.attempts + 1
         try:
             job.save(job.record.advance(job.record.state, attempts=attempts,
@@ -152,7 +156,8 @@ class Pipeline:
             delay_s = self.policy.next_delay_s(attempts, self._rng, retry_after)
         log.warning("job %s [%s] %s: attempt %d failed at %s, retrying in %.1fs: %s",
                     job.job_id, ticket.folder, show_path(job.record.original_relpath),
-                    attempts, job.record.state, delay_s, exc)
+                    attempts, job.record.state, delay_s, exc,
+                    extra=parts.runner.log_fields(job, stage=STAGE_OF.get(job.record.state)))
         return Outcome.retry(delay_s, dataclasses.replace(
             self._hold(job, ticket), attempt=attempts + 1))
 

@@ -57,7 +57,8 @@ class Service:
         self._wakeup = threading.Event()
         self.engine = Engine(config, api_key, cancel=threading.Event(),
                              on_ticket_done=self._ticket_done, max_waiting=MAX_WAITING)
-        self.intake = IntakeCoordinator(config.folders, config.daemon.stability_s, clock)
+        self.intake = IntakeCoordinator(config.folders, config.daemon.stability_s, clock,
+                                        on_new=self._wakeup.set)
         self.reporter = StatusReporter(config.daemon.state_dir, self.engine, self.intake)
         self._next_rescan = 0.0
         self._next_report = 0.0
@@ -101,9 +102,9 @@ class Service:
 
     def main_loop(self) -> None:
         while not self.should_exit:
+            self._wakeup.clear()  # before the tick: a file noticed during it wakes the wait
             self.tick()
             self._wakeup.wait(self._sleep_s())
-            self._wakeup.clear()
 
     def tick(self) -> None:
         """One turn: hand settled files to the workers, rescan, check watchers, report."""
@@ -154,7 +155,8 @@ class Service:
         self.config = config
         self.engine.apply_config(config)
         resumed = self.engine.recover(added) if added else 0  # jobs left in a re-added folder
-        self.intake = IntakeCoordinator(config.folders, config.daemon.stability_s, self.clock)
+        self.intake = IntakeCoordinator(config.folders, config.daemon.stability_s, self.clock,
+                                        on_new=self._wakeup.set)
         self.reporter.intake = self.intake
         self.intake.start_watching()
         self._rescan()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,3 +19,13 @@ def emulator(tmp_path: Path) -> Iterator[FakeApiServer]:
                            storage_dir=tmp_path / "emulator-storage")
     with server:
         yield server
+
+
+@pytest.fixture(autouse=True)
+def keep_root_logging() -> Iterator[None]:
+    """``cli.main`` binds a root handler to this test's captured stderr: undo it afterwards."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)

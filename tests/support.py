@@ -6,28 +6,44 @@ Two ways to run a real daemon against the real emulator:
   the pipeline's behaviour);
 * :class:`DaemonProcess`: ``python -m bgcut_watchd run`` as a subprocess (for signals,
   ``kill -9`` and exit codes).
+
+Also what the crash, lifecycle and torture tests share: looking into the work area and the
+outbox, reading the emulator's request log per job, streaming distinct images into an inbox,
+and killing a daemon at random moments.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
 import threading
 import time
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from PIL import Image
+
 from bgcut_watchd.config import Config, load_config
 from bgcut_watchd.config_checks import check_folders
+from bgcut_watchd.fake_api import FakeApiServer
+from bgcut_watchd.fake_api.reqlog import RequestLogEntry
 from bgcut_watchd.service import Service
 from bgcut_watchd.systemd import Notifier
+from tests.hostile import make_valid_avif, make_valid_jpeg, make_valid_png, make_valid_webp
 
 REPO = Path(__file__).resolve().parent.parent
 API_KEY = "test-key-Zq81SECRET"
+KILL_STATES = ("claimed", "uploaded", "processed", "downloaded", "published")
+UPLOAD_PREFIX = "bgcut-watchd"  # the default api.upload_prefix: remote paths are <prefix>/<job>/...
+VARIANT_SUFFIXES = ("full.png", "thumb.webp", "white.jpg")  # write_config's default variants
+WORK_DIR = ".bgcut-work"
 
 
 def wait_for(predicate: Callable[[], object], timeout_s: float = 10.0,
@@ -40,6 +56,15 @@ def wait_for(predicate: Callable[[], object], timeout_s: float = 10.0,
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
         time.sleep(interval_s)  # polling interval of a deadline-bounded wait, not a fixed wait
+
+
+def poll_until(predicate: Callable[[], object], timeout_s: float) -> bool:
+    """Like ``wait_for`` but returns False at the deadline instead of failing."""
+    try:
+        wait_for(predicate, timeout_s, interval_s=0.005)
+    except AssertionError:
+        return False
+    return True
 
 
 DEFAULT_VARIANTS = """
@@ -185,3 +210,264 @@ def visible_files(folder: Path) -> list[Path]:
     """Files below ``folder`` whose path has no hidden component (what a person sees)."""
     return [p for p in files_under(folder)
             if not any(part.startswith(".") for part in p.relative_to(folder).parts)]
+
+
+def wait_for_log(daemon: DaemonProcess, text: str, timeout_s: float = 10.0) -> None:
+    wait_for(lambda: text in daemon.log_text(), timeout_s, what=f"log line {text!r}")
+
+
+# -- inputs, the work area, the archive and the quarantine --------------------------------------
+
+def sha256_of(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def drop_images(inbox: Path, count: int, prefix: str = "pic") -> dict[str, str]:
+    """``count`` distinct valid images in ``inbox``; returns {relative path: sha256}."""
+    inbox.mkdir(parents=True, exist_ok=True)
+    return {f"{prefix}-{n}.jpg": sha256_of(make_valid_jpeg(inbox, f"{prefix}-{n}.jpg"))
+            for n in range(count)}
+
+
+def journals(inbox: Path) -> list[dict[str, Any]]:
+    """Every readable ``job.json`` of the inbox's work area (atomic writes: whole or absent)."""
+    records = []
+    for path in (inbox / WORK_DIR).glob("*/job.json"):
+        try:
+            records.append(json.loads(path.read_text("ascii")))
+        except (OSError, ValueError):  # finished and removed while we looked
+            continue
+    return records
+
+
+def states(inbox: Path) -> list[str]:
+    """The journaled states of the inbox's unfinished jobs, sorted."""
+    return sorted(record["state"] for record in journals(inbox))
+
+
+def job_dirs(inbox: Path) -> list[Path]:
+    work = inbox / WORK_DIR
+    return sorted(p for p in work.iterdir() if p.is_dir()) if work.is_dir() else []
+
+
+def disposed_inputs(root: Path) -> list[Path]:
+    """Inputs in the archive or the quarantine (error files left out)."""
+    quarantine = files_under(root / "quarantine")
+    return files_under(root / "archive") + [p for p in quarantine
+                                            if not p.name.endswith(".error.json")]
+
+
+def inputs_anywhere(root: Path) -> Counter[str]:
+    """Hashes of every input in the inbox, the work area, the archive and the quarantine."""
+    inbox = root / "inbox"
+    work_inputs = [p for d in job_dirs(inbox) for p in d.iterdir() if p.name.startswith("input")]
+    places = visible_files(inbox) + work_inputs + disposed_inputs(root)
+    return Counter(sha256_of(p) for p in places)
+
+
+# -- outputs ------------------------------------------------------------------------------------
+
+def expected_outputs(relpaths: list[str]) -> list[str]:
+    names: list[str] = []
+    for relpath in relpaths:
+        stem = relpath.rsplit(".", 1)[0]
+        names.extend(f"{stem}.{suffix}" for suffix in VARIANT_SUFFIXES)
+    return sorted(names)
+
+
+def assert_outbox_complete_and_decodable(outbox: Path, relpaths: list[str]) -> None:
+    assert [p for p in files_under(outbox) if p.name.endswith(".part")] == [], "temps left"
+    visible = sorted(str(p.relative_to(outbox)) for p in visible_files(outbox))
+    assert visible == expected_outputs(relpaths)  # one complete set per input, no -1 sets
+    for path in visible_files(outbox):
+        with Image.open(path) as image:
+            image.load()  # raises on a truncated or partial file
+
+
+def assert_no_partial_set_visible(outbox: Path) -> None:
+    """Every visible output decodes and belongs to a complete set of three."""
+    stems = Counter(p.name.split(".")[0] for p in visible_files(outbox))
+    assert all(n == len(VARIANT_SUFFIXES) for n in stems.values()), stems
+    published = sorted(f"{stem}.jpg" for stem in stems)
+    assert_outbox_complete_and_decodable(outbox, published)
+
+
+# -- the emulator's request log, per job --------------------------------------------------------
+
+def job_of(entry: RequestLogEntry) -> str | None:
+    """The job id in a logged request's stored path (``<prefix>/<job id>/...``), if any."""
+    parts = (entry.file_path or "").split("/")
+    return parts[1] if len(parts) > 2 and parts[0] == UPLOAD_PREFIX else None
+
+
+def api_calls_per_job(entries: list[RequestLogEntry]) -> dict[str, Counter[str]]:
+    """Successful upload/process calls per job id."""
+    calls: dict[str, Counter[str]] = defaultdict(Counter)
+    for entry in entries:
+        job = job_of(entry)
+        if job is not None and entry.status == 200 and entry.endpoint in ("upload", "process"):
+            calls[job][entry.endpoint] += 1
+    return calls
+
+
+def calls_after_full_download(entries: list[RequestLogEntry]) -> list[str]:
+    """Upload/process requests made for a job after all its outputs were downloaded once."""
+    downloaded: dict[str, set[str]] = defaultdict(set)
+    done: set[str] = set()
+    late = []
+    for entry in entries:
+        job = job_of(entry)
+        if job is None:
+            continue
+        if entry.endpoint in ("upload", "process") and job in done:
+            late.append(f"{entry.endpoint} for job {job}")
+        if entry.endpoint == "download" and entry.status == 200 and entry.file_path:
+            downloaded[job].add(entry.file_path)
+            if len(downloaded[job]) == len(VARIANT_SUFFIXES):
+                done.add(job)
+    return late
+
+
+# -- a stream of distinct images ----------------------------------------------------------------
+
+Maker = Callable[[Path, str, tuple[int, int]], Path]
+MAKERS: tuple[tuple[Maker, str], ...] = (
+    (make_valid_jpeg, "jpg"), (make_valid_png, "png"), (make_valid_webp, "webp"),
+    (make_valid_avif, "avif"),
+)
+
+
+class InboxWriter:
+    """Streams distinct valid images into an inbox from a thread, the way real senders do.
+
+    Each file is made with a ``tests.hostile`` maker in a staging folder, hashed, then either
+    written in place, renamed from a hidden name inside the inbox (ignored until renamed), or
+    moved in from outside. Every fifth file goes to the ``batch/`` subfolder. ``pace_s`` bounds
+    the random pause between two files.
+    """
+
+    MODES = ("write", "rename_hidden", "move_in")
+
+    def __init__(self, inbox: Path, staging: Path, count: int, seed: int,
+                 pace_s: float = 0.05) -> None:
+        self.inbox, self.staging, self.count, self.pace_s = inbox, staging, count, pace_s
+        self.hashes: dict[str, str] = {}  # relative path in the inbox -> sha256
+        self.modes: Counter[str] = Counter()
+        self.error: BaseException | None = None
+        self._rng = random.Random(seed)
+        self._pace = threading.Event()  # never set: its wait() paces the stream
+        self._thread = threading.Thread(target=self._run, daemon=True, name="inbox-writer")
+
+    def start(self) -> InboxWriter:
+        self.staging.mkdir(parents=True, exist_ok=True)
+        self._thread.start()
+        return self
+
+    def is_alive(self) -> bool:
+        """True while files are still being written."""
+        return self._thread.is_alive()
+
+    def join(self, timeout_s: float = 30.0) -> None:
+        self._thread.join(timeout_s)
+        assert not self._thread.is_alive(), "the writer did not finish"
+        if self.error is not None:
+            raise self.error
+
+    def _run(self) -> None:
+        try:
+            for index in range(self.count):
+                self._write_one(index)
+                self._pace.wait(self._rng.uniform(0.0, self.pace_s))  # sender pacing
+        except BaseException as exc:  # surfaced by join()
+            self.error = exc
+
+    def _write_one(self, index: int) -> None:
+        maker, ext = self._rng.choice(MAKERS)
+        name = f"img-{index:03d}.{ext}"
+        relpath = f"batch/{name}" if index % 5 == 4 else name
+        size = (48 + index % 200, 40 + index // 200)  # distinct sizes: distinct hashes
+        staged = maker(self.staging, name, size)
+        self.hashes[relpath] = sha256_of(staged)
+        target = self.inbox / relpath
+        target.parent.mkdir(parents=True, exist_ok=True)
+        mode = self._rng.choice(self.MODES)
+        self.modes[mode] += 1
+        if mode == "write":
+            target.write_bytes(staged.read_bytes())
+            staged.unlink()
+        elif mode == "rename_hidden":
+            hidden = target.with_name(f".{name}.part")
+            hidden.write_bytes(staged.read_bytes())
+            staged.unlink()
+            hidden.rename(target)
+        else:
+            staged.rename(target)
+
+
+# -- kill -9 at random moments ------------------------------------------------------------------
+
+def check_after_kill(root: Path, sources: dict[str, str]) -> int:
+    """Nothing half-written is visible; returns how many visible output sets are incomplete.
+
+    Every visible output decodes fully and every archived input is intact. A set can be
+    incomplete only when the kill fell between the renames of one publication.
+    """
+    outbox = root / "outbox"
+    sets: Counter[str] = Counter()
+    for path in visible_files(outbox):
+        with Image.open(path) as image:
+            image.load()
+        sets[str(path.relative_to(outbox)).split(".")[0]] += 1
+    intact = set(sources.values())
+    assert all(sha256_of(p) in intact for p in files_under(root / "archive"))
+    return sum(1 for count in sets.values() if count != len(VARIANT_SUFFIXES))
+
+
+def wait_for_kill_moment(rng: random.Random, inbox: Path, emulator: FakeApiServer,
+                         scale: float = 1.0) -> str:
+    """Wait for a random (seeded) moment; return what it was.
+
+    Once some more API requests were logged, after a delay (measured with a deadline loop),
+    or as soon as some job's journal newly shows a given state (not a state a dead daemon left
+    behind); at worst until a short deadline. ``scale`` shortens (< 1) or lengthens every wait.
+    """
+    trigger = rng.choice(("requests", "delay", "state"))
+    if trigger == "requests":
+        target = len(emulator.requests()) + rng.randint(1, 25)
+        poll_until(lambda: len(emulator.requests()) >= target, timeout_s=3.0 * scale)
+    elif trigger == "delay":
+        due = time.monotonic() + rng.uniform(0.2, 1.2) * scale
+        poll_until(lambda: time.monotonic() >= due, timeout_s=5.0 * scale)
+    else:
+        trigger = rng.choice(KILL_STATES)
+        left_behind = {(r["job_id"], r["state"]) for r in journals(inbox)}
+        poll_until(lambda: any(r["state"] == trigger and (r["job_id"], trigger) not in left_behind
+                               for r in journals(inbox)), timeout_s=1.5 * scale)
+    return trigger
+
+
+def kill_at_random_moments(config: Path, root: Path, emulator: FakeApiServer,
+                           writer: InboxWriter, rng: random.Random, rounds: int,
+                           scale: float = 1.0,
+                           after_kill: Callable[[], None] | None = None) -> list[str]:
+    """Start the daemon and SIGKILL it ``rounds`` times; describe each kill.
+
+    The description names the moment, the request count, the journal states the dead daemon
+    left behind and the incomplete output sets visible then. ``after_kill`` runs after each
+    kill, with the daemon dead, to check more.
+    """
+    kills: list[str] = []
+    for _ in range(rounds):
+        daemon = DaemonProcess(config).start()
+        try:
+            trigger = wait_for_kill_moment(rng, root / "inbox", emulator, scale)
+            assert daemon.proc is not None and daemon.proc.poll() is None, "daemon died by itself"
+        finally:
+            daemon.kill9()
+        left = Counter(r["state"] for r in journals(root / "inbox"))
+        partial = check_after_kill(root, dict(writer.hashes))
+        if after_kill is not None:
+            after_kill()
+        kills.append(f"{trigger}@{len(emulator.requests())}:{dict(sorted(left.items()))}"
+                     + (f" +{partial} incomplete set(s)" if partial else ""))
+    return kills

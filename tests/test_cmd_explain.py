@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,16 +10,6 @@ from bgcut_watchd.cli import main
 from bgcut_watchd.fake_api import FakeApiServer
 from tests.hostile import make_text_named_jpg, make_valid_jpeg
 from tests.support import API_KEY, files_under, write_config
-
-
-@pytest.fixture(autouse=True)
-def keep_root_logging() -> Iterator[None]:
-    """``cli.main`` binds a root handler to this test's captured stderr: undo it afterwards."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 @pytest.fixture(autouse=True)

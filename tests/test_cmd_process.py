@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import io
 import json
-import logging
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -31,16 +29,6 @@ from tests.support import (
 )
 
 OUTPUTS = 3  # full, thumb, white
-
-
-@pytest.fixture(autouse=True)
-def keep_root_logging() -> Iterator[None]:
-    """``cli.main`` binds a root handler to this test's captured stderr: undo it afterwards."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 @pytest.fixture(autouse=True)
@@ -190,6 +178,30 @@ def test_a_missing_path_fails_the_run_but_not_the_others(
     assert code == 1
     assert "done: 1, quarantined: 0, failed: 1" in out
     assert "nowhere.jpg': no such file or folder" in out
+
+
+def test_a_symlink_named_outside_the_inbox_is_followed_and_left_alone(
+    tmp_path: Path, emulator: FakeApiServer, capsys: pytest.CaptureFixture[str],
+) -> None:
+    config = write_config(tmp_path, emulator.base_url)
+    target = make_valid_jpeg(_mkdir(tmp_path / "library"), "original.jpg")
+    link = tmp_path / "latest.jpg"
+    link.symlink_to(target)
+    assert main(["process", "-c", str(config), str(link)]) == 0, capsys.readouterr().out
+    assert link.is_symlink() and target.is_file()
+    assert _names(tmp_path / "studio" / "outbox") == [
+        "latest.full.png", "latest.thumb.webp", "latest.white.jpg"]
+
+
+def test_a_path_inside_the_work_area_is_refused(
+    tmp_path: Path, emulator: FakeApiServer, capsys: pytest.CaptureFixture[str],
+) -> None:
+    config = write_config(tmp_path, emulator.base_url)
+    job_dir = _mkdir(tmp_path / "studio" / "inbox" / ".bgcut-work" / "somejob")
+    held = make_valid_jpeg(job_dir, "input.jpg")
+    assert main(["process", "-c", str(config), str(held)]) == 1
+    assert "inside the work area (a job in progress)" in capsys.readouterr().out
+    assert held.exists() and emulator.requests() == []
 
 
 class _Tty(io.StringIO):

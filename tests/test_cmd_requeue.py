@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,16 +17,6 @@ from tests.support import (
     wait_for,
     write_config,
 )
-
-
-@pytest.fixture(autouse=True)
-def keep_root_logging() -> Iterator[None]:
-    """``cli.main`` binds a root handler to this test's captured stderr: undo it afterwards."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 @pytest.fixture(autouse=True)

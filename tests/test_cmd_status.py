@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import logging
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,16 +20,6 @@ FOLDER_KEYS = {"name", "inbox", "waiting", "in_work_area", "in_progress", "done"
                "failed", "error_files", "paused", "live"}
 ERROR_KEYS = {"job_id", "folder", "file", "outcome", "stage", "reason", "http_status", "error",
               "at"}
-
-
-@pytest.fixture(autouse=True)
-def keep_root_logging() -> Iterator[None]:
-    """``cli.main`` binds a root handler to this test's captured stderr: undo it afterwards."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 @pytest.fixture(autouse=True)

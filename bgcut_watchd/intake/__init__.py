@@ -60,8 +60,12 @@ class IntakeCoordinator:
         *,
         observer_factory: ObserverFactory = default_observer_factory,
         mountinfo_path: Path = MOUNTINFO_PATH,
+        on_new: Callable[[], None] = lambda: None,
     ) -> None:
+        """``on_new`` is called (from any thread) when a file starts being tracked, so the
+        service loop can wake up and schedule its settling deadline."""
         self.clock = clock
+        self._on_new = on_new
         self._folders = {
             f.name: _Folder(f, IgnoreRules(f.ignore), StabilityTracker(stability_s, clock))
             for f in folders

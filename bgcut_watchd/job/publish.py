@@ -15,9 +15,10 @@ from pathlib import Path
 
 from ..fsops import StrPath, fsync_dir, fsync_file, local_disk, rename_noreplace
 
-__all__ = ["discard_temps", "fsync_file", "publish_set", "temp_path_for"]
+__all__ = ["discard_temps", "download_path_for", "fsync_file", "publish_set", "temp_path_for"]
 
 _PART_SUFFIX = ".part"
+_DOWNLOADING_SUFFIX = ".dl"
 
 
 def _temp_prefix(job_id: str) -> str:
@@ -27,6 +28,12 @@ def _temp_prefix(job_id: str) -> str:
 def temp_path_for(out_dir: StrPath, job_id: str, index: int) -> Path:
     """Where the downloader writes output ``index`` of job ``job_id``: hidden, in ``out_dir``."""
     return Path(out_dir) / f"{_temp_prefix(job_id)}{index}{_PART_SUFFIX}"
+
+
+def download_path_for(out_dir: StrPath, job_id: str, index: int) -> Path:
+    """Where output ``index`` is written while it downloads; renamed to :func:`temp_path_for`
+    once complete and fsynced, so an existing ``.part`` is always a whole download."""
+    return Path(out_dir) / f"{_temp_prefix(job_id)}{index}{_DOWNLOADING_SUFFIX}"
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -84,14 +91,15 @@ def publish_set(temps: Sequence[Path], finals: Sequence[Path], *, overwrite: boo
 
 
 def _is_job_temp(name: str, prefix: str) -> bool:
-    if not (name.startswith(prefix) and name.endswith(_PART_SUFFIX)):
+    suffix = next((s for s in (_PART_SUFFIX, _DOWNLOADING_SUFFIX) if name.endswith(s)), None)
+    if suffix is None or not name.startswith(prefix):
         return False
-    index = name[len(prefix):-len(_PART_SUFFIX)]
+    index = name[len(prefix):-len(suffix)]
     return index.isascii() and index.isdigit()
 
 
 def discard_temps(out_dir: StrPath, job_id: str) -> list[Path]:
-    """Remove job ``job_id``'s leftover ``.part`` files in ``out_dir``; return what was removed.
+    """Remove job ``job_id``'s leftover ``.part``/``.dl`` files in ``out_dir``; return them.
 
     A missing ``out_dir`` holds nothing. Raises LocalDiskError.
     """

@@ -12,8 +12,10 @@ Failures leave this module as exceptions of the tree in ``errors.py``; the calle
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
+import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,20 +26,29 @@ from typing import Protocol, TypeVar
 
 from bgcut_watchd.api import AmbiguousOutcomeError, BackgroundCutClient
 from bgcut_watchd.config import ApiConfig, DaemonConfig, FolderConfig, Variant
-from bgcut_watchd.errors import ApiError, InputError, RemoteFileMissingError
+from bgcut_watchd.errors import ApiError, BgcutError, InputError, RemoteFileMissingError
 from bgcut_watchd.fsops import copy_file_durably, fsync_file, local_disk, make_dirs, show_path
 from bgcut_watchd.job.dispose import archive, delete_input
 from bgcut_watchd.job.journal import JobState
 from bgcut_watchd.job.naming import choose_output_set, output_names, relative_subfolder, split_name
-from bgcut_watchd.job.publish import discard_temps, publish_set, temp_path_for
+from bgcut_watchd.job.publish import (
+    discard_temps,
+    download_path_for,
+    publish_set,
+    temp_path_for,
+)
 from bgcut_watchd.job.quarantine import QuarantineRecord, quarantine
 from bgcut_watchd.job.validate import validate_input
 from bgcut_watchd.job.workarea import ClaimedJob
 from bgcut_watchd.ledger import Ledger, variant_key
+from bgcut_watchd.logsetup import job_fields
 
 log = logging.getLogger("bgcut_watchd.job")
 
 T = TypeVar("T")
+
+PROCESS_AMBIGUOUS = "process-ambiguous"  # last_stage: the process call may have run
+DOWNLOAD_MISSING = "download-missing"    # last_stage: a download answered 404 once
 
 # The stage each state's next step belongs to (the quarantine file's "stage").
 STAGE_OF = {
@@ -88,7 +99,7 @@ class JobRunner:
                                 self.monotonic() - started)
         log.info("job %s [%s] %s: done, %d output(s) in %s", job.job_id, self.folder.name,
                  show_path(job.record.original_relpath), len(outputs),
-                 show_path(self._out_dir(job)))
+                 show_path(self._out_dir(job)), extra=self.log_fields(job, stage="dispose"))
         job.finish()
         return outputs
 
@@ -110,7 +121,7 @@ class JobRunner:
         remote_input = job.record.remote_input
         assert remote_input is not None  # journaled with state "uploaded"
         wanted = self._remote_output_paths(job)
-        if job.record.last_stage == "process-ambiguous" and self._outputs_exist(wanted):
+        if job.record.last_stage == PROCESS_AMBIGUOUS and self._outputs_exist(wanted):
             job.save(job.record.advance(JobState.PROCESSED, remote_outputs=tuple(wanted)))
             return
         try:
@@ -118,7 +129,7 @@ class JobRunner:
                 remote_input, self.folder.variants, wanted))
         except AmbiguousOutcomeError:
             # The call may have run (and been paid for): look before sending it again.
-            job.save(job.record.advance(JobState.UPLOADED, last_stage="process-ambiguous"))
+            job.save(job.record.advance(JobState.UPLOADED, last_stage=PROCESS_AMBIGUOUS))
             raise
         except RemoteFileMissingError:  # the upload expired or lives in another region
             self._restart_remote(job)
@@ -133,15 +144,29 @@ class JobRunner:
         temps: list[str] = []
         for index, remote in enumerate(job.record.remote_outputs):
             temp = temp_path_for(out_dir, job.job_id, index)
-            try:
-                self.gate.call("download", partial(self.client.download, remote, temp))
-            except RemoteFileMissingError:
-                self._restart_remote(job)
-                raise
-            with local_disk("writing an output", temp):
-                fsync_file(temp)
+            if not os.path.lexists(temp):  # finished downloads survive a retry or a crash
+                self._download_one(job, remote, index, temp)
             temps.append(os.fsdecode(temp))
-        job.save(job.record.advance(JobState.DOWNLOADED, temp_outputs=tuple(temps)))
+        job.save(job.record.advance(JobState.DOWNLOADED, temp_outputs=tuple(temps),
+                                    last_stage="download"))
+
+    def _download_one(self, job: ClaimedJob, remote: str, index: int, temp: Path) -> None:
+        """Download into ``.dl``, fsync, rename to ``.part``: a ``.part`` is always whole."""
+        partial_path = download_path_for(temp.parent, job.job_id, index)
+        try:
+            with local_disk("writing an output", partial_path):  # ENOSPC: pause the folder
+                self.gate.call("download", partial(self.client.download, remote, partial_path))
+        except RemoteFileMissingError:
+            # A download is free but a new process call is paid: one 404 is retried in place
+            # (the next request may reach the right region); a second redoes the whole job.
+            if job.record.last_stage == DOWNLOAD_MISSING:
+                self._restart_remote(job)
+            else:
+                job.save(job.record.advance(JobState.PROCESSED, last_stage=DOWNLOAD_MISSING))
+            raise
+        with local_disk("writing an output", temp):
+            fsync_file(partial_path)
+            partial_path.rename(temp)
 
     def _publish(self, job: ClaimedJob) -> None:
         temps = [Path(p) for p in job.record.temp_outputs]
@@ -196,27 +221,38 @@ class JobRunner:
         self.ledger.finish_quarantined(job.job_id, stage, record.reason, record.detail,
                                        record.http_status)
         log.warning("job %s [%s] %s: quarantined at %s: %s (%s)", job.job_id, self.folder.name,
-                    show_path(job.record.original_relpath), stage, record.reason, record.detail)
+                    show_path(job.record.original_relpath), stage, record.reason, record.detail,
+                    extra=self.log_fields(job, stage=stage, reason=record.reason))
         job.finish()
         return target
 
     def _quarantine_record(self, job: ClaimedJob, exc: BaseException,
                            stage: str) -> QuarantineRecord:
-        reason = getattr(exc, "reason", None) or "retries_exhausted"
-        if not isinstance(exc, InputError):
+        if isinstance(exc, InputError):
+            reason = exc.reason
+        elif isinstance(exc, BgcutError):
             reason = "retries_exhausted"
+        else:  # a bug of ours: say so rather than blame the network
+            reason = "internal_error"
         detail = getattr(exc, "detail", None) or str(exc) or type(exc).__name__
         return QuarantineRecord(
             file=os.fsdecode(self.folder.inbox / job.record.original_relpath),
             folder=self.folder.name, stage=stage, reason=reason,
             http_status=getattr(exc, "http_status", None), detail=str(detail),
-            attempts=max(1, job.record.attempts), sha256=job.record.sha256,
+            attempts=max(1, job.record.attempts),
+            sha256=job.record.sha256 or sha256_of_regular_file(job.input_path),
             variants=tuple(v.name for v in self.folder.variants),
             first_seen=job.record.first_seen,
             quarantined_at=datetime.now(UTC).isoformat(timespec="seconds"),
         )
 
     # -- helpers --------------------------------------------------------------------------
+
+    def log_fields(self, job: ClaimedJob, stage: str | None = None,
+                   reason: str | None = None) -> dict[str, str]:
+        """Structured fields of a log line about ``job`` (JOB_ID, FOLDER, ... in the journal)."""
+        return job_fields(job.job_id, self.folder.name, job.record.original_relpath,
+                          stage=stage, reason=reason)
 
     def _reuse_duplicate(self, job: ClaimedJob, sha256: str) -> bool:
         """Same content, same variants, outputs still there: copy them, pay nothing."""
@@ -236,7 +272,7 @@ class JobRunner:
             return False
         log.info("job %s [%s] %s: same content and variants as an earlier job: outputs "
                  "copied, no API call", job.job_id, self.folder.name,
-                 show_path(job.record.original_relpath))
+                 show_path(job.record.original_relpath), extra=self.log_fields(job))
         job.save(job.record.advance(JobState.DOWNLOADED, temp_outputs=tuple(temps),
                                     last_stage="duplicate"))
         return True
@@ -258,7 +294,7 @@ class JobRunner:
 
     def _restart_remote(self, job: ClaimedJob) -> None:
         discard_temps(self._out_dir(job), job.job_id)
-        job.save(job.record.restart_remote(final_outputs=()))
+        job.save(job.record.restart_remote(final_outputs=(), last_stage=None))
 
     def _outputs_exist(self, remote_paths: list[str]) -> bool:
         return all(self.gate.call("download", partial(self.client.remote_file_exists, p))
@@ -292,6 +328,26 @@ class JobRunner:
         """Outputs ordered by variant name: how duplicates are matched to variants later."""
         pairs = zip(self.folder.variants, outputs, strict=False)
         return [p for _, p in sorted(pairs, key=lambda vp: vp[0].name)]
+
+
+def sha256_of_regular_file(path: Path) -> str | None:
+    """The content hash for an error file; None for anything but a readable regular file.
+
+    Never follows a symlink and never opens a FIFO or device (that could block forever).
+    """
+    try:
+        if not stat.S_ISREG(path.lstat().st_mode):
+            return None
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as stream:
+        if not stat.S_ISREG(os.fstat(stream.fileno()).st_mode):
+            return None
+        try:
+            return hashlib.file_digest(stream, "sha256").hexdigest()
+        except OSError:
+            return None
 
 
 def variants_summary(variants: tuple[Variant, ...]) -> str:

@@ -18,59 +18,28 @@ from pathlib import Path
 import pytest
 
 from bgcut_watchd.fake_api import FakeApiServer
-from tests.e2e.test_crash import (
-    WORK_DIR,
-    api_calls_per_job,
-    assert_outbox_complete_and_decodable,
-    job_dirs,
-    journals,
-    sha256_of,
-)
 from tests.hostile import make_text_named_jpg, make_valid_jpeg, make_valid_png
 from tests.support import (
     API_KEY,
     REPO,
+    WORK_DIR,
     DaemonProcess,
+    api_calls_per_job,
+    assert_no_partial_set_visible,
+    assert_outbox_complete_and_decodable,
+    drop_images,
     files_under,
+    inputs_anywhere,
+    job_dirs,
+    sha256_of,
+    states,
     visible_files,
     wait_for,
+    wait_for_log,
     write_config,
 )
 
 SECRET_PART = API_KEY[-10:]  # a fragment of the key: no part of it may leak either
-
-
-def drop_images(inbox: Path, count: int, prefix: str = "pic") -> dict[str, str]:
-    """``count`` distinct valid images in ``inbox``; returns {relative path: sha256}."""
-    inbox.mkdir(parents=True, exist_ok=True)
-    return {f"{prefix}-{n}.jpg": sha256_of(make_valid_jpeg(inbox, f"{prefix}-{n}.jpg"))
-            for n in range(count)}
-
-
-def inputs_anywhere(root: Path) -> Counter[str]:
-    """Hashes of every input in the inbox, the work area, the archive and the quarantine."""
-    inbox = root / "inbox"
-    work_inputs = [p for d in job_dirs(inbox) for p in d.iterdir() if p.name.startswith("input")]
-    quarantined = [p for p in files_under(root / "quarantine")
-                   if not p.name.endswith(".error.json")]
-    places = visible_files(inbox) + work_inputs + files_under(root / "archive") + quarantined
-    return Counter(sha256_of(p) for p in places)
-
-
-def assert_no_partial_set_visible(outbox: Path) -> None:
-    """Every visible output decodes and belongs to a complete set of three."""
-    stems = Counter(p.name.split(".")[0] for p in visible_files(outbox))
-    assert all(n == 3 for n in stems.values()), stems
-    published = sorted(f"{stem}.jpg" for stem in stems)
-    assert_outbox_complete_and_decodable(outbox, published)
-
-
-def states(inbox: Path) -> list[str]:
-    return sorted(record["state"] for record in journals(inbox))
-
-
-def wait_for_log(daemon: DaemonProcess, text: str, timeout_s: float = 10.0) -> None:
-    wait_for(lambda: text in daemon.log_text(), timeout_s, what=f"log line {text!r}")
 
 
 # -- SIGTERM ------------------------------------------------------------------------------------

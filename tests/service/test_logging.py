@@ -268,8 +268,6 @@ def test_a_daemon_under_systemd_logs_to_journald_and_never_the_key(
     assert not any(API_KEY[-8:].encode() in b"".join(e.values()) for e in entries)
 
 
-@pytest.mark.xfail(strict=True, raises=KeyError, reason=(
-    "job/runner.py logs the quarantine without extra=job_fields(...): no JOB_ID= field yet"))
 def test_a_quarantine_entry_carries_the_job_fields(
     tmp_path: Path, emulator: FakeApiServer,
     fake_journald: tuple[Path, list[dict[str, bytes]]],
