@@ -12,18 +12,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from bench.harness import (
-    API_KEY,
-    Daemon,
-    Emulator,
-    Figure,
-    Settings,
-    at_most,
-    info,
-    make_config,
-    median,
-    wait_for,
-)
+from bench.figures import Figure, at_most, info, median
+from bench.harness import API_KEY, Daemon, Emulator, Settings, make_config, wait_for
 from bench.images import TinyImages
 from bgcut_watchd.config import load_config
 from bgcut_watchd.intake import IntakeCoordinator
@@ -70,7 +60,7 @@ def start_on_backlog(api: Emulator, config: Path) -> tuple[float, int]:
     """Start the daemon: (seconds from spawn to the first upload, peak RSS bytes)."""
     api.reset_log()
     with Daemon(config, API_KEY) as daemon:
-        wait_for(lambda: _first_upload(api) is not None or daemon.proc.poll() is not None,
+        wait_for(lambda: _first_upload(api) is not None or daemon.exited(),
                  timeout_s=60, interval_s=0.05, what="the first upload")
         daemon.assert_running()
         first = _first_upload(api)

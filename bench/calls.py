@@ -17,14 +17,13 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from bench.figures import Figure, info
 from bench.harness import (
     API_KEY,
     Daemon,
     Emulator,
-    Figure,
     Settings,
     count_files,
-    info,
     make_config,
     wait_quietly,
 )

@@ -1,5 +1,5 @@
-"""What every benchmark shares: figures and targets, the emulator and the daemon as subprocesses,
-peak memory and CPU time of a process, and small statistics.
+"""What every benchmark shares: its settings, the emulator and the daemon as subprocesses, peak
+memory and CPU time of a process, and waiting on the filesystem.
 
 The emulator runs in its own process so that its rendering does not share a GIL with the daemon
 or with the measuring code; both are started with the interpreter running the bench.
@@ -7,27 +7,24 @@ or with the measuring code; both are started with the interpreter running the be
 
 from __future__ import annotations
 
-import json
-import math
 import os
 import selectors
 import signal
-import statistics
 import subprocess
 import sys
 import time
-import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import psutil
+import psutil  # type: ignore[import-untyped,unused-ignore]
+import requests
 
 from tests.support import API_KEY, REPO, DaemonProcess, wait_for, write_config
 
-__all__ = ["API_KEY", "Daemon", "Emulator", "Figure", "Settings", "make_config", "median",
-           "percentile", "wait_for"]
+__all__ = ["API_KEY", "Daemon", "Emulator", "MachineLoad", "Settings", "count_files",
+           "make_config", "wait_for", "wait_quietly"]
 
 
 @dataclass(frozen=True)
@@ -40,81 +37,6 @@ class Settings:
     def pick(self, full: int, quick: int) -> int:
         """The full-mode size or the quick-mode size."""
         return quick if self.quick else full
-
-
-@dataclass(frozen=True)
-class Figure:
-    """One measured figure; ``met`` is None when the figure has no target (informational)."""
-
-    bench: str
-    name: str
-    value: float
-    unit: str
-    target: str = ""
-    met: bool | None = None
-    note: str = ""
-
-    @property
-    def verdict(self) -> str:
-        if self.met is None:
-            return "info"
-        return "met" if self.met else "NOT met"
-
-    def shown_value(self) -> str:
-        if self.unit in ("", "x", "ratio") or abs(self.value) >= 100:
-            text = f"{self.value:.3g}" if abs(self.value) < 100 else f"{self.value:,.0f}"
-        else:
-            text = f"{self.value:.3f}".rstrip("0").rstrip(".")
-        return f"{text} {self.unit}".strip()
-
-    def line(self) -> str:
-        target = f" (target {self.target})" if self.target else ""
-        note = f"  [{self.note}]" if self.note else ""
-        return f"{self.bench}: {self.name} = {self.shown_value()}{target}: {self.verdict}{note}"
-
-    def to_json(self) -> dict[str, Any]:
-        return {"bench": self.bench, "name": self.name, "value": self.value, "unit": self.unit,
-                "target": self.target, "met": self.met, "note": self.note}
-
-
-def at_least(bench: str, name: str, value: float, unit: str, minimum: float,
-             note: str = "") -> Figure:
-    return Figure(bench, name, value, unit, f">= {minimum:g} {unit}".strip(),
-                  value >= minimum, note)
-
-
-def at_most(bench: str, name: str, value: float, unit: str, maximum: float,
-            note: str = "") -> Figure:
-    return Figure(bench, name, value, unit, f"<= {maximum:g} {unit}".strip(),
-                  value <= maximum, note)
-
-
-def exactly(bench: str, name: str, value: float, expected: float, note: str = "") -> Figure:
-    return Figure(bench, name, value, "", f"== {expected:g}", math.isclose(value, expected),
-                  note)
-
-
-def info(bench: str, name: str, value: float, unit: str, note: str = "") -> Figure:
-    return Figure(bench, name, value, unit, "", None, note)
-
-
-# -- statistics ------------------------------------------------------------------------------
-
-def median(values: Sequence[float]) -> float:
-    """The median (raises ValueError on an empty sequence)."""
-    if not values:
-        raise ValueError("median of nothing")
-    return float(statistics.median(values))
-
-
-def percentile(values: Sequence[float], pct: float) -> float:
-    """Linear-interpolated percentile (``pct`` in 0..100) of at least one value."""
-    ordered = sorted(values)
-    if not ordered:
-        raise ValueError("percentile of nothing")
-    rank = (len(ordered) - 1) * pct / 100.0
-    low, high = math.floor(rank), math.ceil(rank)
-    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
 
 
 # -- processes -------------------------------------------------------------------------------
@@ -204,11 +126,11 @@ class Emulator:
         return self._proc.pid
 
     def _control(self, path: str, body: dict[str, Any] | None = None) -> Any:
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(f"{self.base_url}/_control/{path}", data=data,
-                                         method="GET" if body is None else "POST")
-        with urllib.request.urlopen(request, timeout=30) as answer:  # noqa: S310 - loopback
-            return json.load(answer)
+        url = f"{self.base_url}/_control/{path}"
+        answer = (requests.get(url, timeout=30) if body is None
+                  else requests.post(url, json=body, timeout=30))
+        answer.raise_for_status()
+        return answer.json()
 
     def log(self) -> list[dict[str, Any]]:
         """Every API request the emulator answered since the last ``reset_log``."""
@@ -262,6 +184,11 @@ class Daemon(DaemonProcess):
 
     def run_time_s(self) -> float:
         return run_time_s(self.pid)
+
+    def exited(self) -> bool:
+        """True once the daemon process has ended (for a wait to stop early)."""
+        assert self.proc is not None
+        return self.proc.poll() is not None
 
     def assert_running(self) -> None:
         assert self.proc is not None

@@ -13,17 +13,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from bench.harness import (
-    API_KEY,
-    Daemon,
-    Emulator,
-    Figure,
-    Settings,
-    at_most,
-    info,
-    make_config,
-    wait_for,
-)
+from bench.figures import Figure, at_most, info
+from bench.harness import API_KEY, Daemon, Emulator, Settings, make_config, wait_for
 
 NAME = "idle"
 FOLDERS = 10

@@ -16,19 +16,8 @@ import random
 import time
 from pathlib import Path
 
-from bench.harness import (
-    API_KEY,
-    Daemon,
-    Emulator,
-    Figure,
-    Settings,
-    at_most,
-    info,
-    make_config,
-    median,
-    percentile,
-    wait_for,
-)
+from bench.figures import Figure, at_most, info, median, percentile
+from bench.harness import API_KEY, Daemon, Emulator, Settings, make_config, wait_for
 from bench.images import TinyImages
 
 NAME = "latency"

@@ -15,18 +15,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bench.harness import (
-    API_KEY,
-    Daemon,
-    Emulator,
-    Figure,
-    Settings,
-    at_most,
-    count_files,
-    info,
-    make_config,
-    wait_for,
-)
+from bench.figures import Figure, at_most, info
+from bench.harness import API_KEY, Daemon, Emulator, Settings, count_files, make_config, wait_for
 from bench.images import large_png
 from tests.support import REPO
 
@@ -76,7 +66,7 @@ def peak_while_processing(api: Emulator, config: Path, root: Path,
     archive = root / "studio" / "archive"
     api.reset_log()
     with Daemon(config, API_KEY) as daemon:
-        wait_for(lambda: count_files(archive) >= inputs or daemon.proc.poll() is not None,
+        wait_for(lambda: count_files(archive) >= inputs or daemon.exited(),
                  timeout_s=120 + 30 * inputs, interval_s=0.1, what="every large input archived")
         daemon.assert_running()
         peak_bytes = daemon.peak_rss_bytes()

@@ -21,10 +21,11 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-import psutil
+import psutil  # type: ignore[import-untyped,unused-ignore]
 
 from bench import backlog, calls, idle, latency, memory, throughput
-from bench.harness import Figure, Settings
+from bench.figures import Figure
+from bench.harness import Settings
 
 Benchmark = Callable[[Settings], list[Figure]]
 BENCHMARKS: dict[str, Benchmark] = {
@@ -35,7 +36,17 @@ BENCHMARKS: dict[str, Benchmark] = {
     "idle": idle.run,
     "calls": calls.run,
 }
-EXIT_OK, EXIT_MISSED, EXIT_CRASHED, EXIT_USAGE = 0, 1, 3, 2
+EXIT_OK, EXIT_MISSED, EXIT_CRASHED = 0, 1, 3
+
+
+def selected(only: str) -> list[str]:
+    """The benchmark names of ``--only``. Raises ArgumentTypeError for an unknown one."""
+    names = [n.strip() for n in only.split(",") if n.strip()] or list(BENCHMARKS)
+    unknown = [n for n in names if n not in BENCHMARKS]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown benchmark(s): {', '.join(unknown)} "
+                                         f"(known: {', '.join(BENCHMARKS)})")
+    return names
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -43,20 +54,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                                      description="bgcut-watchd benchmarks (see bench/README.md)")
     parser.add_argument("--quick", action="store_true",
                         help="small sizes for CI (about 2 minutes); never fails on a target")
-    parser.add_argument("--only", default="", metavar="NAME[,NAME]",
-                        help=f"run only these ({', '.join(BENCHMARKS)})")
+    parser.add_argument("--only", type=selected, default=list(BENCHMARKS),
+                        metavar="NAME[,NAME]", help=f"run only these ({', '.join(BENCHMARKS)})")
     parser.add_argument("--json", type=Path, metavar="FILE", help="also write the figures here")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (for a look)")
     return parser.parse_args(argv)
-
-
-def selected(only: str) -> list[str]:
-    names = [n.strip() for n in only.split(",") if n.strip()] or list(BENCHMARKS)
-    unknown = [n for n in names if n not in BENCHMARKS]
-    if unknown:
-        raise SystemExit(f"unknown benchmark(s): {', '.join(unknown)} "
-                         f"(known: {', '.join(BENCHMARKS)})")
-    return names
 
 
 def run_one(name: str, settings: Settings) -> tuple[list[Figure], str | None, float]:
@@ -94,7 +96,7 @@ def machine() -> dict[str, object]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    names = selected(args.only)
+    names: list[str] = args.only
     workdir = Path(tempfile.mkdtemp(prefix="bgcut-bench-"))
     settings = Settings(quick=args.quick, workdir=workdir)
     mode = "quick" if args.quick else "full"

@@ -14,18 +14,15 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from bench.figures import Figure, at_least, info, median
 from bench.harness import (
     API_KEY,
     Daemon,
     Emulator,
-    Figure,
     MachineLoad,
     Settings,
-    at_least,
     count_files,
-    info,
     make_config,
-    median,
     wait_for,
 )
 from bench.images import TinyImages
@@ -70,7 +67,7 @@ def run(settings: Settings) -> list[Figure]:
     efficiency = median(daemon_rates) / LIMIT_JOBS_PER_S
     note = f"{images} images x {rounds} round(s), {WORKERS} workers, median"
     return [
-        at_least(NAME, "daemon / physical limit", efficiency, "ratio", TARGET_EFFICIENCY,
+        at_least(NAME, "daemon / physical limit", efficiency, "", TARGET_EFFICIENCY,
                  note=f"{median(daemon_rates):.2f} of {LIMIT_JOBS_PER_S:.2f} jobs/s; {note}"),
         at_least(NAME, "daemon / naive client", median(ratios), "x", TARGET_SPEEDUP,
                  note=f"naive {median(naive_rates):.2f} jobs/s over {naive_images} images; "
@@ -79,7 +76,7 @@ def run(settings: Settings) -> list[Figure]:
         info(NAME, "naive jobs/s", median(naive_rates), "jobs/s",
              note=f"its own limit is {1 / PER_JOB_API_S:.2f}"),
         info(NAME, "daemon / limit at the emulator's real answer times",
-             median(daemon_rates) * median(api_s) / WORKERS, "ratio",
+             median(daemon_rates) * median(api_s) / WORKERS, "",
              note=f"the emulator took {median(api_s) * 1000:.0f} ms of calls per job, "
                   f"not {PER_JOB_API_S * 1000:.0f}"),
         info(NAME, "daemon CPU per job", median(cpu_ms), "ms"),
@@ -98,7 +95,7 @@ def daemon_round(api: Emulator, root: Path, images: int, tiny: TinyImages,
     archive = root / "studio" / "archive"
     api.reset_log()
     with Daemon(config, API_KEY) as daemon:
-        wait_for(lambda: count_files(archive) >= images or daemon.proc.poll() is not None,
+        wait_for(lambda: count_files(archive) >= images or daemon.exited(),
                  timeout_s=60 + images / 2, interval_s=0.05, what="every input archived")
         done_at = time.monotonic()
         daemon.assert_running()

@@ -61,7 +61,27 @@ def configure_logging(level: str = "INFO", secret: str | None = None, *,
     root.setLevel(level.upper())
     # urllib3 logs full URLs at debug level; they never carry the key, but keep it quiet.
     logging.getLogger("urllib3").setLevel(logging.WARNING)
+    _quiet_watchdog_stop_race()
     return handler
+
+
+class _DropMessage(logging.Filter):
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.msg != self.text
+
+
+def _quiet_watchdog_stop_race() -> None:
+    """watchdog 7 logs an ERROR when an inotify read returns while its observer is being
+    stopped (inotify.py, ``queue_events``); the event is dropped on purpose and nothing is
+    wrong, so it must not read as a failure in the journal at every stop."""
+    logger = logging.getLogger("watchdog.observers.inotify")
+    if not any(isinstance(f, _DropMessage) for f in logger.filters):
+        logger.addFilter(_DropMessage(
+            "InotifyEmitter.queue_events() called when the thread is inactive"))
 
 
 def build_handler(*, environ: Mapping[str, str], stream: TextIO, secret: str | None = None,

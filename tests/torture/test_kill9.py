@@ -94,6 +94,7 @@ def test_kill_9_at_random_moments_while_files_stream_in(
     calls = api_calls_per_job(entries)
     paid_twice = sorted(job for job, c in calls.items() if c["process"] > 1)
     incomplete = sum(" incomplete set" in k for k in kills)
+    print("kills:", kills)
     torture_report(
         f"{len(kills)} kills in {kills_s:.0f}s while {SIZES.kill_files} files streamed "
         f"in ({dict(writer.modes)}); {len(entries)} requests "
