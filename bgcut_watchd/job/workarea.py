@@ -160,6 +160,16 @@ class WorkArea:
         input left where it was).
         """
         relpath = self._relpath(path)
+        locked = self._new_locked_job_dir()
+        if locked is None:
+            return None
+        return self._move_in(folder_name, path, relpath, *locked)
+
+    def _new_locked_job_dir(self) -> tuple[Path, int] | None:
+        """A new job dir and its flock fd; None when another daemon's recovery took it.
+
+        Raises OSError when the directory cannot be made or locked (it is removed again).
+        """
         self._ensure_root()
         job_dir = self.root / self._new_job_id()
         job_dir.mkdir()
@@ -173,7 +183,7 @@ class WorkArea:
             raise
         if lock_fd is None:  # another daemon's recovery holds it and will remove it
             return None
-        return self._move_in(folder_name, path, relpath, job_dir, lock_fd)
+        return job_dir, lock_fd
 
     def _move_in(
         self, folder_name: str, path: Path, relpath: str, job_dir: Path, lock_fd: int,
@@ -217,19 +227,10 @@ class WorkArea:
         self._check_relpath(relpath)
         if not stat.S_ISREG(os.lstat(source).st_mode):
             raise ValueError(f"{os.fsdecode(source)!r} is not a regular file")
-        self._ensure_root()
-        job_dir = self.root / self._new_job_id()
-        job_dir.mkdir()
-        fsync_dir(self.root)
-        try:
-            lock_fd = _try_lock(job_dir)
-        except OSError as exc:
-            if exc.errno in _GONE:
-                return None
-            _remove_job_dir(job_dir)
-            raise
-        if lock_fd is None:
+        locked = self._new_locked_job_dir()
+        if locked is None:
             return None
+        job_dir, lock_fd = locked
         try:
             return self._copy_in(folder_name, source, relpath, job_dir, lock_fd)
         except BaseException:

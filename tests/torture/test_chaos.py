@@ -96,8 +96,10 @@ def test_api_chaos_processes_every_input_within_1_8x_the_calls(
     table = breakdown(entries)
     ratio = len(entries) / (CALLS_PER_INPUT * SIZES.chaos_files)
     retries = daemon.log_text().count(", retrying in ")
+    quarantined = len(files_under(root / "quarantine")) // 2  # each input and its error file
     torture_report(
-        f"{SIZES.chaos_files} inputs in {elapsed_s:.0f}s: {len(entries)} API calls = "
+        f"{SIZES.chaos_files} inputs, retry.max_attempts {MAX_ATTEMPTS}, {quarantined} "
+        f"quarantined, {elapsed_s:.0f}s: {len(entries)} API calls = "
         f"{ratio:.2f}x the fault-free {CALLS_PER_INPUT * SIZES.chaos_files} (target <= "
         f"{MAX_RATIO}x); {retries} job retries; per endpoint: {describe(table)}")
 

@@ -150,8 +150,16 @@ NEWLINE_NAMES = st.tuples(st.text(NAME_TEXT, max_size=10), st.text(NAME_TEXT, ma
     lambda parts: os.fsencode(f"{parts[0]}\n{parts[1]}.png"))
 LONG_NAMES = st.tuples(st.binary(min_size=1, max_size=8), st.sampled_from([b".jpg", b"", b"."])) \
     .map(lambda p: (p[0] * 255)[: 255 - len(p[1])] + p[1])
-NAMES = st.one_of(RAW_NAMES, TEXT_NAMES, NFD_NAMES, NEWLINE_NAMES, LONG_NAMES).filter(
-    is_valid_name)
+# Names shaped like product.md's ignore list (hidden, partial downloads, editor and NAS files).
+IGNORE_SHAPES = [".{}", "{}.part", "{}.tmp", "{}.crdownload", "{}.download", "~${}", "{}~",
+                 "{}.swp", "._{}", ".syncthing.{}", "~syncthing~{}"]
+IGNORABLE_NAMES = st.one_of(
+    st.tuples(st.sampled_from(IGNORE_SHAPES), st.text(NAME_TEXT, min_size=1, max_size=12))
+    .map(lambda p: os.fsencode(p[0].format(p[1]))),
+    st.sampled_from([b"Thumbs.db", b"tHuMbS.dB", b"DESKTOP.INI", b".DS_Store"]),
+)
+NAMES = st.one_of(RAW_NAMES, TEXT_NAMES, NFD_NAMES, NEWLINE_NAMES, LONG_NAMES,
+                  IGNORABLE_NAMES).filter(is_valid_name)
 
 
 class NameRun:
@@ -202,14 +210,14 @@ class NameRun:
 
     @staticmethod
     def kind(raw: bytes) -> str:
+        if len(raw) == 255:
+            return "255 bytes"
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError:
             return "not UTF-8"
         if "\n" in text:
             return "newline"
-        if len(raw) == 255:
-            return "255 bytes"
         return "NFD" if unicodedata.normalize("NFC", text) != text else "other"
 
 
