@@ -17,6 +17,7 @@ from bgcut_watchd.guard import ApiGuard
 from bgcut_watchd.job.journal import JobState
 from bgcut_watchd.job.quarantine import complete_pending
 from bgcut_watchd.job.runner import PROCESS_AMBIGUOUS, JobRunner
+from bgcut_watchd.job.validate import PixelBudget
 from bgcut_watchd.job.workarea import ClaimedJob, WorkArea
 from bgcut_watchd.ledger import Ledger
 from bgcut_watchd.pause import FolderPauses, PauseGate
@@ -26,6 +27,11 @@ from bgcut_watchd.retry import RetryPolicy
 from bgcut_watchd.scheduler import JobTicket, Outcome, Scheduler
 
 log = logging.getLogger("bgcut_watchd.engine")
+
+# Pixels decoded at once by the local check, all workers together: 16 MP is about 50 MB of
+# RGB; a larger input is decoded alone (bench/memory.py: 8 x 14 MP inputs peaked at 401 MB
+# without this bound).
+DECODE_BUDGET_PIXELS = 16_000_000
 
 # The runner's mark for "the process call may have run": it looks for the outputs before
 # sending the call again (job/runner.py, ``JobRunner._process``).
@@ -48,6 +54,7 @@ class Engine:
         self.guard = ApiGuard(self.gate, RateLimiter(config.api.max_requests_per_minute),
                               self.policy, cancel, on_answer=self._heartbeat)
         self.folder_pauses = FolderPauses()
+        self.decode_budget = PixelBudget(DECODE_BUDGET_PIXELS)
         self.pipeline = Pipeline(self._folder_parts(config.folders), self.policy,
                                  self.folder_pauses)
         self._on_ticket_done = on_ticket_done
@@ -62,7 +69,7 @@ class Engine:
         return {
             folder.name: FolderParts(
                 JobRunner(folder, self.config.api, self.config.daemon, self.client,
-                          self.ledger, self.guard),
+                          self.ledger, self.guard, decode_budget=self.decode_budget),
                 WorkArea(folder.inbox),
             )
             for folder in folders

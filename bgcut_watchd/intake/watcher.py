@@ -63,8 +63,26 @@ def default_observer_factory(mode: WatchMode, poll_interval_s: float) -> BaseObs
     if mode == "inotify":
         from watchdog.observers.inotify import InotifyObserver
 
+        _shorten_move_pairing_hold()
         return InotifyObserver()
     return PollingObserverVFS(os.lstat, os.scandir, polling_interval=poll_interval_s)
+
+
+MOVE_PAIRING_HOLD_S = 0.05
+
+
+def _shorten_move_pairing_hold() -> None:
+    """watchdog holds every IN_MOVED_FROM for 0.5 s, waiting for its IN_MOVED_TO, and the
+    events behind it wait too. The daemon makes one such event per finished job (the input
+    leaves ``<inbox>/.bgcut-work`` for the archive), so every file dropped just after a job
+    ended was noticed 0.5 s late (measured by bench/latency.py: p95 1.15 s for a 0.8 s target).
+    Both halves of a rename reach the same inotify read, so 50 ms pairs them as well; and this
+    handler treats an unpaired half like a creation or deletion anyway. watchdog reads the
+    value when it builds a watch group, so it is set before each inotify observer is built.
+    """
+    from watchdog.observers.inotify_move_event_grouper import InotifyMoveEventGrouper
+
+    InotifyMoveEventGrouper.delay = MOVE_PAIRING_HOLD_S
 
 
 class _ForwardingHandler(FileSystemEventHandler):

@@ -38,7 +38,7 @@ from bgcut_watchd.job.publish import (
     temp_path_for,
 )
 from bgcut_watchd.job.quarantine import QuarantineRecord, quarantine
-from bgcut_watchd.job.validate import validate_input
+from bgcut_watchd.job.validate import PixelBudget, validate_input
 from bgcut_watchd.job.workarea import ClaimedJob
 from bgcut_watchd.ledger import Ledger, variant_key
 from bgcut_watchd.logsetup import job_fields
@@ -75,6 +75,7 @@ class JobRunner:
     ledger: Ledger
     gate: ApiGate
     monotonic: Callable[[], float] = time.monotonic
+    decode_budget: PixelBudget | None = None  # shared by every folder's runner
 
     @property
     def variant_key(self) -> str:
@@ -107,7 +108,8 @@ class JobRunner:
 
     def _upload(self, job: ClaimedJob) -> None:
         checked = validate_input(job.input_path, max_bytes=self.limits.max_input_bytes,
-                                 max_pixels=self.limits.max_input_pixels)
+                                 max_pixels=self.limits.max_input_pixels,
+                                 budget=self.decode_budget)
         job.save(job.record.advance(JobState.CLAIMED, sha256=checked.sha256))
         self.ledger.update(job.job_id, sha256=checked.sha256, stage="upload")
         if self._reuse_duplicate(job, checked.sha256):

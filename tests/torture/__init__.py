@@ -43,7 +43,7 @@ class TortureSizes:
 
 
 QUICK = TortureSizes(mode="quick", kill_rounds=30, kill_files=300, kill_moment_scale=1.0,
-                     chaos_files=40, outage_s=3.0, pause_s=1.0, disk_files=12,
+                     chaos_files=80, outage_s=3.0, pause_s=1.0, disk_files=12,
                      name_examples=12, names_per_example=6, twin_files=100, timeout_s=240.0)
 LONG = TortureSizes(mode="long", kill_rounds=200, kill_files=300, kill_moment_scale=1.0,
                     chaos_files=300, outage_s=30.0, pause_s=5.0, disk_files=60,

@@ -32,8 +32,8 @@ from tests.torture import SIZES, Report
 pytestmark = [pytest.mark.torture, pytest.mark.timeout(SIZES.timeout_s)]
 
 FILES_PER_PHASE = 4
-IN_FLIGHT_S = 0.25  # requests sent this soon after the first refusal was answered were in flight
 SPACING_SLACK = 0.9  # probes at least 0.9 pause intervals apart (clock reads, scheduling)
+WORKERS = 4  # write_config's daemon.workers: at most this many requests were in flight
 
 
 def pause_reason(state_dir: Path) -> str | None:
@@ -45,11 +45,16 @@ def pause_reason(state_dir: Path) -> str | None:
     return None if pause is None else str(pause["reason"])
 
 
-def probes_after_first(refused: list[RequestLogEntry]) -> tuple[int, list[float]]:
-    """(requests in flight when the pause began, arrival times of the later ones: the probes)."""
+def probes_after_first(refused: list[RequestLogEntry],
+                       pause_s: float) -> tuple[int, list[float]]:
+    """(requests in flight when the pause began, arrival times of the later ones: the probes).
+
+    No probe can come before a pause interval has passed since the first refusal: whatever
+    arrived before that had passed the gate before the daemon knew of the pause.
+    """
     first = refused[0]
     answered_s = first.timestamp_s + first.duration_s
-    in_flight = [e for e in refused if e.timestamp_s <= answered_s + IN_FLIGHT_S]
+    in_flight = [e for e in refused if e.timestamp_s < answered_s + SPACING_SLACK * pause_s]
     return len(in_flight), [e.timestamp_s for e in refused[len(in_flight):]]
 
 
@@ -58,7 +63,8 @@ def check_probes(refused: list[RequestLogEntry], until_s: float, pause_s: float)
     returns a description of what was seen."""
     assert refused, "the outage was never noticed"
     refused = sorted(refused, key=lambda e: e.timestamp_s)
-    in_flight, probes = probes_after_first(refused)
+    in_flight, probes = probes_after_first(refused, pause_s)
+    assert in_flight <= WORKERS, f"{in_flight} requests refused right after the first one"
     first_answered_s = refused[0].timestamp_s + refused[0].duration_s
     times = [first_answered_s, *probes]
     gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
@@ -70,9 +76,9 @@ def check_probes(refused: list[RequestLogEntry], until_s: float, pause_s: float)
 
 
 def calls_between_probes(entries: list[RequestLogEntry], refused: list[RequestLogEntry],
-                         until_s: float) -> int:
+                         until_s: float, pause_s: float) -> int:
     """API requests of any kind after the in-flight ones of an outage, until ``until_s``."""
-    in_flight, _ = probes_after_first(sorted(refused, key=lambda e: e.timestamp_s))
+    in_flight, _ = probes_after_first(sorted(refused, key=lambda e: e.timestamp_s), pause_s)
     after_s = sorted(e.timestamp_s for e in refused)[in_flight - 1]
     return sum(1 for e in entries if after_s < e.timestamp_s < until_s
                and e.endpoint in ("upload", "process", "download"))
@@ -126,8 +132,9 @@ def test_401_then_402_then_fixed_quarantines_nothing_probes_once_per_pause_and_r
     refused_402 = [e for e in entries if e.fault == "credits_exhausted"]
     credits = check_probes(refused_402, fixed, pause_s)
     # A 402 probe may be an upload (which cannot tell) then the process call (which can).
-    probes_402 = len(probes_after_first(sorted(refused_402, key=lambda e: e.timestamp_s))[1])
-    assert calls_between_probes(entries, refused_402, fixed) <= 2 * probes_402
+    probes_402 = len(probes_after_first(sorted(refused_402, key=lambda e: e.timestamp_s),
+                                        pause_s)[1])
+    assert calls_between_probes(entries, refused_402, fixed, pause_s) <= 2 * probes_402
     torture_report(f"401 for {switched - broken:.1f}s then 402 for {fixed - switched:.1f}s, "
                    f"pauses of {pause_s:g}s: "
                    f"401: {auth}; 402: {credits}; all {3 * FILES_PER_PHASE} inputs archived "

@@ -1,0 +1,59 @@
+"""The decode budget: bounds the pixels decoded at once by all workers together."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+from bgcut_watchd.job.validate import PixelBudget
+from tests.support import wait_for
+
+
+def test_reservations_that_fit_run_together_and_one_that_does_not_waits() -> None:
+    budget = PixelBudget(100)
+    release = threading.Event()
+    entered: list[str] = []
+
+    def hold(name: str, pixels: int) -> None:
+        with budget.reserve(pixels):
+            entered.append(name)
+            release.wait(10)
+
+    small = [threading.Thread(target=hold, args=(f"s{n}", 40)) for n in range(2)]
+    for thread in small:
+        thread.start()
+    wait_for(lambda: len(entered) == 2, what="both small decodes inside")
+    big = threading.Thread(target=hold, args=("big", 40))
+    big.start()
+    assert not wait_for_quietly(lambda: "big" in entered)  # 40 + 40 + 40 > 100: it waits
+    release.set()
+    for thread in [*small, big]:
+        thread.join(10)
+    assert entered[-1] == "big"
+
+
+def test_a_decode_larger_than_the_whole_budget_runs_alone_rather_than_never() -> None:
+    budget = PixelBudget(10)
+    with budget.reserve(1_000):
+        pass  # did not deadlock
+    done = threading.Event()
+
+    def huge() -> None:
+        with budget.reserve(1_000):
+            done.set()
+
+    with budget.reserve(5):
+        thread = threading.Thread(target=huge)
+        thread.start()
+        assert not wait_for_quietly(done.is_set)  # waits for the running decode to end
+    thread.join(10)
+    assert done.is_set()
+
+
+def wait_for_quietly(predicate: Callable[[], object], timeout_s: float = 0.3) -> bool:
+    """True if ``predicate`` became true within ``timeout_s`` (used to show something waits)."""
+    try:
+        wait_for(predicate, timeout_s)
+    except AssertionError:
+        return False
+    return True
