@@ -80,6 +80,7 @@ class RetryConfig:
     max_delay_s: float = 300.0
     auth_pause_s: float = 300.0
     credits_pause_s: float = 900.0
+    disk_pause_s: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -229,6 +230,7 @@ def _parse_retry(table: Table) -> RetryConfig:
         max_delay_s=table.number("max_delay_s", d.max_delay_s, exclusive=False),
         auth_pause_s=table.number("auth_pause_s", d.auth_pause_s),
         credits_pause_s=table.number("credits_pause_s", d.credits_pause_s),
+        disk_pause_s=table.number("disk_pause_s", d.disk_pause_s),
     )
     if len(table.problems.errors) == errors_before and retry.base_delay_s > retry.max_delay_s:
         limit = f"{table.key('max_delay_s')} ({retry.max_delay_s})"

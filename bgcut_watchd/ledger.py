@@ -24,6 +24,7 @@ import hashlib
 import json
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -91,13 +92,29 @@ def migrate(conn: sqlite3.Connection, migrations: Sequence[Migration] = MIGRATIO
     for step in range(version, len(migrations)):
         conn.execute("BEGIN IMMEDIATE")
         try:
-            migrations[step](conn)
-            conn.execute(f"PRAGMA user_version = {step + 1:d}")
+            # Re-read under the write lock: a second daemon opening the same fresh ledger
+            # may have applied this step since the first read ("table jobs already exists").
+            if int(conn.execute("PRAGMA user_version").fetchone()[0]) <= step:
+                migrations[step](conn)
+                conn.execute(f"PRAGMA user_version = {step + 1:d}")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
     return len(migrations)
+
+
+def _enable_wal(conn: sqlite3.Connection, tries: int = 50) -> None:
+    """Switch to WAL. The switch can answer "database is locked" at once, without waiting
+    for busy_timeout, while another daemon opens the same new ledger: try again briefly."""
+    for attempt in range(tries):
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == tries - 1:
+                raise
+            time.sleep(0.1)  # another process holds the lock for a moment; nothing to poll
 
 
 def variant_key(variants: Sequence[Variant]) -> str:
@@ -145,10 +162,11 @@ class Ledger:
         self.path = state_dir / LEDGER_NAME
         self._clock = clock
         self._lock = threading.RLock()
-        self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
+                                     timeout=5.0)
         try:
             self._conn.execute("PRAGMA busy_timeout = 5000")
-            self._conn.execute("PRAGMA journal_mode = WAL")
+            _enable_wal(self._conn)
             self._conn.execute("PRAGMA synchronous = NORMAL")
             migrate(self._conn)
         except BaseException:

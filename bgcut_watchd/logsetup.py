@@ -62,6 +62,7 @@ def configure_logging(level: str = "INFO", secret: str | None = None, *,
     # urllib3 logs full URLs at debug level; they never carry the key, but keep it quiet.
     logging.getLogger("urllib3").setLevel(logging.WARNING)
     _quiet_watchdog_stop_race()
+    logging.captureWarnings(True)  # a library's RuntimeWarning becomes one log line, not three
     return handler
 
 

@@ -254,7 +254,8 @@ class FolderPauses:
                 self._pauses[folder] = replace(
                     old, reason=reason, until_s=max(until_s, old.until_s), prober=None
                 )
-        logger.warning("folder %s paused for %.0fs: %s", folder, max(seconds, 0.0), reason)
+        logger.warning("folder %s paused for %.0fs, its inputs kept: %s", folder,
+                       max(seconds, 0.0), reason)
 
     def resume(self, folder: str) -> None:
         """End ``folder``'s pause (after any successful write there); no-op when not paused."""

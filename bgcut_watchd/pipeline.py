@@ -19,7 +19,6 @@ from pathlib import Path
 from bgcut_watchd.errors import LocalDiskError, RateLimitedError
 from bgcut_watchd.fsops import show_path
 from bgcut_watchd.guard import GateClosed
-from bgcut_watchd.job.journal import JobState
 from bgcut_watchd.job.runner import STAGE_OF, JobRunner
 from bgcut_watchd.job.workarea import ClaimedJob, WorkArea
 from bgcut_watchd.pause import FolderPauses
@@ -28,7 +27,6 @@ from bgcut_watchd.scheduler import JobTicket, Outcome
 
 log = logging.getLogger("bgcut_watchd.pipeline")
 
-_ORDER = list(JobState)
 GATE_RETRY_S = 0.5  # a job handed back at a closed gate is offered again this soon
 
 
@@ -105,41 +103,47 @@ class Pipeline:
         return job
 
     def _run(self, parts: FolderParts, ticket: JobTicket, job: ClaimedJob) -> Outcome:
-        state_before = job.record.state
+        progress_before = parts.runner.progress(job)
         try:
             parts.runner.run(job)
         except GateClosed:
             self._release_folder_probe(ticket.folder)
             return Outcome.paused(GATE_RETRY_S, self._hold(job, ticket))
         except Exception as exc:  # every failure is classified; nothing escapes
-            return self._failed(parts, ticket, job, exc, state_before)
+            return self._failed(parts, ticket, job, exc, progress_before)
         self._forget(job)
-        # Unconditional: an expired pause whose probe just succeeded must end too, or its
-        # probe lease would keep every other worker away from the folder.
-        self.folder_pauses.resume(ticket.folder)
+        self._end_folder_pause_if_probe(ticket.folder)
         return Outcome.done()
 
+    def _end_folder_pause_if_probe(self, folder: str) -> None:
+        """Only the folder's probe proves its disk works again. A job that started before
+        the pause and finished anyway (another subfolder, a smaller file) must not lift it:
+        new files would be claimed and paid for, only to fail at download."""
+        pause = self.folder_pauses.snapshot().get(folder)
+        if pause is not None and pause.prober == threading.get_ident():
+            self.folder_pauses.resume(folder)
+
     def _failed(self, parts: FolderParts, ticket: JobTicket, job: ClaimedJob,
-                exc: Exception, state_before: JobState) -> Outcome:
+                exc: Exception, progress_before: tuple[int, int]) -> Outcome:
         decision = classify(exc)
         if decision is not Decision.PAUSE_FOLDER:
             self._release_folder_probe(ticket.folder)
         if decision is Decision.QUARANTINE:
             return self._quarantine(parts, ticket, job, exc)
         if decision is Decision.PAUSE_FOLDER:
+            # pause() logs the one line: "folder X paused for Ns: <the disk error>"
             self.folder_pauses.pause(ticket.folder, self.policy.folder_pause_s, str(exc))
-            log.warning("folder %s: paused for %.0fs, input kept: %s", ticket.folder,
-                        self.policy.folder_pause_s, exc)
             return Outcome.paused(self.policy.folder_pause_s, self._hold(job, ticket))
         if decision.is_pause:  # 401/402: the guard has paused every worker already
             return Outcome.paused(GATE_RETRY_S, self._hold(job, ticket))
-        return self._retry(parts, ticket, job, exc, decision, state_before)
+        return self._retry(parts, ticket, job, exc, decision, progress_before)
 
     def _retry(self, parts: FolderParts, ticket: JobTicket, job: ClaimedJob, exc: Exception,
-               decision: Decision, state_before: JobState) -> Outcome:
-        # Progress (a later state) starts the count afresh; a redo after a 404 is no progress,
-        # so a file that keeps vanishing remotely ends in quarantine after max_attempts.
-        progressed = _ORDER.index(job.record.state) > _ORDER.index(state_before)
+               decision: Decision, progress_before: tuple[int, int]) -> Outcome:
+        # Progress (a later state, or one more whole download) starts the count afresh; a redo
+        # after a 404 is no progress, so a file that keeps vanishing remotely ends in
+        # quarantine after max_attempts.
+        progressed = parts.runner.progress(job) > progress_before
         attempts = 1 if progressed else job.record.attempts + 1
         try:
             job.save(job.record.advance(job.record.state, attempts=attempts,

@@ -98,9 +98,7 @@ class RetryPolicy:
             raise ValueError("invalid retry policy: " + "; ".join(problems))
 
     @classmethod
-    def from_config(
-        cls, config: RetryConfig, folder_pause_s: float = DEFAULT_FOLDER_PAUSE_S
-    ) -> RetryPolicy:
+    def from_config(cls, config: RetryConfig) -> RetryPolicy:
         """Build the policy from ``[retry]``. Raises ``ValueError`` like the constructor."""
         return cls(
             max_attempts=config.max_attempts,
@@ -108,7 +106,7 @@ class RetryPolicy:
             max_delay_s=float(config.max_delay_s),
             auth_pause_s=float(config.auth_pause_s),
             credits_pause_s=float(config.credits_pause_s),
-            folder_pause_s=folder_pause_s,
+            folder_pause_s=float(config.disk_pause_s),
         )
 
     def next_delay_s(

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import multiprocessing
 import os
 import sqlite3
 import threading
@@ -7,6 +8,7 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -234,3 +236,28 @@ def test_a_file_from_a_newer_version_is_refused(tmp_path: Path) -> None:
     open_raw(tmp_path / LEDGER_NAME).execute(f"PRAGMA user_version = {len(MIGRATIONS) + 5}")
     with pytest.raises(ConfigError, match=r"daemon\.state_dir"):
         Ledger(tmp_path)
+
+
+def _open_ledger(state_dir: str, barrier: Any, results: Any) -> None:
+    barrier.wait()
+    try:
+        Ledger(Path(state_dir)).close()
+        results.put("ok")
+    except Exception as exc:  # reported to the test, which fails on it
+        results.put(f"{type(exc).__name__}: {exc}")
+
+
+def test_two_daemons_opening_one_new_ledger_at_once_both_succeed(tmp_path: Path) -> None:
+    """Two daemons on one state_dir used to race the schema creation ("table jobs already
+    exists", "database is locked") and one exited 78."""
+    context = multiprocessing.get_context("fork")
+    for trial in range(8):
+        state_dir = tmp_path / f"trial-{trial}"
+        barrier, results = context.Barrier(2), context.Queue()
+        procs = [context.Process(target=_open_ledger, args=(str(state_dir), barrier, results))
+                 for _ in range(2)]
+        for proc in procs:
+            proc.start()
+        for proc in procs:
+            proc.join(30)
+        assert [results.get(timeout=5) for _ in procs] == ["ok", "ok"]

@@ -69,8 +69,8 @@ def test_should_retry_counts_attempts_up_to_max() -> None:
 
 def test_from_config_copies_every_retry_key() -> None:
     config = RetryConfig(max_attempts=4, base_delay_s=1.5, max_delay_s=60.0,
-                         auth_pause_s=120.0, credits_pause_s=600.0)
-    policy = RetryPolicy.from_config(config, folder_pause_s=30.0)
+                         auth_pause_s=120.0, credits_pause_s=600.0, disk_pause_s=30.0)
+    policy = RetryPolicy.from_config(config)
     assert policy == RetryPolicy(4, 1.5, 60.0, 120.0, 600.0, 30.0)
 
 

@@ -250,6 +250,17 @@ class JobRunner:
 
     # -- helpers --------------------------------------------------------------------------
 
+    def progress(self, job: ClaimedJob) -> tuple[int, int]:
+        """How far the job got: its state's rank, then its whole downloads on disk. A retry
+        that got further than the last one starts its attempt count afresh."""
+        rank = list(JobState).index(job.record.state)
+        if job.record.state is not JobState.PROCESSED:
+            return rank, 0
+        out_dir = self._out_dir(job)
+        done = sum(os.path.lexists(temp_path_for(out_dir, job.job_id, index))
+                   for index in range(len(job.record.remote_outputs)))
+        return rank, done
+
     def log_fields(self, job: ClaimedJob, stage: str | None = None,
                    reason: str | None = None) -> dict[str, str]:
         """Structured fields of a log line about ``job`` (JOB_ID, FOLDER, ... in the journal)."""

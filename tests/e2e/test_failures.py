@@ -7,7 +7,6 @@ arrival of each request) and from the folders.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import itertools
 import json
@@ -317,15 +316,13 @@ def _block_outbox(outbox: Path, how: str) -> Callable[[], None]:
 def test_unwritable_outbox_keeps_the_input_pauses_the_folder_and_resumes(
     tmp_path: Path, emulator: FakeApiServer, how: str,
 ) -> None:
-    config = write_config(tmp_path, emulator.base_url, folders=("studio", "web"))
+    config = write_config(tmp_path, emulator.base_url, folders=("studio", "web"),
+                          retry={"disk_pause_s": 0.3})
     inbox = tmp_path / "studio" / "inbox"
     outbox = tmp_path / "studio" / "outbox"
     (inbox / "shoot").mkdir(parents=True)
     repair = _block_outbox(outbox, how)
-    with InProcessDaemon(config) as daemon:
-        pipeline = daemon.service.engine.pipeline
-        # [retry] has no key for the folder pause (60 s by default): shorten it for the test.
-        pipeline.policy = dataclasses.replace(pipeline.policy, folder_pause_s=0.3)
+    with InProcessDaemon(config):
         sources = _drop(inbox / "shoot", ["blocked.jpg"])
         wait_for(lambda: (_status(tmp_path).get("folders", {}).get("studio", {})
                           .get("paused")), what="status shows the folder paused")

@@ -1,11 +1,13 @@
 """Torture 4: the outbox's disk fills up. The outbox is a 2 MiB tmpfs, filled but for room for
-about two output sets: the downloads that follow fail with ENOSPC. No partial output is ever
-visible (nor any partial temporary), every input is kept (inbox or work area), nothing is
-quarantined or paid twice, and the work resumes by itself once space is freed.
+two small outputs: a download or two succeed, then every job fails at its next one (ENOSPC),
+in the middle of its set. No partial output is ever visible (nor any partial temporary), every
+input is kept (inbox or work area), nothing is quarantined or paid twice, and the work resumes
+by itself, in the same process, once space is freed.
+
+No set fits on purpose, so the state checked here is not a moving target.
 
 Mounting needs root (CI runs as root); elsewhere the test is skipped, saying why. The folder
-pause after a disk error is fixed at ``retry.DEFAULT_FOLDER_PAUSE_S`` (60 s, not configurable),
-so the resumption takes up to a minute.
+pause after a disk error is ``retry.disk_pause_s``, set short here (DISK_PAUSE_S).
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ import pytest
 from PIL import Image
 
 from bgcut_watchd.fake_api import FakeApiServer
-from bgcut_watchd.retry import DEFAULT_FOLDER_PAUSE_S
 from tests.support import (
     MAKERS,
     DaemonProcess,
@@ -42,7 +43,7 @@ pytestmark = [pytest.mark.torture, pytest.mark.timeout(SIZES.timeout_s)]
 
 TMPFS_SIZE = "2m"
 PAGE_BYTES = 4096
-ROOM_BYTES = 7 * PAGE_BYTES  # two sets of three small outputs (a page each), then a failure
+ROOM_BYTES = 2 * PAGE_BYTES  # two small outputs (a page each): never a whole set of three
 FILLER = ".filler"
 
 
@@ -87,16 +88,6 @@ def folder_paused(state_dir: Path) -> bool:
     return any(folder.get("paused") for folder in status.get("folders", {}).values())
 
 
-def assert_visible_sets_complete(outbox: Path) -> int:
-    """Every visible output decodes and belongs to a complete set of three; how many sets."""
-    stems = Counter(p.name.split(".")[0] for p in visible_files(outbox))
-    assert all(n == 3 for n in stems.values()), stems
-    for path in visible_files(outbox):
-        with Image.open(path) as image:
-            image.load()  # raises on a truncated or partial file
-    return len(stems)
-
-
 def assert_hidden_temps_whole(outbox: Path) -> None:
     """Temporaries left by the failed jobs are whole downloads (``.part``), never partial."""
     hidden = [p for p in files_under(outbox)
@@ -107,10 +98,14 @@ def assert_hidden_temps_whole(outbox: Path) -> None:
             image.load()
 
 
+DISK_PAUSE_S = 5.0
+
+
 def test_a_full_outbox_keeps_every_input_and_resumes_once_space_is_freed(
     tmp_path: Path, emulator: FakeApiServer, small_tmpfs: Path, torture_report: Report,
 ) -> None:
     config = write_config(tmp_path, emulator.base_url, daemon={"stability_s": 0.1},
+                          retry={"disk_pause_s": DISK_PAUSE_S},
                           folder={"outbox": str(small_tmpfs)})
     root, state_dir, outbox = tmp_path / "studio", tmp_path / "state", small_tmpfs
     inbox = root / "inbox"
@@ -125,18 +120,19 @@ def test_a_full_outbox_keeps_every_input_and_resumes_once_space_is_freed(
         wait_for(lambda: folder_paused(state_dir) and journals(inbox)
                  and all(r["state"] == "processed" for r in journals(inbox)),
                  timeout_s=30, what="the folder paused, its jobs waiting to download")
-        archived_while_full = len(files_under(root / "archive"))
-        assert assert_visible_sets_complete(outbox) == archived_while_full
+        assert files_under(root / "archive") == []
+        assert visible_files(outbox) == []  # nothing half-published
         assert_hidden_temps_whole(outbox)
         assert inputs_anywhere(root) == Counter(sources.values())  # kept: inbox or work area
         assert files_under(root / "quarantine") == []
         waiting = len(job_dirs(inbox)), len(visible_files(inbox))
+        temps = len(files_under(outbox)) - 1  # the filler aside
         assert daemon.proc is not None and daemon.proc.poll() is None
 
         filler.unlink()
         freed = time.monotonic()
         wait_for(lambda: len(files_under(root / "archive")) == SIZES.disk_files
-                 and not job_dirs(inbox), timeout_s=DEFAULT_FOLDER_PAUSE_S + 30,
+                 and not job_dirs(inbox), timeout_s=DISK_PAUSE_S + 30,
                  interval_s=0.2, what="every input archived after the space was freed")
         resumed_s = time.monotonic() - freed
         assert daemon.terminate() == 0
@@ -151,8 +147,8 @@ def test_a_full_outbox_keeps_every_input_and_resumes_once_space_is_freed(
     disk_errors = daemon.log_text().count("paused for")
     torture_report(
         f"{SIZES.disk_files} inputs, outbox a {TMPFS_SIZE} tmpfs with {ROOM_BYTES} bytes "
-        f"free: {archived_while_full} archived before it filled, then {waiting[0]} job(s) "
-        f"waiting in the work area and {waiting[1]} input(s) left in the inbox; "
+        f"free: {waiting[0]} job(s) stopped mid-set waiting in the work area, {waiting[1]} "
+        f"input(s) left in the inbox, {temps} whole temporary output(s) kept; "
         f"{disk_errors} folder-pause log line(s); all archived {resumed_s:.0f}s after the "
-        f"space was freed (folder pause {DEFAULT_FOLDER_PAUSE_S:.0f}s); "
+        f"space was freed (folder pause {DISK_PAUSE_S:.0f}s); "
         f"{len(entries)} requests, {len(processed)} process calls")
