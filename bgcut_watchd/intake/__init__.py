@@ -148,8 +148,10 @@ class IntakeCoordinator:
             self.notice_dir(folder_name, path)
         elif is_candidate(path.name, st.st_mode):
             with self._lock:
-                if key not in self._in_flight:
-                    folder.tracker.observe(path, st.st_size, st.st_mtime_ns)
+                changed = key not in self._in_flight and folder.tracker.observe(
+                    path, st.st_size, st.st_mtime_ns)
+            if changed:
+                self._on_new()  # the loop may be in a 1 s idle sleep: plan the deadline now
 
     def notice_dir(self, folder_name: str, directory: Path) -> None:
         """A folder appeared (created or moved in): queue it to be scanned by ``poll_due``.
