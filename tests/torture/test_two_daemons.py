@@ -25,7 +25,6 @@ from tests.support import (
     sha256_of,
     visible_files,
     wait_for,
-    wait_for_log,
     write_config,
 )
 from tests.torture import SIZES, Report
@@ -64,12 +63,9 @@ def test_two_daemons_on_one_inbox_process_every_file_exactly_once(
     streamed = SIZES.twin_files - PRESENT_AT_START
     started = time.monotonic()
     with contextlib.ExitStack() as stack:
+        # Both start at once: with a shared state_dir they create one fresh ledger together
+        # (this used to race in its schema migration, and one daemon exited 78).
         daemon_a = stack.enter_context(DaemonProcess(config_a, log_path=tmp_path / "a.log"))
-        if shared_state:
-            # Two daemons creating one fresh ledger at the same moment race in its migration
-            # (ledger.py ``migrate`` reads user_version outside its transaction: "table jobs
-            # already exists", exit 78): let the first one create it.
-            wait_for_log(daemon_a, "watching 1 folder(s)")
         daemon_b = stack.enter_context(DaemonProcess(config_b, log_path=tmp_path / "b.log"))
         writer = InboxWriter(inbox, tmp_path / "staging", streamed, SEED, pace_s=0.05).start()
         writer.join(timeout_s=120)
