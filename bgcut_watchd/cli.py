@@ -89,7 +89,8 @@ def _add_tool_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
 
     demo = sub.add_parser("demo", help="offline tour: emulator + daemon on a temporary folder "
                           "set, sample images in, outputs shown")
-    demo.add_argument("--keep", action="store_true", help="keep the temporary folders")
+    demo.add_argument("--clean", action="store_true",
+                      help="remove the demo folders at the end (by default they are kept)")
     demo.add_argument("--dir", type=Path, help="use this folder instead of a temporary one")
     demo.set_defaults(handler=_cmd_demo)
 
@@ -133,7 +134,7 @@ def _cmd_explain(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from bgcut_watchd.demo import run_demo
 
-    return run_demo(args.dir, keep=args.keep)
+    return run_demo(args.dir, clean=args.clean)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -7,6 +7,7 @@ where everything went, then stops. No network and no API key needed.
 
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 import tempfile
@@ -65,8 +66,9 @@ variants = ["full", "thumb", "white"]
 """
 
 
-def run_demo(directory: Path | None, *, keep: bool = False) -> int:
-    """Run the tour in ``directory`` (or a temporary one); exit 0 when every output appeared."""
+def run_demo(directory: Path | None, *, clean: bool = False) -> int:
+    """Run the tour in ``directory`` (or a new temporary one, kept so the outputs can be
+    looked at, unless ``clean``); exit 0 when every output appeared."""
     root = Path(directory) if directory else Path(tempfile.mkdtemp(prefix="bgcut-demo-"))
     root.mkdir(parents=True, exist_ok=True)
     try:
@@ -75,10 +77,10 @@ def run_demo(directory: Path | None, *, keep: bool = False) -> int:
             print(f"emulator:  {api.base_url} (BackgroundCut API v3, offline)")
             return _tour(root, _write_config(root, api.base_url))
     finally:
-        if directory is None and not keep:
+        if clean:
             shutil.rmtree(root, ignore_errors=True)
         else:
-            print(f"\nthe demo folders are kept in {root}")
+            print(f"\nthe demo folders are in {root} (remove them with: rm -r {root})")
 
 
 def _write_config(root: Path, base_url: str) -> Config:
@@ -147,4 +149,5 @@ def _show(root: Path, names: tuple[str, ...]) -> None:
             size = path.stat().st_size
             print(f"  {path.relative_to(root / name)}  ({size:,} bytes)")
             if path.name.endswith(".error.json"):
-                print("    " + path.read_text("utf-8").strip()[:300])
+                error = json.loads(path.read_text("utf-8"))
+                print(f"    reason: {error['reason']} (stage {error['stage']}): {error['detail']}")
