@@ -14,6 +14,7 @@ import importlib
 import logging
 import os
 import sys
+import warnings
 from collections.abc import Callable, Mapping
 from typing import Any, TextIO
 
@@ -76,13 +77,22 @@ class _DropMessage(logging.Filter):
 
 
 def _quiet_watchdog_stop_race() -> None:
-    """watchdog 7 logs an ERROR when an inotify read returns while its observer is being
-    stopped (inotify.py, ``queue_events``); the event is dropped on purpose and nothing is
-    wrong, so it must not read as a failure in the journal at every stop."""
+    """Two pieces of watchdog 7 noise that say nothing is wrong:
+
+    * an ERROR when an inotify read returns while its observer is being stopped
+      (inotify.py, ``queue_events``): the event is dropped on purpose;
+    * a RuntimeWarning "Callback with id ... already exists ... It will be Overwritten" when a
+      folder created inside a watched inbox (each job's ``.bgcut-work/<job>``) gets its watch
+      registered twice (by its IN_CREATE and by the recursive add): the same callback.
+
+    Neither may read as a failure in the journal at every job or every stop.
+    """
     logger = logging.getLogger("watchdog.observers.inotify")
     if not any(isinstance(f, _DropMessage) for f in logger.filters):
         logger.addFilter(_DropMessage(
             "InotifyEmitter.queue_events() called when the thread is inactive"))
+    warnings.filterwarnings("ignore", message=r"Callback with id .* already exists",
+                            category=RuntimeWarning, module=r"watchdog\.")
 
 
 def build_handler(*, environ: Mapping[str, str], stream: TextIO, secret: str | None = None,
