@@ -28,6 +28,23 @@ DEMO_TIMEOUT_S = 60.0
 SAMPLES = [("product-shot.jpg", "jpeg", 0), ("portrait.png", "png", 1),
            ("catalogue/mug.webp", "webp", 2), ("not-an-image.jpg", "text", 0)]
 
+# The three presets of product.md's example, small enough to render in milliseconds.
+DEMO_VARIANTS = """\
+[variants.full]
+format = "png"
+
+[variants.thumb]
+format = "webp"
+max_resolution = 40000
+quality = "medium"
+autocrop = true
+
+[variants.white]
+format = "jpeg"
+background_color = "#ffffff"
+output_compression = 85
+"""
+
 CONFIG_TEMPLATE = """\
 [api]
 base_url = "{base_url}"
@@ -42,20 +59,7 @@ stability_s = 0.3
 base_delay_s = 0.2
 max_delay_s = 2.0
 
-[variants.full]
-format = "png"
-
-[variants.thumb]
-format = "webp"
-max_resolution = 40000
-quality = "medium"
-autocrop = true
-
-[variants.white]
-format = "jpeg"
-background_color = "#ffffff"
-output_compression = 85
-
+{variants}
 [[folders]]
 name = "studio"
 inbox = "inbox"
@@ -85,7 +89,7 @@ def run_demo(directory: Path | None, *, clean: bool = False) -> int:
 
 def _write_config(root: Path, base_url: str) -> Config:
     path = root / "config.toml"
-    path.write_text(CONFIG_TEMPLATE.format(base_url=base_url), "utf-8")
+    path.write_text(CONFIG_TEMPLATE.format(base_url=base_url, variants=DEMO_VARIANTS), "utf-8")
     config = load_config(path)
     problems = check_folders(config)
     if problems:

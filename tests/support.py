@@ -32,6 +32,7 @@ from PIL import Image
 
 from bgcut_watchd.config import Config, load_config
 from bgcut_watchd.config_checks import check_folders
+from bgcut_watchd.demo import DEMO_VARIANTS
 from bgcut_watchd.fake_api import FakeApiServer
 from bgcut_watchd.fake_api.reqlog import RequestLogEntry
 from bgcut_watchd.service import Service
@@ -67,20 +68,7 @@ def poll_until(predicate: Callable[[], object], timeout_s: float) -> bool:
     return True
 
 
-DEFAULT_VARIANTS = """
-[variants.full]
-format = "png"
-
-[variants.thumb]
-format = "webp"
-max_resolution = 40000
-quality = "medium"
-autocrop = true
-
-[variants.white]
-format = "jpeg"
-background_color = "#ffffff"
-"""
+DEFAULT_VARIANTS = DEMO_VARIANTS  # full (png), thumb (webp, autocrop), white (jpeg)
 
 
 def write_config(root: Path, base_url: str, *, folders: Iterable[str] = ("studio",),
