@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import partial
+from functools import cached_property, partial
 from pathlib import Path
 from typing import Protocol, TypeVar
 
@@ -77,8 +77,9 @@ class JobRunner:
     monotonic: Callable[[], float] = time.monotonic
     decode_budget: PixelBudget | None = None  # shared by every folder's runner
 
-    @property
+    @cached_property
     def variant_key(self) -> str:
+        """The folder's variant set as the ledger keys it (hashed once, read per job)."""
         return variant_key(self.folder.variants)
 
     def run(self, job: ClaimedJob) -> list[Path]:
