@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from .errors import LocalDiskError
+from bgcut_watchd.errors import LocalDiskError
 
 StrPath = str | os.PathLike[str]
 
@@ -333,3 +333,23 @@ def local_disk(
         raise
     except OSError as exc:
         raise disk_error(action, exc, path) from exc
+
+
+def sha256_of_regular_file(path: Path) -> str | None:
+    """The content hash of a readable regular file (for an error file); None for anything else.
+
+    Never follows a symlink and never opens a FIFO or device (that could block forever).
+    """
+    try:
+        if not stat.S_ISREG(path.lstat().st_mode):
+            return None
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as stream:
+        if not stat.S_ISREG(os.fstat(stream.fileno()).st_mode):
+            return None
+        try:
+            return hashlib.file_digest(stream, "sha256").hexdigest()
+        except OSError:
+            return None

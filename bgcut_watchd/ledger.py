@@ -19,8 +19,6 @@ round-trips them exactly.
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 import json
 import sqlite3
 import threading
@@ -32,7 +30,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bgcut_watchd.config import Variant
 from bgcut_watchd.errors import ConfigError
 
 LEDGER_NAME = "ledger.sqlite3"
@@ -115,12 +112,6 @@ def _enable_wal(conn: sqlite3.Connection, tries: int = 50) -> None:
             if "locked" not in str(exc) or attempt == tries - 1:
                 raise
             time.sleep(0.1)  # another process holds the lock for a moment; nothing to poll
-
-
-def variant_key(variants: Sequence[Variant]) -> str:
-    """A stable hash of a folder's variant set: every Variant field, order-insensitive."""
-    items = sorted(json.dumps(dataclasses.asdict(v), sort_keys=True) for v in variants)
-    return hashlib.sha256(json.dumps(items).encode("ascii")).hexdigest()
 
 
 def _text(value: str) -> str:

@@ -30,13 +30,13 @@ from typing import Any
 
 from PIL import Image
 
+from bgcut_watchd.commands.demo import DEMO_VARIANTS
 from bgcut_watchd.config import Config, load_config
-from bgcut_watchd.config_checks import check_folders
-from bgcut_watchd.demo import DEMO_VARIANTS
+from bgcut_watchd.config.folders import check_folders
+from bgcut_watchd.daemon.service import Service
+from bgcut_watchd.daemon.systemd import Notifier
 from bgcut_watchd.fake_api import FakeApiServer
 from bgcut_watchd.fake_api.reqlog import RequestLogEntry
-from bgcut_watchd.service import Service
-from bgcut_watchd.systemd import Notifier
 from tests.hostile import make_valid_avif, make_valid_jpeg, make_valid_png, make_valid_webp
 
 REPO = Path(__file__).resolve().parent.parent

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from bgcut_watchd.config import Variant
+from bgcut_watchd.config.model import Variant, variant_key
 from bgcut_watchd.errors import ConfigError
-from bgcut_watchd.ledger import LEDGER_NAME, MIGRATIONS, Ledger, migrate, variant_key
+from bgcut_watchd.ledger import LEDGER_NAME, MIGRATIONS, Ledger, migrate
 
 KEY = variant_key([Variant("full"), Variant("thumb", format="webp")])
 

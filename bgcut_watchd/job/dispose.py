@@ -5,11 +5,9 @@ from __future__ import annotations
 import errno
 from pathlib import Path
 
-from ..errors import LocalDiskError
-from ..fsops import StrPath, fsync_dir, local_disk, make_dirs, move_file
-from .naming import free_name
-
-_MAX_NAME_RACES = 100
+from bgcut_watchd.errors import LocalDiskError
+from bgcut_watchd.fsops import StrPath, fsync_dir, local_disk, make_dirs, move_file
+from bgcut_watchd.job.naming import MAX_NAME_RACES, free_name
 
 
 def move_to_free_name(src: StrPath, folder: StrPath, name: str) -> Path:
@@ -18,7 +16,7 @@ def move_to_free_name(src: StrPath, folder: StrPath, name: str) -> Path:
     Never overwrites: if another writer takes the chosen name first, the next free one is used.
     Raises OSError (FileExistsError after too many lost races), ValueError for an invalid name.
     """
-    for _ in range(_MAX_NAME_RACES):
+    for _ in range(MAX_NAME_RACES):
         target = free_name(folder, name)
         try:
             move_file(src, target, overwrite=False)

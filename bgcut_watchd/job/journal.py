@@ -14,19 +14,18 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from bgcut_watchd.clock import WallClock, iso_utc, utc_now
 from bgcut_watchd.fsops import atomic_write_json
 
 JOURNAL_NAME = "job.json"
 _FORMAT_VERSION = 1
 
-Clock = Callable[[], datetime]
 
 
 class JobState(StrEnum):
@@ -45,16 +44,6 @@ class JobState(StrEnum):
 _RANK = {state: rank for rank, state in enumerate(JobState)}
 TERMINAL_STATES = frozenset({JobState.DISPOSED, JobState.QUARANTINED})
 _REMOTE_STATES = frozenset({JobState.UPLOADED, JobState.PROCESSED, JobState.DOWNLOADED})
-
-
-def utc_now() -> datetime:
-    """The default clock: an aware UTC datetime."""
-    return datetime.now(UTC)
-
-
-def iso_utc(moment: datetime) -> str:
-    """``moment`` as ISO 8601 in UTC with microseconds (sorts as text)."""
-    return moment.astimezone(UTC).isoformat(timespec="microseconds")
 
 
 @dataclass(frozen=True)
@@ -172,7 +161,7 @@ def _strs(data: Mapping[str, Any], key: str) -> tuple[str, ...]:
 class Journal:
     """The journal file of one job directory, written with ``fsops.atomic_write_json``."""
 
-    def __init__(self, job_dir: Path, *, clock: Clock = utc_now) -> None:
+    def __init__(self, job_dir: Path, *, clock: WallClock = utc_now) -> None:
         self.job_dir = job_dir
         self.path = job_dir / JOURNAL_NAME
         self._clock = clock

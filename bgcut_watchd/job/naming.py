@@ -1,4 +1,6 @@
-"""Output, archive and quarantine names: templates, the ``-1, -2, ...`` rule, NAME_MAX.
+"""Every name scheme of a job, in one place: output names (the ``output_name`` template), the
+``-1, -2, ...`` rule shared by outputs, archive and quarantine, NAME_MAX, the hidden temporary
+names of downloads, the input's name in its job directory, and the remote paths of a job.
 
 Names are ``str`` as Python decodes them: undecodable bytes are lone surrogates and count as one
 byte each. Every name produced here fits in :data:`MAX_NAME_BYTES` bytes; when a long stem would
@@ -11,17 +13,25 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from ..config import Variant
-from ..fsops import StrPath
+from bgcut_watchd.config.model import Variant, expand_output_name
+from bgcut_watchd.fsops import StrPath
 
 MAX_NAME_BYTES = 255
 """NAME_MAX of the filesystems we write to (ext4, xfs, btrfs, tmpfs, NFS, SMB)."""
 
 ON_CONFLICT_CHOICES = ("rename", "overwrite")
 _MAX_CONFLICT_SUFFIX = 1_000_000
+MAX_NAME_RACES = 100
+"""How often a move or a publish chooses a free name again after another writer took it."""
+
+INPUT_STEM = "input"
+PART_SUFFIX = ".part"      # a whole, fsynced download, waiting to be published
+DOWNLOADING_SUFFIX = ".dl"  # a download in progress
+_ASCII_EXT = re.compile(r"\.[A-Za-z0-9]{1,16}")
 
 NamesForStem = Callable[[str], list[str]]
 
@@ -64,11 +74,7 @@ def output_names(
     Raises ValueError when the template gives an invalid name (empty, ``/``) or the same name
     for two variants, KeyError for an unknown placeholder.
     """
-    names = [
-        _check_name(template.format_map(
-            {"stem": stem, "variant": v.name, "ext": v.ext, "folder": folder_name}))
-        for v in variants
-    ]
+    names = [_check_name(expand_output_name(template, stem, v, folder_name)) for v in variants]
     if len(set(names)) != len(names):
         raise ValueError(f"output_name {template!r} gives the same name to two variants")
     return names
@@ -136,3 +142,48 @@ def relative_subfolder(inbox: StrPath, original_relpath: StrPath) -> Path:
     if ".." in relative.parts:
         raise ValueError(f"path climbs out of the inbox: {str(original_relpath)!r}")
     return relative.parent
+
+
+def input_name_for(original: str) -> str:
+    """The input's name in its job directory: ``input`` plus the lowercased extension of
+    ``original`` when it is short plain ASCII."""
+    suffix = Path(original).suffix
+    return INPUT_STEM + (suffix.lower() if _ASCII_EXT.fullmatch(suffix) else "")
+
+
+def _temp_prefix(job_id: str) -> str:
+    return f".bgcut-{job_id}-"
+
+
+def temp_path_for(out_dir: StrPath, job_id: str, index: int) -> Path:
+    """Where output ``index`` of job ``job_id`` waits, whole, to be published: hidden, beside
+    its destination, so publishing is one rename."""
+    return Path(out_dir) / f"{_temp_prefix(job_id)}{index}{PART_SUFFIX}"
+
+
+def download_path_for(out_dir: StrPath, job_id: str, index: int) -> Path:
+    """Where output ``index`` is written while it downloads; renamed to :func:`temp_path_for`
+    once complete and fsynced, so an existing ``.part`` is always a whole download."""
+    return Path(out_dir) / f"{_temp_prefix(job_id)}{index}{DOWNLOADING_SUFFIX}"
+
+
+def is_job_temp(name: str, job_id: str) -> bool:
+    """True when ``name`` is one of job ``job_id``'s ``.part`` or ``.dl`` temporaries."""
+    prefix = _temp_prefix(job_id)
+    suffix = next((s for s in (PART_SUFFIX, DOWNLOADING_SUFFIX) if name.endswith(s)), None)
+    if suffix is None or not name.startswith(prefix):
+        return False
+    index = name[len(prefix):-len(suffix)]
+    return index.isascii() and index.isdigit()
+
+
+def remote_upload_path(upload_prefix: str, job_id: str) -> str:
+    """The job's own remote folder (api-v3.md: a unique ``upload_path`` per job)."""
+    return f"{upload_prefix}/{job_id}"
+
+
+def remote_output_paths(upload_prefix: str, job_id: str,
+                        variants: Sequence[Variant]) -> list[str]:
+    """The remote ``output_file_path`` of each variant, in variant order."""
+    prefix = f"{remote_upload_path(upload_prefix, job_id)}/out"
+    return [f"{prefix}/{i}-{v.name}.{v.ext}" for i, v in enumerate(variants)]

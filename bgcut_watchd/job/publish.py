@@ -13,27 +13,10 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..fsops import StrPath, fsync_dir, fsync_file, local_disk, rename_noreplace
+from bgcut_watchd.fsops import StrPath, fsync_dir, local_disk, rename_noreplace
+from bgcut_watchd.job.naming import is_job_temp
 
-__all__ = ["discard_temps", "download_path_for", "fsync_file", "publish_set", "temp_path_for"]
-
-_PART_SUFFIX = ".part"
-_DOWNLOADING_SUFFIX = ".dl"
-
-
-def _temp_prefix(job_id: str) -> str:
-    return f".bgcut-{job_id}-"
-
-
-def temp_path_for(out_dir: StrPath, job_id: str, index: int) -> Path:
-    """Where the downloader writes output ``index`` of job ``job_id``: hidden, in ``out_dir``."""
-    return Path(out_dir) / f"{_temp_prefix(job_id)}{index}{_PART_SUFFIX}"
-
-
-def download_path_for(out_dir: StrPath, job_id: str, index: int) -> Path:
-    """Where output ``index`` is written while it downloads; renamed to :func:`temp_path_for`
-    once complete and fsynced, so an existing ``.part`` is always a whole download."""
-    return Path(out_dir) / f"{_temp_prefix(job_id)}{index}{_DOWNLOADING_SUFFIX}"
+__all__ = ["discard_temps", "publish_set"]
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -90,21 +73,12 @@ def publish_set(temps: Sequence[Path], finals: Sequence[Path], *, overwrite: boo
             fsync_dir(folder)
 
 
-def _is_job_temp(name: str, prefix: str) -> bool:
-    suffix = next((s for s in (_PART_SUFFIX, _DOWNLOADING_SUFFIX) if name.endswith(s)), None)
-    if suffix is None or not name.startswith(prefix):
-        return False
-    index = name[len(prefix):-len(suffix)]
-    return index.isascii() and index.isdigit()
-
-
 def discard_temps(out_dir: StrPath, job_id: str) -> list[Path]:
     """Remove job ``job_id``'s leftover ``.part``/``.dl`` files in ``out_dir``; return them.
 
     A missing ``out_dir`` holds nothing. Raises LocalDiskError.
     """
     folder = Path(out_dir)
-    prefix = _temp_prefix(job_id)
     removed: list[Path] = []
     with local_disk("removing temporary outputs", folder):
         try:
@@ -112,7 +86,7 @@ def discard_temps(out_dir: StrPath, job_id: str) -> list[Path]:
         except FileNotFoundError:
             return []
         for name in entries:
-            if _is_job_temp(name, prefix):
+            if is_job_temp(name, job_id):
                 (folder / name).unlink(missing_ok=True)
                 removed.append(folder / name)
         if removed:

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from ..errors import LocalDiskError
-from ..fsops import (
+from bgcut_watchd.errors import LocalDiskError
+from bgcut_watchd.fsops import (
     StrPath,
     atomic_write_bytes,
     durable_rename,
@@ -35,15 +35,14 @@ from ..fsops import (
     show_path,
     write_new_file,
 )
-from .dispose import move_to_free_name
-from .naming import NamesForStem, choose_output_set, split_name
+from bgcut_watchd.job.dispose import move_to_free_name
+from bgcut_watchd.job.naming import MAX_NAME_RACES, NamesForStem, choose_output_set, split_name
 
 log = logging.getLogger(__name__)
 
 ERROR_SUFFIX = ".error.json"
 PENDING_SUFFIX = ".pending"
 STAGES = ("validate", "upload", "process", "download", "publish")
-_MAX_NAME_RACES = 100
 
 
 @dataclass(frozen=True)
@@ -135,7 +134,7 @@ def quarantine(
     data = error.to_json().encode("ascii")
     with local_disk("quarantining input", input_path):
         make_dirs(folder)
-        for _ in range(_MAX_NAME_RACES):
+        for _ in range(MAX_NAME_RACES):
             paths = choose_output_set(folder, _pair_names(suffix), stem, "rename")
             if _try_pair(input_path, paths, data):
                 return paths[0]

@@ -17,37 +17,23 @@ import errno
 import fcntl
 import logging
 import os
-import re
 import stat
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+from bgcut_watchd.clock import WallClock, iso_utc, utc_now
 from bgcut_watchd.fsops import copy_file_durably, fsync_dir
-from bgcut_watchd.job.journal import (
-    TERMINAL_STATES,
-    Clock,
-    JobRecord,
-    JobState,
-    Journal,
-    iso_utc,
-    utc_now,
-)
+from bgcut_watchd.job.journal import TERMINAL_STATES, JobRecord, JobState, Journal
+from bgcut_watchd.job.naming import INPUT_STEM, input_name_for
+from bgcut_watchd.job.publish import discard_temps
 
 log = logging.getLogger(__name__)
 
 WORK_DIR_NAME = ".bgcut-work"
 LOCK_NAME = "lock"
-INPUT_STEM = "input"
 COPY_TEMP_NAME = ".copy.part"  # a copy-claim's bytes before they become the input
-_ASCII_EXT = re.compile(r"\.[A-Za-z0-9]{1,16}")
 _GONE = (errno.ENOENT, errno.ENOTDIR)
-
-
-def input_name_for(original: str) -> str:
-    """``input`` plus the lowercased extension of ``original`` when it is short plain ASCII."""
-    suffix = Path(original).suffix
-    return INPUT_STEM + (suffix.lower() if _ASCII_EXT.fullmatch(suffix) else "")
 
 
 class ClaimedJob:
@@ -143,7 +129,7 @@ class WorkArea:
     """The ``.bgcut-work`` directory of one inbox. Safe to use from several threads."""
 
     def __init__(
-        self, inbox: Path, *, clock: Clock = utc_now,
+        self, inbox: Path, *, clock: WallClock = utc_now,
         new_job_id: Callable[[], str] = lambda: uuid.uuid4().hex,
     ) -> None:
         self.inbox = inbox
@@ -373,9 +359,6 @@ class WorkArea:
 
 
 def _discard_temp_outputs(record: JobRecord) -> None:
-    """Delete the job's own ``.bgcut-<job_id>-<n>.part`` downloads; nothing else."""
-    prefix = f".bgcut-{record.job_id}-"
-    for temp in record.temp_outputs:
-        path = Path(temp)
-        if path.name.startswith(prefix) and path.name.endswith(".part"):
-            path.unlink(missing_ok=True)
+    """Delete the job's own ``.part``/``.dl`` downloads beside its journaled temporaries."""
+    for out_dir in dict.fromkeys(Path(temp).parent for temp in record.temp_outputs):
+        discard_temps(out_dir, record.job_id)

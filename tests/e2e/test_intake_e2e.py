@@ -182,3 +182,38 @@ def test_on_conflict_overwrite_replaces_the_outputs(tmp_path: Path,
     assert all(_sha256(outbox / n) != first[n] for n in first)
     with Image.open(outbox / "pose.full.png") as full:
         assert full.size == (96, 72)
+
+
+def test_the_same_name_dropped_while_its_first_job_runs_is_taken_at_once(
+    tmp_path: Path, emulator: FakeApiServer,
+) -> None:
+    """A camera after a card reset writes IMG_0001.JPG again while the first IMG_0001.JPG is
+    still being processed: the new file must not wait for the next rescan (300 s)."""
+    stability_s = 0.4
+    config = write_config(tmp_path, emulator.base_url, daemon={"stability_s": stability_s})
+    inbox = tmp_path / "studio" / "inbox"
+    inbox.mkdir(parents=True)
+    first = encode(subject_image((320, 240), "first"), "JPEG")
+    second = encode(subject_image((320, 240), "second"), "JPEG")
+    emulator.update(latency_process_s=4.0)  # the first job is busy in its process call
+    with InProcessDaemon(config):
+        _wait_started(tmp_path)
+        (inbox / "IMG_0001.JPG").write_bytes(first)
+        # The request log lists a request once answered: after the upload, the first job
+        # has claimed its file and waits 4 s for its process call.
+        wait_for(lambda: _uploaded(emulator), what="the first job's upload")
+        dropped_s = time.monotonic()
+        (inbox / "IMG_0001.JPG").write_bytes(second)
+        wait_for(lambda: len(_uploaded(emulator)) == 2, timeout_s=stability_s + 3.0,
+                 what="the second file uploaded while the first job still runs")
+        second_upload_s = time.monotonic() - dropped_s
+        assert not files_under(tmp_path / "studio" / "archive")  # the first is not done yet
+        wait_for(lambda: len(files_under(tmp_path / "studio" / "archive")) == 2,
+                 timeout_s=15.0, what="both inputs archived")
+    assert second_upload_s < stability_s + 3.0
+    assert _uploaded(emulator) == [hashlib.sha256(first).hexdigest(),
+                                   hashlib.sha256(second).hexdigest()]
+    archived = {_sha256(p) for p in files_under(tmp_path / "studio" / "archive")}
+    assert archived == {hashlib.sha256(first).hexdigest(), hashlib.sha256(second).hexdigest()}
+    both_sets = sorted(_outputs("IMG_0001") + _outputs("IMG_0001-1"))
+    assert _names(tmp_path / "studio" / "outbox") == both_sets

@@ -8,17 +8,18 @@ from pathlib import Path
 
 import pytest
 
+from bgcut_watchd import fsops
 from bgcut_watchd.errors import LocalDiskError
-from bgcut_watchd.job import publish
+from bgcut_watchd.job import naming, publish
 
 JOB = "0123456789abcdef0123456789abcdef"
 
 
 def make_temps(out_dir: Path, contents: list[bytes], job_id: str = JOB) -> list[Path]:
-    temps = [publish.temp_path_for(out_dir, job_id, i) for i in range(len(contents))]
+    temps = [naming.temp_path_for(out_dir, job_id, i) for i in range(len(contents))]
     for temp, data in zip(temps, contents, strict=True):
         temp.write_bytes(data)
-        publish.fsync_file(temp)
+        fsops.fsync_file(temp)
     return temps
 
 
@@ -27,7 +28,7 @@ def finals_in(out_dir: Path) -> list[Path]:
 
 
 def test_temp_path_is_hidden_and_names_the_job(tmp_path: Path) -> None:
-    assert publish.temp_path_for(tmp_path, JOB, 2) == tmp_path / f".bgcut-{JOB}-2.part"
+    assert naming.temp_path_for(tmp_path, JOB, 2) == tmp_path / f".bgcut-{JOB}-2.part"
 
 
 def test_publish_renames_every_temp_into_place(tmp_path: Path) -> None:

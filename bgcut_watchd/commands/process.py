@@ -1,0 +1,301 @@
+"""``bgcut-watchd process``: the daemon's pipeline run once over the files and folders given.
+
+SAFETY: a file inside the chosen folder's inbox is claimed by rename exactly like the daemon
+does, and ends in the archive (or is deleted, ``on_success``) or in the quarantine. A file
+anywhere else is NEVER moved or deleted: a copy is claimed into the inbox's work area (same
+journal and lock), its outputs go to the outbox (mirroring its subfolder below the folder
+given), and the copy, not the original, is archived or quarantined with its ``.error.json``.
+See ``commands.process_inputs`` for how each PATH finds its folder.
+
+Inputs are claimed just in time (a few more than there are workers), so Ctrl-C (or SIGTERM)
+leaves the rest untouched: it stops like the daemon (running jobs get ``shutdown_timeout_s``; a
+second signal stops waiting) and whatever was claimed and unfinished stays resumable in the work
+area (the daemon resumes it at its next start). A 401/402, or a folder paused for a disk error,
+stops the run the same way instead of waiting: a one-shot does not sit out ``auth_pause_s``.
+
+Exit 0 when every input ended done; 1 when any was quarantined, failed or left unfinished.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import signal
+import sqlite3
+import sys
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from signal import SIGINT, SIGTERM
+from types import FrameType
+from typing import Never
+
+from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
+
+from bgcut_watchd.commands.common import load, print_warnings
+from bgcut_watchd.commands.process_inputs import Collected, Input, collect_inputs, describe_skipped
+from bgcut_watchd.config.model import Config
+from bgcut_watchd.config.secrets import load_api_key
+from bgcut_watchd.control.tickets import JobTicket, Outcome, OutcomeKind
+from bgcut_watchd.daemon.logsetup import add_redaction
+from bgcut_watchd.engine import Engine
+from bgcut_watchd.exitcodes import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
+from bgcut_watchd.fsops import show_path
+from bgcut_watchd.job.naming import relative_subfolder
+from bgcut_watchd.job.workarea import WORK_DIR_NAME
+from bgcut_watchd.ledger import Ledger
+
+log = logging.getLogger("bgcut_watchd.process")
+
+WAIT_TICK_S = 0.2   # the feeding loop looks at pauses this often while it waits
+EXTRA_CLAIMS = 2    # inputs claimed ahead of the free workers
+_FINAL = {OutcomeKind.DONE: "done", OutcomeKind.QUARANTINED: "quarantined",
+          OutcomeKind.SKIPPED: "failed"}
+
+
+@dataclass(frozen=True)
+class Result:
+    """How one input ended: ``done``, ``quarantined``, ``failed`` or ``unfinished``."""
+
+    item: Input
+    outcome: str
+    detail: str = ""
+    job_id: str | None = None
+
+
+class _Run:
+    """What the feeding thread and the workers' callbacks share; every access under ``lock``."""
+
+    def __init__(self, bar: tqdm[Never]) -> None:
+        self.lock = threading.Lock()
+        self.changed = threading.Event()
+        self.jobs: dict[str, Input] = {}  # claimed, not finished: job id -> input
+        self.results: list[Result] = []
+        self.bar = bar
+
+    def ticket_done(self, ticket: JobTicket, outcome: Outcome) -> None:
+        """Engine's ``on_ticket_done`` (a worker thread): record final outcomes only."""
+        if outcome.kind not in _FINAL or ticket.job_id is None:
+            return  # a retry or a pause: the job goes on
+        with self.lock:
+            item = self.jobs.pop(ticket.job_id, None)
+            if item is not None:
+                detail = "skipped by the pipeline" if outcome.kind is OutcomeKind.SKIPPED else ""
+                self._add(Result(item, _FINAL[outcome.kind], detail, ticket.job_id))
+        self.changed.set()
+
+    def finish(self, item: Input, outcome: str, detail: str, job_id: str | None = None) -> None:
+        with self.lock:
+            if job_id is not None:
+                self.jobs.pop(job_id, None)
+            self._add(Result(item, outcome, detail, job_id))
+
+    def outstanding(self) -> int:
+        with self.lock:
+            return len(self.jobs)
+
+    def _add(self, result: Result) -> None:
+        self.results.append(result)
+        self.bar.update(1)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Exit 0 when every input ended done, 1 otherwise, 2 for an unknown folder. Raises
+    ConfigError (exit 78: a bad configuration or no API key)."""
+    config = load(args)
+    api_key = load_api_key(config.api)
+    for handler in logging.getLogger().handlers:
+        add_redaction(handler, api_key)
+    print_warnings(config)
+    return process_paths(config, api_key, args.folder, list(args.paths),
+                         progress=not args.no_progress)
+
+
+def process_paths(config: Config, api_key: str, folder_name: str | None, paths: list[Path],
+                  *, progress: bool) -> int:
+    """Run every input of ``paths`` to its end; print a summary; the exit code."""
+    try:
+        collected = collect_inputs(config, folder_name, paths)
+    except ValueError as exc:
+        print(f"process: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    show_bar = progress and sys.stderr.isatty()
+    bar: tqdm[Never] = tqdm(total=len(collected.inputs), file=sys.stderr, unit="file",
+                           desc="process", disable=not show_bar)
+    run = _Run(bar)
+    redirect = logging_redirect_tqdm() if show_bar else contextlib.nullcontext()
+    with bar, redirect:
+        stopped, reasons = _run_engine(config, api_key, collected.inputs, run)
+    _print_summary(collected, run.results, reasons, stopped)
+    ok = all(r.outcome == "done" for r in run.results) and not collected.refused
+    return EXIT_OK if ok and stopped is None else EXIT_FAILURE
+
+
+class _Signals:
+    """SIGINT/SIGTERM only set a flag, as in the daemon: the loop notices. Two: stop waiting."""
+
+    def __init__(self, wake: threading.Event) -> None:
+        self.count = 0
+        self.last = ""
+        self.wake = wake
+
+    def handle(self, signum: int, frame: FrameType | None) -> None:
+        self.count += 1
+        self.last = signal.Signals(signum).name
+        self.wake.set()
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[None]:
+        """Handle the signals inside the ``with`` (main thread only; elsewhere a no-op)."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = {sig: signal.signal(sig, self.handle) for sig in (SIGINT, SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+
+def _run_engine(config: Config, api_key: str, inputs: list[Input],
+                run: _Run) -> tuple[str | None, dict[str, str]]:
+    """Feed ``inputs`` to a fresh engine; (why it stopped early or None, reasons by job id)."""
+    if not inputs:
+        return None, {}
+    engine = Engine(config, api_key, cancel=threading.Event(), on_ticket_done=run.ticket_done)
+    feed = deque(inputs)
+    signals = _Signals(run.changed)
+    with signals.installed():
+        engine.start()
+        try:
+            stopped = _drive(engine, feed, run, signals, config.daemon.workers + EXTRA_CLAIMS)
+            _stop(engine, config.daemon.shutdown_timeout_s, signals, stopped)
+            _leave(run, feed)
+            return stopped, _reasons(engine.ledger, run.results)
+        finally:
+            engine.close()
+
+
+def _drive(engine: Engine, feed: deque[Input], run: _Run, signals: _Signals,
+           window: int) -> str | None:
+    """Claim and submit as workers free up until every input ended; why it stopped, or None."""
+    while True:
+        while feed and run.outstanding() < window and not signals.count:
+            _submit(engine, feed.popleft(), run)
+        idle = engine.scheduler.is_idle()  # read before the jobs: every callback has run then
+        with run.lock:
+            left = dict(run.jobs)
+        if not feed and not left:
+            return None
+        if idle and left:  # run_job raised (logged by the scheduler): the ticket was dropped
+            for job_id, item in left.items():
+                run.finish(item, "unfinished", _left_note(item), job_id)
+            continue
+        why = f"interrupted ({signals.last})" if signals.count else _stop_reason(engine)
+        if why is not None:
+            return why
+        run.changed.wait(WAIT_TICK_S)
+        run.changed.clear()
+
+
+def _submit(engine: Engine, item: Input, run: _Run) -> None:
+    """Claim ``item`` (rename or copy) and queue its job; a failure is recorded, not raised."""
+    try:
+        job = engine.claim(item.folder.name, item.source,
+                           copy_as=item.relpath if item.copy else None)
+    except (OSError, ValueError) as exc:
+        run.finish(item, "failed", f"cannot claim it: {exc}")
+        return
+    if job is None:
+        run.finish(item, "failed", "gone, or taken by another process (a running daemon?)")
+        return
+    with run.lock:
+        run.jobs[job.job_id] = item
+    if not engine.submit_claimed(job):
+        run.finish(item, "unfinished", _left_note(item), job.job_id)
+
+
+def _stop_reason(engine: Engine) -> str | None:
+    """Why waiting is pointless: the account or key is refused, or a folder's disk failed."""
+    state = engine.api_pause.state()
+    if state.paused and state.reason is not None:
+        detail = f": {state.detail}" if state.detail else ""
+        return f"API work paused, {state.reason.description}{detail}"
+    for folder, pause in engine.folder_pauses.snapshot().items():
+        return f"folder {folder} paused: {pause.detail}"
+    return None
+
+
+def _stop(engine: Engine, timeout_s: float, signals: _Signals, why: str | None) -> None:
+    """Stop like the daemon: running jobs get ``timeout_s`` (a second signal: no more)."""
+    if why is not None:
+        print(f"process: stopping: {why}", file=sys.stderr)
+    if why is not None and not signals.count:
+        engine.cancel.set()  # a pause: jobs waiting at the closed gate give up now
+    patience = 1 if signals.count else 0  # signals taken before the next one ends the wait
+    engine.drain(timeout_s, signals.wake, lambda: signals.count > patience, time.monotonic)
+
+
+def _leave(run: _Run, feed: deque[Input]) -> None:
+    """Record what stopping left: claimed jobs stay resumable, the rest untouched."""
+    with run.lock:
+        left = dict(run.jobs)
+    for job_id, item in left.items():
+        run.finish(item, "unfinished", _left_note(item), job_id)
+    while feed:
+        run.finish(feed.popleft(), "unfinished", "not started: left untouched")
+
+
+def _left_note(item: Input) -> str:
+    return (f"left in {show_path(item.folder.inbox / WORK_DIR_NAME)}; the daemon resumes it at "
+            "its next start")
+
+
+def _reasons(ledger: Ledger, results: list[Result]) -> dict[str, str]:
+    """``reason: detail`` of the quarantined jobs of this run, by job id."""
+    wanted = {r.job_id for r in results if r.outcome == "quarantined" and r.job_id}
+    if not wanted:
+        return {}
+    try:
+        entries = ledger.recent_errors(len(results) + 100)
+    except sqlite3.Error:
+        return {}
+    return {e.job_id: f"{e.reason}: {e.last_error}" for e in entries if e.job_id in wanted}
+
+
+def _print_summary(collected: Collected, results: list[Result], reasons: dict[str, str],
+                   stopped: str | None) -> None:
+    counts = Counter(r.outcome for r in results)
+    failed = counts["failed"] + len(collected.refused)
+    print(f"done: {counts['done']}, quarantined: {counts['quarantined']}, failed: {failed}, "
+          f"unfinished: {counts['unfinished']}, ignored: {len(collected.ignored)}")
+    outboxes = Counter(r.item.folder.outbox / relative_subfolder(r.item.folder.inbox,
+                                                                   r.item.relpath)
+                       for r in results if r.outcome == "done")
+    for out_dir, count in sorted(outboxes.items()):
+        print(f"outputs of {count} input(s) in {show_path(out_dir)}")
+    _section("quarantined (the reason is also in the .error.json beside each)", [
+        f"{show_path(r.item.source)} -> {show_path(r.item.folder.quarantine)}: "
+        f"{reasons.get(r.job_id or '', 'see the .error.json')}"
+        for r in results if r.outcome == "quarantined"])
+    failures = [f"{show_path(r.item.source)}: {r.detail}" for r in results
+                if r.outcome == "failed"]
+    _section("failed", failures + [describe_skipped(s) for s in collected.refused])
+    _section("unfinished" + (f" ({stopped})" if stopped else ""), [
+        f"{show_path(r.item.source)}: {r.detail}" for r in results if r.outcome == "unfinished"])
+    _section("ignored", [describe_skipped(s) for s in collected.ignored])
+    if any(r.item.copy for r in results):
+        print("files outside the inbox were copied in: the originals were not moved")
+
+
+def _section(title: str, lines: list[str]) -> None:
+    if lines:
+        print(f"{title}:")
+        for line in lines:
+            print(f"  {line}")

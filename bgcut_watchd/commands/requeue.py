@@ -1,0 +1,109 @@
+"""``bgcut-watchd requeue``: quarantined inputs back into their inbox, their error files removed.
+
+``--all`` takes every quarantined input of every folder (or of ``--folder``). FILE arguments
+(a quarantined input, or its ``.error.json``) are all checked first: when one is not a
+quarantined input of a selected folder, nothing moves and the exit is 1. Each input goes back
+to ``<inbox>/<its subfolder>/<name>`` (``name-N`` if taken), where the daemon, or ``process``,
+takes it again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal
+
+from bgcut_watchd.commands.common import inbox_relpath, load, select_folder
+from bgcut_watchd.config.model import Config, FolderConfig
+from bgcut_watchd.errors import LocalDiskError
+from bgcut_watchd.exitcodes import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
+from bgcut_watchd.fsops import show_path
+from bgcut_watchd.job.quarantine import ERROR_SUFFIX, requeue
+
+Targets = list[Path] | Literal["all"]
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print what moved where; exit 0, 1 (unknown FILE, disk error) or 2 (unknown folder).
+    Raises ConfigError (exit 78)."""
+    config = load(args, create_folders=False)
+    return requeue_inputs(config, args.folder, list(args.files), everything=args.all)
+
+
+def requeue_inputs(config: Config, folder_name: str | None, files: Sequence[Path], *,
+                   everything: bool) -> int:
+    """Requeue ``files`` (or ``everything``) of ``folder_name`` (or every folder)."""
+    try:
+        chosen = select_folder(config, folder_name)
+    except ValueError as exc:
+        print(f"requeue: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    folders = [chosen] if chosen else list(config.folders)
+    if everything:
+        plan: list[tuple[FolderConfig, Targets]] = [(f, "all") for f in folders]
+    else:
+        matched, unknown = match_files(folders, files)
+        for path in unknown:
+            names = ", ".join(f.name for f in folders)
+            print(f"requeue: not a quarantined input of {names}: {show_path(path)}",
+                  file=sys.stderr)
+        if unknown:
+            print("requeue: nothing moved", file=sys.stderr)
+            return EXIT_FAILURE
+        plan = [(f, matched[f.name]) for f in folders if matched.get(f.name)]
+    return _carry_out(plan)
+
+
+def _carry_out(plan: list[tuple[FolderConfig, Targets]]) -> int:
+    total = 0
+    for folder, targets in plan:
+        try:
+            moved = requeue(folder.quarantine, folder.inbox, targets)
+        except (LocalDiskError, OSError, ValueError) as exc:
+            print(f"requeue: folder {folder.name}: {exc}", file=sys.stderr)
+            return EXIT_FAILURE
+        if targets == "all":
+            lines = [f"{folder.name}: requeued -> {show_path(t)}" for t in moved]
+        else:  # match_files passed inputs only, no orphan error file: same order, same length
+            lines = [f"{folder.name}: {show_path(s)} -> {show_path(t)}"
+                     for s, t in zip(targets, moved, strict=True)]
+        for line in lines:
+            print(line)
+        total += len(moved)
+    print(f"{total} input(s) back in their inbox" if total else "nothing to requeue")
+    return EXIT_OK
+
+
+def match_files(folders: Sequence[FolderConfig],
+                files: Sequence[Path]) -> tuple[dict[str, list[Path]], list[Path]]:
+    """FILE arguments by the folder whose quarantine holds them as inputs; and the others."""
+    matched: dict[str, list[Path]] = {}
+    unknown: list[Path] = []
+    for given in files:
+        for folder in folders:
+            relative = inbox_relpath(folder.quarantine, given)
+            item = None if relative is None else _quarantined_input(folder.quarantine / relative)
+            if item is not None:
+                items = matched.setdefault(folder.name, [])
+                if item not in items:
+                    items.append(item)
+                break
+        else:
+            unknown.append(given)
+    return matched, unknown
+
+
+def _quarantined_input(path: Path) -> Path | None:
+    """The quarantined input ``path`` names (itself, or the input of its error file), or None."""
+    if path.name.startswith(".") or not os.path.lexists(path):
+        return None
+    if path.is_dir() and not path.is_symlink():  # a quarantined symlink is an input
+        return None
+    if path.name.endswith(ERROR_SUFFIX) and not os.path.lexists(
+            path.with_name(path.name + ERROR_SUFFIX)):
+        own_input = path.with_name(path.name[:-len(ERROR_SUFFIX)])
+        return own_input if os.path.lexists(own_input) else None
+    return path

@@ -1,0 +1,199 @@
+"""``bgcut-watchd status``: what every folder holds, from the disk, the ledger and the daemon.
+
+Cheap and read-only apart from the ledger creating itself: it scans each inbox (not ignored
+files), counts the job dirs of the work area and the ``.error.json`` files of the quarantine,
+reads the ledger's per-folder outcomes and last errors, and the live figures a running daemon
+writes to ``<state_dir>/status.json``. It never loads the API key. Whatever cannot be read
+(a state_dir the caller may not write, a missing inbox) becomes a note, never a traceback.
+
+``--json`` prints one object; these keys are stable (values ``null`` when unknown)::
+
+    config          path of the configuration file
+    state_dir       the daemon's state folder
+    daemon          {"running": bool, "pid": int|null, "updated_at": str|null}
+                    (pid and updated_at from the last status file, even of a stopped daemon)
+    pause           null, or the running daemon's global pause:
+                    {"reason": "auth"|"credits"|"rate_limited", "description", "detail",
+                     "next_try_in_s"}
+    folders         list, in configuration order, of:
+      name          the folder's name
+      inbox         its inbox path
+      waiting       files in the inbox, not ignored, not yet claimed (by a scan)
+      in_work_area  job dirs in the inbox's work area (claimed, unfinished or resumable)
+      in_progress   ledger: jobs claimed and not finished
+      done          ledger: jobs done
+      quarantined   ledger: jobs quarantined
+      failed        ledger: jobs that failed otherwise
+      error_files   ``.error.json`` files in its quarantine folder now
+      paused        the reason the running daemon paused this folder, or null
+      live          the running daemon's own figures for it (watch, settling, waiting,
+                    in_progress, done, quarantined since it started, paused), or null
+    recent_errors   the last 5 jobs with an error: {"job_id", "folder", "file", "outcome",
+                    "stage", "reason", "http_status", "error", "at"}
+    notes           list of strings: what could not be read, and why
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sqlite3
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from bgcut_watchd.commands.common import load
+from bgcut_watchd.config.model import Config, FolderConfig
+from bgcut_watchd.daemon.status import read_status
+from bgcut_watchd.errors import ConfigError
+from bgcut_watchd.exitcodes import EXIT_OK
+from bgcut_watchd.intake.ignore import IgnoreRules
+from bgcut_watchd.intake.scan import scan_folder
+from bgcut_watchd.job.quarantine import ERROR_SUFFIX
+from bgcut_watchd.job.workarea import WorkArea
+from bgcut_watchd.ledger import OUTCOMES, ErrorEntry, Ledger
+
+RECENT_ERRORS = 5
+_COLUMNS = (("waiting", "waiting"), ("in_work_area", "claimed"), ("in_progress", "in progress"),
+            ("done", "done"), ("quarantined", "quarantined"), ("failed", "failed"),
+            ("error_files", "error files"))
+
+
+def collect_status(config: Config) -> dict[str, Any]:
+    """The whole status document (the ``--json`` shape above). Raises nothing."""
+    notes: list[str] = []
+    state_dir = config.daemon.state_dir
+    live = read_status(state_dir)
+    running = bool(live and live.get("running"))
+    stats, errors = _ledger_figures(state_dir, notes)
+    live_folders: dict[str, Any] = (live or {}).get("folders", {}) if running else {}
+    return {
+        "config": str(config.source) if config.source else None,
+        "state_dir": str(state_dir),
+        "daemon": {"running": running, "pid": (live or {}).get("pid"),
+                   "updated_at": (live or {}).get("updated_at")},
+        "pause": (live or {}).get("pause") if running else None,
+        "folders": [_folder(f, stats, live_folders.get(f.name), notes) for f in config.folders],
+        "recent_errors": [_error(e) for e in errors],
+        "notes": notes,
+    }
+
+
+def _ledger_figures(state_dir: Path,
+                    notes: list[str]) -> tuple[dict[str, dict[str, int]] | None, list[ErrorEntry]]:
+    try:
+        with Ledger(state_dir) as ledger:
+            return ledger.folder_stats(), ledger.recent_errors(RECENT_ERRORS)
+    except (OSError, sqlite3.Error, ConfigError) as exc:
+        notes.append(f"cannot read the ledger in {state_dir} ({_why(exc)}): job counts unknown; "
+                     "run status as the daemon's user")
+        return None, []
+
+
+def _folder(folder: FolderConfig, stats: dict[str, dict[str, int]] | None,
+            live: dict[str, Any] | None, notes: list[str]) -> dict[str, Any]:
+    counts = dict.fromkeys(OUTCOMES, 0) if stats is not None else dict.fromkeys(OUTCOMES)
+    if stats is not None:
+        counts.update(stats.get(folder.name, {}))
+    return {
+        "name": folder.name, "inbox": str(folder.inbox),
+        "waiting": _count(notes, f"inbox of {folder.name}", lambda: sum(
+            1 for _ in scan_folder(folder.inbox, folder.recursive, IgnoreRules(folder.ignore)))),
+        "in_work_area": _count(notes, f"work area of {folder.name}",
+                               WorkArea(folder.inbox).pending_count),
+        "in_progress": counts["in_progress"], "done": counts["done"],
+        "quarantined": counts["quarantined"], "failed": counts["failed"],
+        "error_files": _count(notes, f"quarantine of {folder.name}",
+                              lambda: _error_files(folder.quarantine)),
+        "paused": live.get("paused") if live else None,
+        "live": live,
+    }
+
+
+def _count(notes: list[str], what: str, count: Callable[[], int]) -> int | None:
+    try:
+        return count()
+    except OSError as exc:
+        notes.append(f"cannot read the {what}: {_why(exc)}")
+        return None
+
+
+def _error_files(quarantine: Path) -> int:
+    if not quarantine.is_dir():
+        return 0
+    return sum(1 for _, _, files in os.walk(quarantine) for name in files
+               if name.endswith(ERROR_SUFFIX) and not name.startswith("."))
+
+
+def _error(entry: ErrorEntry) -> dict[str, Any]:
+    return {"job_id": entry.job_id, "folder": entry.folder, "file": entry.input_name,
+            "outcome": entry.outcome, "stage": entry.stage, "reason": entry.reason,
+            "http_status": entry.http_status, "error": entry.last_error,
+            "at": entry.updated_at}
+
+
+def _why(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+def render_table(doc: dict[str, Any]) -> str:
+    """The status document for people."""
+    lines = [_daemon_line(doc), f"API: {_pause_line(doc['pause'])}", ""]
+    width = max([len("folder")] + [len(f["name"]) for f in doc["folders"]])
+    lines.append(f"{'folder':<{width}}  " + "  ".join(title for _, title in _COLUMNS)
+                 + "  paused")
+    for folder in doc["folders"]:
+        cells = [f"{_cell(folder[key]):>{len(title)}}" for key, title in _COLUMNS]
+        lines.append(f"{folder['name']:<{width}}  " + "  ".join(cells)
+                     + f"  {folder['paused'] or '-'}")
+    if doc["recent_errors"]:
+        lines += ["", "last errors:"]
+        lines += [_error_line(e) for e in doc["recent_errors"]]
+    lines += [f"note: {note}" for note in doc["notes"]]
+    return "\n".join(lines)
+
+
+def _daemon_line(doc: dict[str, Any]) -> str:
+    daemon = doc["daemon"]
+    if daemon["running"]:
+        return f"daemon: running (pid {daemon['pid']}), figures of {daemon['updated_at']}"
+    if daemon["updated_at"]:
+        return f"daemon: not running (last seen {daemon['updated_at']})"
+    return "daemon: not running (never ran with this state_dir)"
+
+
+def _pause_line(pause: dict[str, Any] | None) -> str:
+    if not pause:
+        return "running"
+    detail = f" ({pause['detail']})" if pause.get("detail") else ""
+    return f"{pause['description']}{detail}"
+
+
+def _cell(value: int | None) -> str:
+    return "?" if value is None else str(value)
+
+
+def _error_line(entry: dict[str, Any]) -> str:
+    status = f" HTTP {entry['http_status']}" if entry["http_status"] else ""
+    where = f"{entry['outcome']} at {entry['stage']}" if entry["stage"] else entry["outcome"]
+    return (f"  {_short_time(entry['at'])}  {entry['folder']}  {json.dumps(entry['file'])}: "
+            f"{where}: {entry['reason'] or 'error'}{status}: {entry['error']}")
+
+
+def _short_time(iso: str) -> str:
+    try:
+        return datetime.fromisoformat(iso).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+    except ValueError:
+        return iso
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print the table or the JSON document; exit 0. Never loads the API key; creates no
+    folder. Raises ConfigError (exit 78)."""
+    doc = collect_status(load(args, create_folders=False))
+    print(json.dumps(doc, indent=2) if args.json else render_table(doc))
+    return EXIT_OK

@@ -1,0 +1,119 @@
+"""The configuration as data: frozen dataclasses whose fields are the TOML keys.
+
+The shapes below are the public contract of product.md ("Configuration (TOML)"). Defaults here
+are the documented defaults; ``config.example.toml`` documents every field (a test checks). This
+module only describes values: reading them is ``load``, checking folders on disk ``folders``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_CONFIG_PATH = Path("/etc/bgcut-watchd/config.toml")
+CONFIG_ENV = "BGCUT_WATCHD_CONFIG"
+API_KEY_ENV = "BGCUT_API_KEY"
+API_KEY_CREDENTIAL = "api-key"
+
+FORMAT_EXTENSIONS = {"png": "png", "jpeg": "jpg", "jpg": "jpg", "webp": "webp", "avif": "avif"}
+QUALITIES = ("high", "medium", "low")
+
+
+@dataclass(frozen=True)
+class ApiConfig:
+    base_url: str = "https://api.backgroundcut.co"
+    api_key_file: Path | None = None
+    connect_timeout_s: float = 10.0
+    upload_timeout_s: float = 60.0
+    process_timeout_s: float = 300.0
+    download_timeout_s: float = 120.0
+    max_requests_per_minute: int = 120
+    upload_prefix: str = "bgcut-watchd"
+
+
+@dataclass(frozen=True)
+class DaemonConfig:
+    workers: int = 4
+    state_dir: Path = Path("/var/lib/bgcut-watchd")
+    stability_s: float = 2.0
+    rescan_interval_s: float = 300.0
+    shutdown_timeout_s: float = 30.0
+    max_input_bytes: int = 52_428_800
+    max_input_pixels: int = 50_000_000
+
+
+@dataclass(frozen=True)
+class RetryConfig:
+    max_attempts: int = 6
+    base_delay_s: float = 2.0
+    max_delay_s: float = 300.0
+    auth_pause_s: float = 300.0
+    credits_pause_s: float = 900.0
+    disk_pause_s: float = 60.0
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One named output preset; fields take the API's values (api-v3.md)."""
+
+    name: str
+    format: str = "png"
+    max_resolution: int = 12_000_000
+    quality: str = "high"
+    background_color: str | None = None
+    output_compression: int = 85
+    autocrop: bool = False
+
+    @property
+    def ext(self) -> str:
+        """The usual file extension of this variant's format (``jpeg`` -> ``jpg``)."""
+        return FORMAT_EXTENSIONS[self.format]
+
+
+@dataclass(frozen=True)
+class FolderConfig:
+    name: str
+    inbox: Path
+    outbox: Path
+    quarantine: Path
+    variants: tuple[Variant, ...]
+    archive: Path | None = None
+    on_success: str = "archive"
+    recursive: bool = True
+    watch: str = "auto"
+    poll_interval_s: float = 5.0
+    output_name: str = "{stem}.{variant}.{ext}"
+    on_conflict: str = "rename"
+    ignore: tuple[str, ...] = ()
+    reprocess_duplicates: bool = False
+
+
+@dataclass(frozen=True)
+class Config:
+    api: ApiConfig
+    daemon: DaemonConfig
+    retry: RetryConfig
+    variants: dict[str, Variant] = field(hash=False)
+    folders: tuple[FolderConfig, ...]
+    source: Path | None = None
+    warnings: tuple[str, ...] = ()
+
+
+def expand_output_name(template: str, stem: str, variant: Variant, folder_name: str) -> str:
+    """``output_name`` expanded for one variant of input ``stem``: the one place the template's
+    placeholders (``{stem}``, ``{variant}``, ``{ext}``, ``{folder}``) get their values.
+
+    Raises KeyError for an unknown placeholder (the loader refuses such templates).
+    """
+    return template.format_map(
+        {"stem": stem, "variant": variant.name, "ext": variant.ext, "folder": folder_name})
+
+
+def variant_key(variants: Sequence[Variant]) -> str:
+    """A stable hash of a folder's variant set: every Variant field, order-insensitive."""
+    items = sorted(json.dumps(dataclasses.asdict(v), sort_keys=True) for v in variants)
+    return hashlib.sha256(json.dumps(items).encode("ascii")).hexdigest()

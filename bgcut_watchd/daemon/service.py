@@ -1,0 +1,208 @@
+"""The daemon: the composition root and its lifecycle (``bgcut-watchd run``).
+
+startup → main_loop → shutdown, in the manner of uvicorn's server: signal handlers only set
+flags; the loop notices them. The first SIGTERM/SIGINT stops claiming and lets in-flight jobs
+finish until ``shutdown_timeout_s``; a second one exits at once. Either way every unfinished
+job stays resumable in its work area, so nothing is lost. SIGHUP re-reads the configuration.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from pathlib import Path
+from types import FrameType
+
+from bgcut_watchd.clock import Clock
+from bgcut_watchd.config.folders import load_checked
+from bgcut_watchd.config.model import Config
+from bgcut_watchd.control.tickets import JobTicket, Outcome
+from bgcut_watchd.daemon.status import StatusReporter
+from bgcut_watchd.daemon.systemd import Notifier
+from bgcut_watchd.engine import Engine
+from bgcut_watchd.errors import ConfigError
+from bgcut_watchd.exitcodes import EXIT_OK
+from bgcut_watchd.intake import IntakeCoordinator
+
+log = logging.getLogger("bgcut_watchd.daemon.service")
+
+TICK_S = 0.05          # the loop's longest sleep while files are settling
+IDLE_TICK_S = 1.0      # ... and while nothing is
+REPORT_EVERY_S = 1.0   # status file, systemd STATUS= and WATCHDOG=1
+MAX_WAITING = 5000     # settled files queued at once; the rest wait in the inbox (cheap)
+
+
+class Service:
+    """One running daemon. ``run()`` returns the exit code."""
+
+    def __init__(self, config_path: Path, config: Config, api_key: str,
+                 notifier: Notifier | None = None,
+                 clock: Clock = time.monotonic) -> None:
+        self.config_path = config_path
+        self.config = config
+        self.api_key = api_key
+        self.notifier = notifier or Notifier()
+        self.clock = clock
+        self.should_exit = False
+        self.force_exit = False
+        self.reload_requested = False
+        self._wakeup = threading.Event()
+        self.engine = Engine(config, api_key, cancel=threading.Event(),
+                             on_ticket_done=self._ticket_done, on_path_released=self._path_released,
+                             max_waiting=MAX_WAITING)
+        self.intake = IntakeCoordinator(config.folders, config.daemon.stability_s, clock,
+                                        on_new=self._wakeup.set)
+        self.reporter = StatusReporter(config.daemon.state_dir, self.engine, self.intake)
+        self._next_rescan = 0.0
+        self._next_report = 0.0
+
+    # -- signals --------------------------------------------------------------------------
+
+    def install_signal_handlers(self) -> None:
+        signal.signal(signal.SIGTERM, self.handle_exit)
+        signal.signal(signal.SIGINT, self.handle_exit)
+        signal.signal(signal.SIGHUP, self.handle_reload)
+
+    def handle_exit(self, signum: int, frame: FrameType | None) -> None:
+        """First signal: warm shutdown. Second: exit now (still losing nothing)."""
+        if self.should_exit:
+            self.force_exit = True
+        self.should_exit = True
+        self._wakeup.set()
+
+    def handle_reload(self, signum: int, frame: FrameType | None) -> None:
+        self.reload_requested = True
+        self._wakeup.set()
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def run(self) -> int:
+        self.startup()
+        try:
+            self.main_loop()
+        finally:
+            self.shutdown()
+        return EXIT_OK
+
+    def startup(self) -> None:
+        self.engine.start()
+        resumed = self.engine.recover()
+        self.intake.start_watching()
+        folders = len(self.config.folders)
+        log.info("watching %d folder(s), %d unfinished job(s) resumed", folders, resumed)
+        self.notifier.ready(f"watching {folders} folder(s) · starting scan")
+        self._rescan()
+
+    def main_loop(self) -> None:
+        while not self.should_exit:
+            self._wakeup.clear()  # before the tick: a file noticed during it wakes the wait
+            self.tick()
+            self._wakeup.wait(self._sleep_s())
+
+    def tick(self) -> None:
+        """One turn: hand settled files to the workers, rescan, check watchers, report."""
+        if self.reload_requested:
+            self.reload_requested = False
+            self.reload()
+        now = self.clock()
+        room = MAX_WAITING - self.engine.scheduler.stats().total.waiting
+        if room > 0:
+            for folder, path in self.intake.poll_due(now, max_items=room):
+                if not self.engine.submit(folder, path):
+                    self.intake.done(path)  # queued already or no room: a rescan brings it back
+        if now >= self._next_rescan:
+            self._rescan()
+        if now >= self._next_report:
+            self._next_report = now + REPORT_EVERY_S
+            self.intake.check_watchers()
+            self._report()
+
+    def shutdown(self) -> None:
+        self.notifier.stopping("stopping: finishing in-flight jobs")
+        log.info("stopping: no new claims; in-flight jobs get %gs",
+                 self.config.daemon.shutdown_timeout_s)
+        self.intake.stop_watching()
+        finished = self.engine.drain(self.config.daemon.shutdown_timeout_s, self._wakeup,
+                                     lambda: self.force_exit, self.clock)
+        if not finished:
+            log.warning("stopped with jobs in flight: they resume at the next start")
+        self.reporter.write(stopped=True)
+        self.engine.close()
+        log.info("stopped")
+
+    def reload(self) -> None:
+        """SIGHUP: apply a valid new configuration; keep the old one on any error."""
+        self.notifier.reloading()
+        try:
+            config = load_checked(self.config_path)
+        except ConfigError as exc:
+            log.error("reload refused, still running on the previous configuration: %s", exc)
+            self.notifier.reloaded(self.reporter.status_line())
+            return
+        self.intake.stop_watching()
+        added = {f.name for f in config.folders} - {f.name for f in self.config.folders}
+        pending = restart_only_changes(self.config, config)
+        self.config = config
+        self.engine.apply_config(config)
+        resumed = self.engine.recover(added) if added else 0  # jobs left in a re-added folder
+        self.intake = IntakeCoordinator(config.folders, config.daemon.stability_s, self.clock,
+                                        on_new=self._wakeup.set)
+        self.reporter.intake = self.intake
+        self.intake.start_watching()
+        self._rescan()
+        log.info("configuration reloaded: %d folder(s), %d unfinished job(s) resumed",
+                 len(config.folders), resumed)
+        if pending:
+            log.warning("configuration reloaded, but changes to %s take effect only after a "
+                        "restart", ", ".join(pending))
+        self.notifier.reloaded(self.reporter.status_line())
+
+    # -- internals ------------------------------------------------------------------------
+
+    def _path_released(self, folder: str, path: Path) -> None:
+        """A worker claimed ``path`` (a new file under its name may come in at once) or left
+        it where it was (a later event or rescan brings it back)."""
+        self.intake.done(path)
+
+    def _ticket_done(self, ticket: JobTicket, outcome: Outcome) -> None:
+        if self.should_exit:
+            self._wakeup.set()  # a draining shutdown looks again
+
+    def _rescan(self) -> None:
+        self._next_rescan = self.clock() + self.config.daemon.rescan_interval_s
+        noticed = self.intake.scan_all()
+        log.debug("rescan: %d candidate(s) noticed", noticed)
+
+    def _sleep_s(self) -> float:
+        deadline = self.intake.next_deadline()
+        if deadline is None:
+            return IDLE_TICK_S if self.engine.scheduler.is_idle() else TICK_S * 4
+        return min(IDLE_TICK_S, max(TICK_S, deadline - self.clock()))
+
+    def _report(self) -> None:
+        self.reporter.write()
+        self.notifier.status(self.reporter.status_line())
+        if self.notifier.watchdog_interval_s is not None and self._workers_healthy():
+            self.notifier.watchdog()
+
+    def _workers_healthy(self) -> bool:
+        """WATCHDOG=1 only while workers progress or idle: a hung worker must trip it."""
+        interval = self.notifier.watchdog_interval_s or 30.0
+        return not self.engine.scheduler.is_stalled(max(interval * 2, self._longest_call_s()))
+
+    def _longest_call_s(self) -> float:
+        api = self.config.api
+        return api.connect_timeout_s + max(api.upload_timeout_s, api.process_timeout_s,
+                                           api.download_timeout_s) + 5.0
+
+
+def restart_only_changes(old: Config, new: Config) -> list[str]:
+    """The changed settings a reload does not apply (the client, limiter, retry policy, pool
+    and ledger are built once at start-up), by their config names."""
+    return [name for name, before, after in (
+        ("[api]", old.api, new.api), ("[retry]", old.retry, new.retry),
+        ("daemon.workers", old.daemon.workers, new.daemon.workers),
+        ("daemon.state_dir", old.daemon.state_dir, new.daemon.state_dir),
+    ) if before != after]

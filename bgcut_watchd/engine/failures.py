@@ -1,0 +1,169 @@
+"""The failure policy: what a failed job becomes, decided here and only here.
+
+:func:`classify` maps an exception to a :class:`Decision` from its class alone (``errors.py``
+draws the tree: who is to blame). :class:`FailurePolicy` carries the decision out and returns the
+scheduler's :class:`Outcome`:
+
+==================  ==========================================================================
+QUARANTINE          the input is to blame: quarantine at once (no attempt counted)
+PAUSE_AUTH/CREDITS  the key or the account: pause ALL API work (``retry.auth_pause_s`` /
+                    ``credits_pause_s``), quarantine nothing, hand the job back
+PAUSE_FOLDER        the folder's disk: pause that folder (``retry.disk_pause_s``), keep the input
+RETRY               the network or the service, for this file: back off and retry; after
+                    ``max_attempts`` consecutive failures, quarantine (``retries_exhausted``)
+UNEXPECTED          not one of ours (a bug): retried like RETRY with its traceback logged, so it
+                    ends in quarantine (``internal_error``) instead of looping forever
+==================  ==========================================================================
+
+``attempts`` counts consecutive failures of one step: a job that got further before failing
+again starts its count afresh, so a long job on a flaky network is not quarantined for failures
+it has already recovered from. A redo after a 404 is no progress.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+from dataclasses import replace
+from enum import Enum
+from typing import Protocol
+
+from bgcut_watchd.config.model import RetryConfig
+from bgcut_watchd.control.pause import FolderPauses, PauseReason, ProbedPause
+from bgcut_watchd.control.retry import next_delay_s, should_retry
+from bgcut_watchd.control.tickets import JobTicket, Outcome
+from bgcut_watchd.errors import (
+    CreditsError,
+    InputError,
+    LocalDiskError,
+    PauseError,
+    RateLimitedError,
+    TransientError,
+)
+from bgcut_watchd.fsops import show_path
+from bgcut_watchd.job.steps import STAGE_OF
+from bgcut_watchd.job.workarea import ClaimedJob
+
+log = logging.getLogger("bgcut_watchd.engine")
+
+GATE_RETRY_S = 0.5  # a job handed back at a closed pause is offered again this soon
+ERROR_TEXT_MAX = 500
+
+
+class Decision(Enum):
+    """What becomes of a failed job, by who is to blame."""
+
+    RETRY = "retry"
+    QUARANTINE = "quarantine"
+    PAUSE_AUTH = "pause_auth"
+    PAUSE_CREDITS = "pause_credits"
+    PAUSE_FOLDER = "pause_folder"
+    UNEXPECTED = "unexpected"
+
+
+def classify(exc: BaseException) -> Decision:
+    """Map a failure to a :class:`Decision` from its class alone. Raises nothing.
+
+    ``ApiInputError`` is both an ``ApiError`` and an ``InputError``: the input is to blame, so
+    it quarantines. A bare ``PauseError`` (neither 401 nor 402) pauses like an auth failure.
+    """
+    if isinstance(exc, InputError):
+        return Decision.QUARANTINE
+    if isinstance(exc, CreditsError):
+        return Decision.PAUSE_CREDITS
+    if isinstance(exc, PauseError):
+        return Decision.PAUSE_AUTH
+    if isinstance(exc, LocalDiskError):
+        return Decision.PAUSE_FOLDER
+    if isinstance(exc, TransientError):
+        return Decision.RETRY
+    return Decision.UNEXPECTED
+
+
+class FailedJobRunner(Protocol):
+    """What the policy needs of a folder's job runner (``job.steps.JobRunner``)."""
+
+    def progress(self, job: ClaimedJob) -> tuple[int, int]: ...
+    def note_failure(self, job: ClaimedJob, attempts: int, error: str) -> None: ...
+    def quarantine(self, job: ClaimedJob, exc: BaseException) -> object: ...
+    def log_fields(self, job: ClaimedJob, stage: str | None = None,
+                   reason: str | None = None) -> dict[str, str]: ...
+
+
+class HeldJobs(Protocol):
+    """What the policy needs of the engine's claims (``engine.claim.Claims``)."""
+
+    def ticket_again(self, job: ClaimedJob, ticket: JobTicket) -> JobTicket: ...
+    def forget(self, job: ClaimedJob) -> None: ...
+
+
+class FailurePolicy:
+    """Turns a failed job into an :class:`Outcome`. Shared by the workers; thread-safe."""
+
+    def __init__(self, retry: RetryConfig, api_pause: ProbedPause, folder_pauses: FolderPauses,
+                 held: HeldJobs, rng: random.Random | None = None) -> None:
+        self.retry = retry
+        self.api_pause = api_pause
+        self.folder_pauses = folder_pauses
+        self.held = held
+        self._rng = rng or random.Random()
+        self._rng_lock = threading.Lock()
+
+    def outcome(self, runner: FailedJobRunner, ticket: JobTicket, job: ClaimedJob,
+                exc: BaseException, progress_before: tuple[int, int]) -> Outcome:
+        """What ``exc``, raised by ``runner.run(job)``, makes of the job. Raises nothing."""
+        decision = classify(exc)
+        folder_pause = self.folder_pauses.of(ticket.folder)
+        if decision is not Decision.PAUSE_FOLDER:
+            folder_pause.release_probe()  # no verdict on the folder's disk
+        if decision in (Decision.PAUSE_AUTH, Decision.PAUSE_CREDITS):
+            self._pause_api(decision, exc)
+            return Outcome.paused(GATE_RETRY_S, self.held.ticket_again(job, ticket))
+        self.api_pause.release_probe()  # no verdict on the key or the credits
+        if decision is Decision.QUARANTINE:
+            return self._quarantine(runner, ticket, job, exc)
+        if decision is Decision.PAUSE_FOLDER:
+            folder_pause.pause(PauseReason.DISK, self.retry.disk_pause_s, str(exc))
+            return Outcome.paused(self.retry.disk_pause_s, self.held.ticket_again(job, ticket))
+        return self._retry(runner, ticket, job, exc, decision, progress_before)
+
+    def _pause_api(self, decision: Decision, exc: BaseException) -> None:
+        detail = getattr(exc, "detail", "") or str(exc)
+        if decision is Decision.PAUSE_CREDITS:
+            self.api_pause.pause(PauseReason.CREDITS, self.retry.credits_pause_s, detail)
+        else:
+            self.api_pause.pause(PauseReason.AUTH, self.retry.auth_pause_s, detail)
+
+    def _retry(self, runner: FailedJobRunner, ticket: JobTicket, job: ClaimedJob,
+               exc: BaseException, decision: Decision,
+               progress_before: tuple[int, int]) -> Outcome:
+        progressed = runner.progress(job) > progress_before
+        attempts = 1 if progressed else job.record.attempts + 1
+        runner.note_failure(job, attempts, str(exc)[:ERROR_TEXT_MAX])
+        if decision is Decision.UNEXPECTED:
+            log.error("job %s: unexpected failure", job.job_id, exc_info=exc)
+        if not should_retry(self.retry, attempts):
+            return self._quarantine(runner, ticket, job, exc)
+        retry_after = exc.retry_after_s if isinstance(exc, RateLimitedError) else None
+        with self._rng_lock:
+            delay_s = next_delay_s(self.retry, attempts, self._rng, retry_after)
+        log.warning("job %s [%s] %s: attempt %d failed at %s, retrying in %.1fs: %s",
+                    job.job_id, ticket.folder, show_path(job.record.original_relpath), attempts,
+                    job.record.state, delay_s, exc,
+                    extra=runner.log_fields(job, stage=STAGE_OF.get(job.record.state)))
+        return Outcome.retry(delay_s, replace(self.held.ticket_again(job, ticket),
+                                              attempt=attempts + 1))
+
+    def _quarantine(self, runner: FailedJobRunner, ticket: JobTicket, job: ClaimedJob,
+                    exc: BaseException) -> Outcome:
+        try:
+            runner.quarantine(job, exc)
+        except (LocalDiskError, OSError) as disk:
+            self.folder_pauses.of(ticket.folder).pause(
+                PauseReason.DISK, self.retry.disk_pause_s, str(disk))
+            log.error("folder %s: cannot quarantine %s, input kept, folder paused: %s",
+                      ticket.folder, show_path(job.record.original_relpath), disk)
+            return Outcome.paused(self.retry.disk_pause_s, self.held.ticket_again(job, ticket))
+        self.held.forget(job)
+        return Outcome.quarantined()

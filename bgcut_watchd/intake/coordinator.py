@@ -1,0 +1,288 @@
+"""The intake coordinator: noticing files, ignoring what is not ours, waiting until a file has
+settled.
+
+product.md "What happens to one file", steps 1-3. ``IntakeCoordinator`` is what the service
+uses; claiming (step 4) is the engine's, fed by ``poll_due``::
+
+    watchdog thread --notice()--> ignore rules --lstat--> StabilityTracker (per folder)
+    startup scan / rescan --^                                  |
+    folder moved in --notice_dir()--> scanned by poll_due()    v
+    service loop <--poll_due()-- re-lstat, still unchanged --> in-flight set --done()--> gone
+
+A path handed out by ``poll_due`` stays in the in-flight set, and repeated events for it are
+dropped, until ``done(path)``: the engine calls it right after the claim moved the file out of the
+inbox (so a new file under the same name is noticed at once), and the service calls it when the
+ticket ends without a claim (the file was gone, or left in place: the next rescan finds it).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePath
+
+from bgcut_watchd.config.model import FolderConfig
+from bgcut_watchd.intake.fstype import MOUNTINFO_PATH, choose_watch_mode
+from bgcut_watchd.intake.ignore import IgnoreRules
+from bgcut_watchd.intake.scan import is_candidate, scan_folder
+from bgcut_watchd.intake.stability import Observation, StabilityTracker
+from bgcut_watchd.intake.watcher import FolderWatcher, ObserverFactory, default_observer_factory
+
+logger = logging.getLogger("bgcut_watchd.intake")
+
+_GONE = (FileNotFoundError, NotADirectoryError)
+
+
+@dataclass(frozen=True)
+class _Folder:
+    config: FolderConfig
+    rules: IgnoreRules
+    tracker: StabilityTracker
+
+
+class IntakeCoordinator:
+    """Every folder's watcher, ignore rules and stability tracker, and the in-flight set.
+
+    ``notice`` and ``notice_dir`` are safe from any thread; the rest is for the service loop.
+    Start the watchers before the first ``scan_all`` so nothing slips between the two.
+    """
+
+    def __init__(
+        self,
+        folders: Sequence[FolderConfig],
+        stability_s: float,
+        clock: Callable[[], float] = time.monotonic,
+        *,
+        observer_factory: ObserverFactory = default_observer_factory,
+        mountinfo_path: Path = MOUNTINFO_PATH,
+        on_new: Callable[[], None] = lambda: None,
+    ) -> None:
+        """``on_new`` is called (from any thread) when a file starts being tracked, so the
+        service loop can wake up and schedule its settling deadline."""
+        self.clock = clock
+        self._on_new = on_new
+        self._folders = {
+            f.name: _Folder(f, IgnoreRules(f.ignore), StabilityTracker(stability_s, clock))
+            for f in folders
+        }
+        self._observer_factory = observer_factory
+        self._mountinfo_path = mountinfo_path
+        self._watchers: dict[str, FolderWatcher] = {}
+        self._in_flight: set[str] = set()  # str, not Path: a third of the memory
+        self._pending_dirs: dict[tuple[str, Path], None] = {}  # an ordered set
+        self._lock = threading.Lock()
+
+    # --- watchers -------------------------------------------------------------------------
+
+    def start_watching(self) -> None:
+        """Start one watcher per folder. A folder that cannot be watched yet is logged and
+        retried by ``check_watchers``. Raises nothing."""
+        for name, folder in self._folders.items():
+            config = folder.config
+            mode = choose_watch_mode(config.inbox, config.watch, self._mountinfo_path)
+            watcher = FolderWatcher(
+                name, config.inbox, config.recursive, mode, config.poll_interval_s,
+                self.notice, on_dir=self.notice_dir, observer_factory=self._observer_factory,
+            )
+            self._watchers[name] = watcher
+            try:
+                watcher.start()
+                logger.info("folder %s: watching %s (%s)", name, config.inbox, watcher.mode)
+            except OSError as exc:
+                logger.warning("folder %s: cannot watch %s yet: %s", name, config.inbox, exc)
+
+    def stop_watching(self) -> None:
+        """Stop every watcher. Raises nothing."""
+        for watcher in self._watchers.values():
+            watcher.stop()
+
+    def check_watchers(self) -> list[str]:
+        """Restart dead watchers and rescan their folders (events were lost meanwhile).
+
+        Returns the names of the folders restarted. Raises nothing.
+        """
+        restarted: list[str] = []
+        for name, watcher in self._watchers.items():
+            if not watcher.is_alive() and watcher.ensure_alive():
+                self.scan(name)
+                restarted.append(name)
+        return restarted
+
+    def watch_modes(self) -> dict[str, str]:
+        """Per folder: ``inotify``, ``polling`` or ``stopped`` (for ``status``)."""
+        return {
+            name: watcher.mode if watcher.is_alive() else "stopped"
+            for name, watcher in self._watchers.items()
+        }
+
+    # --- noticing -------------------------------------------------------------------------
+
+    def notice(self, folder_name: str, path: Path) -> None:
+        """Something happened at ``path``: track it, refresh it, or forget it if it is gone.
+
+        Cheap (one lstat) and thread-safe. Ignored, foreign and in-flight paths are dropped.
+        Raises nothing.
+        """
+        folder = self._folders.get(folder_name)
+        if folder is None or self._admissible(folder, path) is None:
+            return
+        key = str(path)
+        with self._lock:
+            if key in self._in_flight:
+                return
+        try:
+            st = os.lstat(path)
+        except _GONE:
+            with self._lock:
+                folder.tracker.forget(path)
+            return
+        except OSError as exc:
+            logger.debug("folder %s: cannot stat %s: %s", folder_name, path, exc)
+            return
+        if stat.S_ISDIR(st.st_mode):
+            self.notice_dir(folder_name, path)
+        elif is_candidate(path.name, st.st_mode):
+            with self._lock:
+                changed = key not in self._in_flight and folder.tracker.observe(
+                    path, st.st_size, st.st_mtime_ns)
+            if changed:
+                self._on_new()  # the loop may be in a 1 s idle sleep: plan the deadline now
+
+    def notice_dir(self, folder_name: str, directory: Path) -> None:
+        """A folder appeared (created or moved in): queue it to be scanned by ``poll_due``.
+
+        Cheap and thread-safe: scanning happens on the caller of ``poll_due``. Raises nothing.
+        """
+        folder = self._folders.get(folder_name)
+        if folder is None or not folder.config.recursive:
+            return
+        if self._admissible(folder, directory) is None:
+            return
+        with self._lock:
+            self._pending_dirs[(folder_name, directory)] = None
+
+    def scan(self, folder_name: str, start: Path | None = None) -> int:
+        """Scan one folder (or a subfolder ``start``) and notice every candidate in it.
+
+        Returns how many paths were noticed. Raises nothing: an unreadable inbox is logged.
+        """
+        folder = self._folders[folder_name]
+        config = folder.config
+        count = 0
+        try:
+            for path in scan_folder(config.inbox, config.recursive, folder.rules, start):
+                self.notice(folder_name, path)
+                count += 1
+        except OSError as exc:
+            logger.warning("folder %s: cannot scan %s: %s", folder_name, start or config.inbox, exc)
+        return count
+
+    def scan_all(self) -> int:
+        """The startup scan and the periodic rescan: every folder. Returns the paths noticed."""
+        return sum(self.scan(name) for name in self._folders)
+
+    # --- handing out ----------------------------------------------------------------------
+
+    def poll_due(self, now: float | None = None, max_items: int | None = None) -> list[
+        tuple[str, Path]
+    ]:
+        """Settled candidates ``(folder_name, path)`` to claim, oldest first, now in flight.
+
+        Each is lstat-ed once more: a path that changed since its last event (polling misses
+        writes between polls) goes back to waiting, a vanished one is dropped. Scans the
+        folders queued by ``notice_dir`` first. ``max_items`` bounds the batch; the rest stays
+        due. Raises nothing.
+        """
+        self._scan_pending_dirs()
+        when = self.clock() if now is None else now
+        ready: list[tuple[str, Path]] = []
+        while max_items is None or len(ready) < max_items:
+            picked = self._pop_earliest_due(when)
+            if picked is None:
+                break
+            name, seen = picked
+            if self._confirm(self._folders[name], seen):
+                ready.append((name, seen.path))
+        return ready
+
+    def done(self, path: Path) -> None:
+        """The job is finished with ``path`` (claimed, gone or left): events count again."""
+        with self._lock:
+            self._in_flight.discard(str(path))
+
+    def next_deadline(self) -> float | None:
+        """When ``poll_due`` next has something to do (clock time), or None if nothing waits."""
+        with self._lock:
+            if self._pending_dirs:
+                return self.clock()
+            deadlines = [f.tracker.next_deadline() for f in self._folders.values()]
+        pending = [d for d in deadlines if d is not None]
+        return min(pending) if pending else None
+
+    def waiting_counts(self) -> dict[str, int]:
+        """Per folder, how many files are noticed but not yet settled."""
+        with self._lock:
+            return {name: len(folder.tracker) for name, folder in self._folders.items()}
+
+    def in_flight_count(self) -> int:
+        """How many handed-out paths the jobs have not reported ``done`` yet."""
+        with self._lock:
+            return len(self._in_flight)
+
+    # --- internals ------------------------------------------------------------------------
+
+    def _admissible(self, folder: _Folder, path: Path) -> PurePath | None:
+        """``path`` relative to the inbox if it belongs to this folder and is not ignored."""
+        try:
+            relpath = PurePath(path.relative_to(folder.config.inbox))
+        except ValueError:
+            return None
+        if not relpath.parts or (not folder.config.recursive and len(relpath.parts) > 1):
+            return None
+        if folder.rules.is_ignored(relpath) is not None:
+            return None
+        return relpath
+
+    def _scan_pending_dirs(self) -> None:
+        with self._lock:
+            pending, self._pending_dirs = self._pending_dirs, {}
+        for folder_name, directory in pending:
+            self.scan(folder_name, directory)
+
+    def _pop_earliest_due(self, now: float) -> tuple[str, Observation] | None:
+        """Across folders, remove and return the observation that settled first."""
+        with self._lock:
+            best: tuple[float, str] | None = None
+            for name, folder in self._folders.items():
+                deadline = folder.tracker.next_deadline()
+                if deadline is None or deadline > now:
+                    continue
+                if best is None or deadline < best[0]:
+                    best = (deadline, name)
+            if best is None:
+                return None
+            due = self._folders[best[1]].tracker.due_observations(now, max_items=1)
+        return (best[1], due[0]) if due else None
+
+    def _confirm(self, folder: _Folder, seen: Observation) -> bool:
+        """True (and in flight) if ``seen.path`` still looks exactly as when it settled."""
+        try:
+            st = os.lstat(seen.path)
+        except OSError:
+            return False  # gone or unreadable: a later event or rescan brings it back
+        key = str(seen.path)
+        with self._lock:
+            if key in self._in_flight:
+                return False
+            unchanged = (st.st_size, st.st_mtime_ns) == (seen.size, seen.mtime_ns)
+            if not unchanged:
+                folder.tracker.observe(seen.path, st.st_size, st.st_mtime_ns)
+                return False
+            folder.tracker.forget(seen.path)
+            self._in_flight.add(key)
+            return True

@@ -1,0 +1,153 @@
+"""``bgcut-watchd status``: the table, the JSON document, with and without a daemon."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bgcut_watchd.cli import main
+from bgcut_watchd.commands.status import collect_status
+from bgcut_watchd.fake_api import FakeApiServer
+from tests.hostile import make_text_named_jpg, make_valid_jpeg
+from tests.support import API_KEY, InProcessDaemon, load_checked, wait_for, write_config
+
+TOP_KEYS = {"config", "state_dir", "daemon", "pause", "folders", "recent_errors", "notes"}
+FOLDER_KEYS = {"name", "inbox", "waiting", "in_work_area", "in_progress", "done", "quarantined",
+               "failed", "error_files", "paused", "live"}
+ERROR_KEYS = {"job_id", "folder", "file", "outcome", "stage", "reason", "http_status", "error",
+              "at"}
+
+
+@pytest.fixture(autouse=True)
+def no_key_in_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """status must work without the API key: none is available."""
+    monkeypatch.delenv("BGCUT_API_KEY", raising=False)
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+
+
+def _status_json(config: Path, capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:
+    assert main(["status", "-c", str(config), "--json"]) == 0
+    doc: dict[str, Any] = json.loads(capsys.readouterr().out)
+    return doc
+
+
+def _one_done_one_quarantined(tmp_path: Path, emulator: FakeApiServer,
+                              monkeypatch: pytest.MonkeyPatch,
+                              capsys: pytest.CaptureFixture[str]) -> Path:
+    config = write_config(tmp_path, emulator.base_url)
+    inbox = tmp_path / "studio" / "inbox"
+    inbox.mkdir(parents=True)
+    make_valid_jpeg(inbox, "good.jpg")
+    make_text_named_jpg(inbox)
+    with monkeypatch.context() as m:
+        m.setenv("BGCUT_API_KEY", API_KEY)
+        assert main(["process", "-c", str(config), str(inbox)]) == 1
+    capsys.readouterr()
+    make_valid_jpeg(inbox, "waiting.jpg")
+    (inbox / "ignored.part").write_bytes(b"partial")
+    return config
+
+
+def test_json_counts_a_done_job_a_quarantined_one_and_the_waiting_file(
+    tmp_path: Path, emulator: FakeApiServer, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    config = _one_done_one_quarantined(tmp_path, emulator, monkeypatch, capsys)
+
+    doc = _status_json(config, capsys)
+
+    assert set(doc) == TOP_KEYS
+    assert doc["daemon"] == {"running": False, "pid": None, "updated_at": None}
+    assert doc["pause"] is None and doc["notes"] == []
+    [folder] = doc["folders"]
+    assert set(folder) == FOLDER_KEYS
+    assert {k: folder[k] for k in ("name", "waiting", "in_work_area", "in_progress", "done",
+                                   "quarantined", "failed", "error_files", "paused")} == {
+        "name": "studio", "waiting": 1, "in_work_area": 0, "in_progress": 0, "done": 1,
+        "quarantined": 1, "failed": 0, "error_files": 1, "paused": None}
+    [error] = doc["recent_errors"]
+    assert set(error) == ERROR_KEYS
+    assert (error["file"], error["reason"], error["stage"]) == ("notes.jpg", "invalid_image",
+                                                                "validate")
+
+
+def test_table_shows_the_same_figures_and_the_last_error(
+    tmp_path: Path, emulator: FakeApiServer, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    config = _one_done_one_quarantined(tmp_path, emulator, monkeypatch, capsys)
+
+    assert main(["status", "-c", str(config)]) == 0
+
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "daemon: not running (never ran with this state_dir)"
+    assert lines[1] == "API: running"
+    header = next(line for line in lines if line.startswith("folder"))
+    assert header.split()[:3] == ["folder", "waiting", "claimed"]
+    row = next(line for line in lines if line.startswith("studio"))
+    assert row.split() == ["studio", "1", "0", "0", "1", "1", "0", "1", "-"]
+    assert any('"notes.jpg": quarantined at validate: invalid_image' in line for line in lines)
+
+
+def test_an_empty_state_dir_works_and_creates_only_the_ledger(
+    tmp_path: Path, emulator: FakeApiServer, capsys: pytest.CaptureFixture[str],
+) -> None:
+    config = write_config(tmp_path, emulator.base_url)
+    doc = _status_json(config, capsys)
+    [folder] = doc["folders"]
+    assert (folder["done"], folder["quarantined"], doc["recent_errors"]) == (0, 0, [])
+    assert folder["waiting"] is None  # the inbox does not exist yet: a note, no traceback
+    assert any("inbox of studio" in note for note in doc["notes"])
+    assert not (tmp_path / "studio").exists()  # status creates no folder
+    assert (tmp_path / "state" / "ledger.sqlite3").exists()
+
+
+def test_an_unusable_state_dir_degrades_to_a_note(
+    tmp_path: Path, emulator: FakeApiServer, capsys: pytest.CaptureFixture[str],
+) -> None:
+    state = tmp_path / "state-is-a-file"
+    state.write_text("not a folder")
+    config = write_config(tmp_path, emulator.base_url, daemon={"state_dir": str(state)})
+    (tmp_path / "studio" / "inbox").mkdir(parents=True)
+
+    assert main(["status", "-c", str(config)]) == 0
+
+    out = capsys.readouterr().out
+    assert "note: cannot read the ledger in" in out
+    row = next(line for line in out.splitlines() if line.startswith("studio"))
+    assert row.split() == ["studio", "0", "0", "?", "?", "?", "?", "0", "-"]
+
+
+def test_a_running_daemon_and_its_pause_are_shown(
+    tmp_path: Path, emulator: FakeApiServer, capsys: pytest.CaptureFixture[str],
+) -> None:
+    config = write_config(tmp_path, emulator.base_url, retry={"auth_pause_s": 30})
+    emulator.update(auth_fail=True)
+    with InProcessDaemon(config):
+        make_valid_jpeg(tmp_path / "studio" / "inbox", "a.jpg")
+        cfg = load_checked(config)
+        wait_for(lambda: (collect_status(cfg)["pause"] or {}).get("reason") == "auth",
+                 what="the daemon's pause in status")
+        doc = _status_json(config, capsys)
+        assert main(["status", "-c", str(config)]) == 0
+        table = capsys.readouterr().out
+    assert doc["daemon"]["running"] is True
+    assert doc["daemon"]["pid"] == os.getpid()
+    assert doc["folders"][0]["live"]["watch"] in ("inotify", "polling")
+    assert doc["pause"]["description"].startswith("paused: API key rejected (401)")
+    assert f"daemon: running (pid {os.getpid()})" in table
+    assert "API: paused: API key rejected (401)" in table
+    assert API_KEY not in table and API_KEY not in json.dumps(doc)
+
+
+def test_a_configuration_error_exits_78(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    broken = tmp_path / "config.toml"
+    broken.write_text("[daemon]\nworkers = 0\n", "utf-8")
+    assert main(["status", "-c", str(broken)]) == 78
+    assert "daemon.workers" in capsys.readouterr().err

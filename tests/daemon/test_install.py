@@ -1,0 +1,123 @@
+"""install.sh run for real into a temporary root: what it writes, twice, and what --uninstall keeps.
+
+``--prefix`` relocates everything install.sh writes and skips the system user; ``--no-systemd``
+keeps systemctl out; ``--no-apt`` keeps the package manager out. pip does run: ``--no-deps``
+builds and installs only this package (its build backend may come from the pip cache or index).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from tests.daemon.test_unit_file import directives
+
+from tests.support import REPO
+
+INSTALL = REPO / "install.sh"
+NAME = "bgcut-watchd"
+
+pytestmark = pytest.mark.skipif(shutil.which("bash") is None, reason="bash is not installed")
+
+
+def run_install(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    command = ["bash", str(INSTALL), "--prefix", str(root), "--no-systemd", "--no-apt", "--yes",
+               "--python", sys.executable, "--pip-args", "--no-deps", *args]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False,
+                            stdin=subprocess.DEVNULL)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result
+
+
+def key_file(tmp_path: Path, key: str) -> Path:
+    path = tmp_path / f"key-{len(list(tmp_path.glob('key-*')))}"
+    path.write_text(key + "\n")
+    return path
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+@pytest.mark.slow
+def test_install_three_times_then_uninstall_into_a_temporary_root(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    venv = root / "opt" / NAME / "venv"
+    config = root / "etc" / NAME / "config.toml"
+    key = root / "etc" / NAME / "api-key"
+    unit = root / "etc" / "systemd" / "system" / f"{NAME}.service"
+
+    # 1. no key file, --yes: everything but the key, and a warning instead of a prompt
+    first = run_install(root)
+    assert "no API key" in first.stderr
+    assert not key.exists()
+    where = "import bgcut_watchd, sys; sys.stdout.write(bgcut_watchd.__file__)"
+    installed = subprocess.run([str(venv / "bin" / "python"), "-c", where], cwd=tmp_path,
+                               env={"PATH": os.environ["PATH"]}, capture_output=True,
+                               text=True, check=True)
+    assert installed.stdout.startswith(str(venv))
+    assert os.access(venv / "bin" / NAME, os.X_OK)
+    assert not (REPO / "build").exists()  # built from a copy, not in the checkout
+    assert config.read_text().startswith("# bgcut-watchd configuration")
+    assert f'api_key_file = "{key}"' in config.read_text()  # relocated with the prefix
+    assert mode(config) == 0o640
+    service = directives(unit.read_text())
+    assert service["Service.ExecStart"] == [f"{venv}/bin/{NAME} run -c {config}"]
+    assert service["Service.LoadCredential"] == [f"api-key:{key}"]
+    assert service["Unit.Documentation"] == [f"file://{root}/opt/{NAME}/README.md"]
+    assert (root / "opt" / NAME / "README.md").is_file()
+    shipped = directives((REPO / "systemd" / f"{NAME}.service").read_text())
+    changed = {k for k in shipped.keys() | service.keys() if shipped.get(k) != service.get(k)}
+    assert changed == {"Service.ExecStart", "Service.LoadCredential", "Unit.Documentation"}
+
+    # 2. again, with a key: the package reinstalled, the edited configuration kept
+    config.write_text(config.read_text() + "\n# edited by the administrator\n")
+    (venv / "bin" / NAME).unlink()
+    second = run_install(root, "--api-key-file", str(key_file(tmp_path, "KEY-one-1234")))
+    assert os.access(venv / "bin" / NAME, os.X_OK)
+    assert config.read_text().endswith("# edited by the administrator\n")
+    assert f"kept {config}" in second.stdout
+    assert (key.read_text(), mode(key)) == ("KEY-one-1234\n", 0o600)
+    assert "KEY-one" not in second.stdout + second.stderr
+
+    # 3. without a key file: the key kept, a loosened mode repaired
+    key.chmod(0o644)
+    run_install(root)
+    assert (key.read_text(), mode(key)) == ("KEY-one-1234\n", 0o600)
+
+    # uninstall: the virtualenv and the unit go; configuration, key and folders stay
+    inbox = root / "srv" / "photos" / "studio" / "inbox"
+    inbox.mkdir(parents=True)
+    (inbox / "waiting.jpg").write_bytes(b"not yet processed")
+    run_install(root, "--uninstall")
+    assert not (root / "opt" / NAME).exists()
+    assert not unit.exists()
+    assert config.read_text().endswith("# edited by the administrator\n")
+    assert key.read_text() == "KEY-one-1234\n"
+    assert (inbox / "waiting.jpg").read_bytes() == b"not yet processed"
+    run_install(root, "--uninstall")  # twice is harmless
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--frobnicate"], "unknown option: --frobnicate"),
+    (["--api-key-file", "{tmp}/empty-key"], "is empty"),
+    (["--api-key-file", "{tmp}/missing-key"], "cannot read"),
+    (["--python", "/nonexistent/python3"], "/nonexistent/python3 not found"),
+])
+def test_bad_arguments_fail_before_anything_is_installed(
+    tmp_path: Path, args: list[str], message: str,
+) -> None:
+    (tmp_path / "empty-key").write_text("  \n")
+    root = tmp_path / "root"
+    result = subprocess.run(
+        ["bash", str(INSTALL), "--prefix", str(root), "--no-systemd", "--no-apt", "--yes",
+         *[arg.format(tmp=tmp_path) for arg in args]],
+        capture_output=True, text=True, timeout=60, check=False, stdin=subprocess.DEVNULL)
+    assert result.returncode != 0
+    assert message in result.stderr
+    assert not (root / "opt").exists() and not (root / "etc").exists()

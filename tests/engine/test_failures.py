@@ -1,0 +1,250 @@
+"""Tests for bgcut_watchd.engine.failures: every exception class through the failure policy,
+with a fake job and a fake runner, asserting the decision (retry with which delay, pause which
+scope, quarantine with which reason)."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import random
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from bgcut_watchd import errors
+from bgcut_watchd.config.model import RetryConfig
+from bgcut_watchd.control.pause import FolderPauses, PauseReason, ProbedPause
+from bgcut_watchd.control.tickets import JobTicket, OutcomeKind
+from bgcut_watchd.engine.failures import GATE_RETRY_S, Decision, FailurePolicy, classify
+from bgcut_watchd.job.journal import JobRecord, JobState
+
+RETRY = RetryConfig(max_attempts=3, base_delay_s=2.0, max_delay_s=60.0, auth_pause_s=300.0,
+                    credits_pause_s=900.0, disk_pause_s=45.0)
+FOLDER = "studio"
+Parts = tuple["FailurePolicy", ProbedPause, FolderPauses, "FakeHeld"]
+
+
+@dataclass
+class FakeJob:
+    record: JobRecord
+
+    @property
+    def job_id(self) -> str:
+        return self.record.job_id
+
+    @property
+    def input_path(self) -> Path:
+        return Path(f"/inbox/.bgcut-work/{self.job_id}/input.jpg")
+
+
+@dataclass
+class FakeRunner:
+    """Records what the policy asked of the job; ``moved_on`` fakes progress since the start."""
+
+    moved_on: bool = False
+    quarantine_fails: bool = False
+    quarantined: list[BaseException] = field(default_factory=list)
+    failures: list[tuple[int, str]] = field(default_factory=list)
+
+    def progress(self, job: FakeJob) -> tuple[int, int]:
+        return (2, 1) if self.moved_on else (2, 0)
+
+    def note_failure(self, job: FakeJob, attempts: int, error: str) -> None:
+        self.failures.append((attempts, error))
+        job.record = job.record.advance(job.record.state, attempts=attempts, last_error=error)
+
+    def quarantine(self, job: FakeJob, exc: BaseException) -> None:
+        if self.quarantine_fails:
+            raise errors.LocalDiskError("quarantining input: No space left on device")
+        self.quarantined.append(exc)
+
+    def log_fields(self, job: FakeJob, stage: str | None = None,
+                   reason: str | None = None) -> dict[str, str]:
+        return {"job_id": job.job_id}
+
+
+@dataclass
+class FakeHeld:
+    forgotten: list[str] = field(default_factory=list)
+
+    def ticket_again(self, job: FakeJob, ticket: JobTicket) -> JobTicket:
+        return JobTicket(ticket.folder, job.input_path, ticket.attempt, job.job_id)
+
+    def forget(self, job: FakeJob) -> None:
+        self.forgotten.append(job.job_id)
+
+
+@pytest.fixture
+def parts() -> tuple[FailurePolicy, ProbedPause, FolderPauses, FakeHeld]:
+    api_pause, folder_pauses, held = ProbedPause(), FolderPauses(), FakeHeld()
+    policy = FailurePolicy(RETRY, api_pause, folder_pauses, held, rng=random.Random(3))
+    return policy, api_pause, folder_pauses, held
+
+
+def job(attempts: int = 1) -> FakeJob:
+    record = JobRecord.start("j1", FOLDER, "sub/a.jpg", "2026-01-01T00:00:00+00:00")
+    return FakeJob(record.advance(JobState.UPLOADED, attempts=attempts))
+
+
+TICKET = JobTicket(FOLDER, Path("/inbox/sub/a.jpg"))
+
+
+def test_an_input_error_quarantines_at_once(parts: Parts) -> None:
+    policy, api_pause, folder_pauses, held = parts
+    runner, exc = FakeRunner(), errors.ApiInputError("process", "Invalid image format", 400)
+    outcome = policy.outcome(runner, TICKET, job(), exc, (2, 0))
+    assert outcome.kind is OutcomeKind.QUARANTINED
+    assert runner.quarantined == [exc] and runner.failures == []  # no attempt spent
+    assert held.forgotten == ["j1"]
+    assert not api_pause.state().paused and folder_pauses.snapshot() == {}
+
+
+@pytest.mark.parametrize(("exc", "reason", "pause_s"), [
+    (errors.AuthError("upload", "Invalid token", 401), PauseReason.AUTH, 300.0),
+    (errors.CreditsError("process", "Insufficient credits", 402), PauseReason.CREDITS, 900.0),
+])
+def test_the_key_or_the_account_pause_all_api_work_and_quarantine_nothing(
+        parts: Parts, exc: errors.PauseError, reason: PauseReason, pause_s: float) -> None:
+    policy, api_pause, _, _ = parts
+    runner, claimed = FakeRunner(), job()
+    outcome = policy.outcome(runner, TICKET, claimed, exc, (2, 0))
+    assert outcome.kind is OutcomeKind.PAUSED and outcome.delay_s == GATE_RETRY_S
+    assert outcome.ticket is not None and outcome.ticket.job_id == "j1"  # the job goes on
+    state = api_pause.state()
+    assert state.paused and state.reason is reason and state.detail == exc.detail
+    assert state.probe_in_s == pytest.approx(pause_s, abs=1.0)
+    assert runner.quarantined == [] and runner.failures == []
+
+
+def test_a_disk_error_pauses_only_that_folder_and_keeps_the_input(parts: Parts) -> None:
+    policy, api_pause, folder_pauses, _ = parts
+    runner = FakeRunner()
+    exc = errors.LocalDiskError("writing an output: No space left on device")
+    outcome = policy.outcome(runner, TICKET, job(), exc, (2, 0))
+    assert outcome.kind is OutcomeKind.PAUSED and outcome.delay_s == RETRY.disk_pause_s
+    assert set(folder_pauses.snapshot()) == {FOLDER}
+    assert folder_pauses.snapshot()[FOLDER].reason is PauseReason.DISK
+    assert not api_pause.state().paused and runner.quarantined == []
+
+
+def test_a_service_error_retries_with_backoff_and_counts_the_attempt(parts: Parts) -> None:
+    policy, _, _, _ = parts
+    runner = FakeRunner()
+    outcome = policy.outcome(runner, TICKET, job(attempts=1),
+                             errors.ServiceError("upload", "HTTP 503"), (2, 0))
+    assert outcome.kind is OutcomeKind.RETRY
+    assert 0.0 <= outcome.delay_s <= 4.0  # full jitter after the 2nd failure: [0, 2 * 2]
+    assert runner.failures == [(2, "upload: HTTP 503")]
+    assert outcome.ticket is not None and outcome.ticket.attempt == 3
+
+
+def test_a_429_waits_at_least_its_retry_after(parts: Parts) -> None:
+    policy, _, _, _ = parts
+    exc = errors.RateLimitedError("process", "slow down", retry_after_s=30.0)
+    outcome = policy.outcome(FakeRunner(), TICKET, job(), exc, (2, 0))
+    assert outcome.kind is OutcomeKind.RETRY and outcome.delay_s >= 30.0
+
+
+def test_after_max_attempts_without_progress_it_quarantines(parts: Parts) -> None:
+    policy, _, _, _ = parts
+    runner, exc = FakeRunner(), errors.ServiceError("process", "HTTP 500")
+    outcome = policy.outcome(runner, TICKET, job(attempts=2), exc, (2, 0))
+    assert outcome.kind is OutcomeKind.QUARANTINED
+    assert runner.failures == [(3, "process: HTTP 500")] and runner.quarantined == [exc]
+
+
+def test_progress_starts_the_count_afresh(parts: Parts) -> None:
+    policy, _, _, _ = parts
+    runner = FakeRunner(moved_on=True)  # e.g. one more download finished before the failure
+    outcome = policy.outcome(runner, TICKET, job(attempts=2),
+                             errors.ServiceError("download", "reset"), (2, 0))
+    assert outcome.kind is OutcomeKind.RETRY and runner.failures[0][0] == 1
+
+
+def test_a_bug_is_retried_with_its_traceback_then_quarantined(
+        parts: Parts, caplog: pytest.LogCaptureFixture) -> None:
+    policy, _, _, _ = parts
+    runner = FakeRunner()
+    with caplog.at_level(logging.ERROR):
+        first = policy.outcome(runner, TICKET, job(attempts=0), KeyError("oops"), (2, 0))
+    assert first.kind is OutcomeKind.RETRY
+    assert any(r.exc_info for r in caplog.records if "unexpected failure" in r.getMessage())
+    last = policy.outcome(runner, TICKET, job(attempts=2), KeyError("oops"), (2, 0))
+    assert last.kind is OutcomeKind.QUARANTINED
+
+
+def test_a_quarantine_that_cannot_be_written_pauses_the_folder(parts: Parts) -> None:
+    policy, _, folder_pauses, held = parts
+    runner = FakeRunner(quarantine_fails=True)
+    outcome = policy.outcome(runner, TICKET, job(),
+                             errors.LocalInputError("not an image", "invalid_image"), (2, 0))
+    assert outcome.kind is OutcomeKind.PAUSED and outcome.delay_s == RETRY.disk_pause_s
+    assert set(folder_pauses.snapshot()) == {FOLDER} and held.forgotten == []
+
+
+def test_a_failed_probe_without_a_verdict_hands_the_probe_on(parts: Parts) -> None:
+    policy, api_pause, _, _ = parts
+    api_pause.pause(PauseReason.AUTH, 0.0, "Invalid token")
+    assert api_pause.try_enter() is None  # this thread is the probe
+    others: list[float | None] = []
+    probe_other = threading.Thread(target=lambda: others.append(api_pause.try_enter()))
+    probe_other.start()
+    probe_other.join(5)
+    assert others[0] is not None  # someone else is probing
+    policy.outcome(FakeRunner(), TICKET, job(), errors.ServiceError("upload", "HTTP 502"), (2, 0))
+    probe_other = threading.Thread(target=lambda: others.append(api_pause.try_enter()))
+    probe_other.start()
+    probe_other.join(5)
+    assert others[1] is None and api_pause.state().paused  # the next one probes at once
+
+
+# Every exception class of errors.py must appear here: a new class fails this test until
+# someone decides, on purpose, what it means.
+EXPECTED = {
+    "BgcutError": Decision.UNEXPECTED,
+    "ConfigError": Decision.UNEXPECTED,
+    "InputError": Decision.QUARANTINE,
+    "LocalInputError": Decision.QUARANTINE,
+    "ApiError": Decision.UNEXPECTED,
+    "ApiInputError": Decision.QUARANTINE,
+    "TransientError": Decision.RETRY,
+    "ServiceError": Decision.RETRY,
+    "AmbiguousOutcomeError": Decision.RETRY,  # the runner looks for outputs before re-sending
+    "RateLimitedError": Decision.RETRY,
+    "RemoteFileMissingError": Decision.RETRY,
+    "PauseError": Decision.PAUSE_AUTH,
+    "AuthError": Decision.PAUSE_AUTH,
+    "CreditsError": Decision.PAUSE_CREDITS,
+    "LocalDiskError": Decision.PAUSE_FOLDER,
+}
+
+
+def _error_classes() -> dict[str, type[BaseException]]:
+    return {
+        name: cls for name, cls in inspect.getmembers(errors, inspect.isclass)
+        if issubclass(cls, BaseException) and cls.__module__ == errors.__name__
+    }
+
+
+def test_the_table_covers_every_class_of_errors_py() -> None:
+    assert set(_error_classes()) == set(EXPECTED)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_classify_by_class(name: str) -> None:
+    cls = _error_classes()[name]
+    # No __init__: classify must not depend on the message or any attribute.
+    assert classify(cls.__new__(cls)) is EXPECTED[name]
+
+
+def test_classify_ignores_the_message() -> None:
+    assert classify(errors.ServiceError("upload", "401 invalid api key", 503)) is Decision.RETRY
+    assert classify(errors.AuthError("upload", "server error, retry", 401)) is Decision.PAUSE_AUTH
+
+
+@pytest.mark.parametrize("exc", [ValueError("bug"), OSError(5, "EIO"), KeyError("x"),
+                                 SystemExit(1)])
+def test_unexpected_exceptions_retry_and_are_counted(exc: BaseException) -> None:
+    assert classify(exc) is Decision.UNEXPECTED
