@@ -11,6 +11,9 @@ still gets a short temporary name.
 
 These functions raise plain :class:`OSError` (callers know which folder they were writing);
 :func:`local_disk` turns them into :class:`~bgcut_watchd.errors.LocalDiskError` at the job layer.
+
+Over 300 lines on purpose: a toolbox of small, independent, durable primitives (each under 30
+lines) that every other layer shares; splitting it would only scatter them.
 """
 
 from __future__ import annotations

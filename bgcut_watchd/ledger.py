@@ -15,6 +15,9 @@ Schema versions live in ``PRAGMA user_version``; :func:`migrate` brings a file u
 transaction per step. Text that may hold lone surrogates (names that were invalid UTF-8) is
 stored with the surrogates spelled ``\\udcxx``; output paths are stored as ASCII JSON, which
 round-trips them exactly.
+
+Over 300 lines on purpose: the schema, its migrations and every query stay in one file, so a
+change of the schema is seen next to everything that reads it.
 """
 
 from __future__ import annotations

@@ -14,6 +14,9 @@ area (the daemon resumes it at its next start). A 401/402, or a folder paused fo
 stops the run the same way instead of waiting: a one-shot does not sit out ``auth_pause_s``.
 
 Exit 0 when every input ended done; 1 when any was quarantined, failed or left unfinished.
+
+Over 300 lines on purpose: the feeding loop, the signal handling and the summary are one
+command's story, read top to bottom; its input collection is already apart (``process_inputs``).
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ writes to ``<state_dir>/status.json``. It never loads the API key. Whatever cann
     daemon          {"running": bool, "pid": int|null, "updated_at": str|null}
                     (pid and updated_at from the last status file, even of a stopped daemon)
     pause           null, or the running daemon's global pause:
-                    {"reason": "auth"|"credits"|"rate_limited", "description", "detail",
+                    {"reason": "auth"|"credits", "description", "detail",
                      "next_try_in_s"}
     folders         list, in configuration order, of:
       name          the folder's name

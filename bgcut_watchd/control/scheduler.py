@@ -12,6 +12,9 @@ offers the file again) and a (folder, path) already queued or running is refused
 An exception escaping ``run_job`` is logged and the ticket dropped (the file stays in its inbox or
 work area for the rescan or the startup recovery); the worker lives on. :meth:`Scheduler.drain`
 is the warm shutdown; :meth:`Scheduler.is_stalled` feeds the systemd watchdog.
+
+Over 300 lines on purpose: the queue helpers share one lock and one set of invariants
+(every key counted once while waiting, delayed or running) that must be read together.
 """
 
 from __future__ import annotations

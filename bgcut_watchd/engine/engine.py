@@ -58,14 +58,14 @@ class Engine:
         self.ledger = Ledger(config.daemon.state_dir)
         self.client = BackgroundCutClient(config.api, api_key)
         self.api_pause = ProbedPause("API work")
-        self.guard = ApiGuard(self.api_pause, RateLimiter(config.api.max_requests_per_minute),
-                              cancel, penalty_s=config.retry.base_delay_s,
-                              on_answer=self._heartbeat)
         self.folder_pauses = FolderPauses()
-        self.decode_budget = PixelBudget(DECODE_BUDGET_PIXELS)
         self.claims = Claims()
         self.failures = FailurePolicy(config.retry, self.api_pause, self.folder_pauses,
                                       self.claims)
+        self.guard = ApiGuard(self.api_pause, RateLimiter(config.api.max_requests_per_minute),
+                              cancel, penalty_s=config.retry.base_delay_s,
+                              on_answer=self._heartbeat, on_failure=self.failures.on_api_failure)
+        self.decode_budget = PixelBudget(DECODE_BUDGET_PIXELS)
         self.folders = self._folder_parts(config.folders)
         self._on_ticket_done = on_ticket_done
         self._on_path_released = on_path_released

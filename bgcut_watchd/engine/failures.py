@@ -110,6 +110,13 @@ class FailurePolicy:
         self._rng = rng or random.Random()
         self._rng_lock = threading.Lock()
 
+    def on_api_failure(self, exc: BaseException) -> None:
+        """The guard's ``on_failure``: a 401/402 pauses all API work at once, before any other
+        worker sends a request the account would refuse as well. Raises nothing."""
+        decision = classify(exc)
+        if decision in (Decision.PAUSE_AUTH, Decision.PAUSE_CREDITS):
+            self._pause_api(decision, exc)
+
     def outcome(self, runner: FailedJobRunner, ticket: JobTicket, job: ClaimedJob,
                 exc: BaseException, progress_before: tuple[int, int]) -> Outcome:
         """What ``exc``, raised by ``runner.run(job)``, makes of the job. Raises nothing."""
@@ -118,7 +125,8 @@ class FailurePolicy:
         if decision is not Decision.PAUSE_FOLDER:
             folder_pause.release_probe()  # no verdict on the folder's disk
         if decision in (Decision.PAUSE_AUTH, Decision.PAUSE_CREDITS):
-            self._pause_api(decision, exc)
+            if not self.api_pause.state().paused:  # the guard's on_failure has paused already
+                self._pause_api(decision, exc)
             return Outcome.paused(GATE_RETRY_S, self.held.ticket_again(job, ticket))
         self.api_pause.release_probe()  # no verdict on the key or the credits
         if decision is Decision.QUARANTINE:

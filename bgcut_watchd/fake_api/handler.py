@@ -2,6 +2,9 @@
 
 One handler instance serves one keep-alive connection. Every request body is fully read (or
 the connection closed) before the next request, so keep-alive survives early error answers.
+
+Over 300 lines on purpose: the raw-socket faults (resets, truncation, dribbling) must sit
+beside the HTTP plumbing they subvert; the endpoint logic is in ``app``.
 """
 
 from __future__ import annotations

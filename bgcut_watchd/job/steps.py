@@ -6,8 +6,12 @@ a retry, a pause) resumes from the last durable state: an upload is never repeat
 remote path is journaled, a process call never once its outputs are, and a restart after the
 downloads publishes the files already on disk without any API call.
 
-Failures leave this module as exceptions of the tree in ``errors.py``; the caller decides
-(retry, pause, quarantine) from their class and calls :meth:`JobRunner.quarantine` when needed.
+Failures leave this module as exceptions of the tree in ``errors.py``; the failure policy
+(``engine.failures``) decides from their class and calls :meth:`JobRunner.quarantine` when needed.
+
+Over 300 lines on purpose: the steps read in order as one story, and the quarantine half
+shares the runner's folder, ledger and naming helpers; duplicate reuse is apart
+(``duplicates``).
 """
 
 from __future__ import annotations
@@ -75,8 +79,8 @@ STAGE_OF = {
 }
 
 
-class ApiGate(Protocol):
-    """Runs one API call under the shared rate limiter and pause gate (see ``guard.py``)."""
+class ApiCaller(Protocol):
+    """Runs one API call under the API pause and the shared rate limiter (``control.guard``)."""
 
     def call(self, endpoint: str, fn: Callable[[], T]) -> T: ...
 
@@ -90,7 +94,7 @@ class JobRunner:
     limits: DaemonConfig
     client: BackgroundCutClient
     ledger: Ledger
-    gate: ApiGate
+    guard: ApiCaller
     monotonic: Callable[[], float] = time.monotonic
     decode_budget: PixelBudget | None = None  # shared by every folder's runner
 
@@ -133,7 +137,7 @@ class JobRunner:
         if self._reuse_duplicate(job, checked.sha256):
             return
         upload_path = remote_upload_path(self.api.upload_prefix, job.job_id)
-        remote = self.gate.call("upload", lambda: self.client.upload(
+        remote = self.guard.call("upload", lambda: self.client.upload(
             job.input_path, upload_path, self._input_name(job)))
         job.save(job.record.advance(JobState.UPLOADED, remote_input=remote))
 
@@ -145,7 +149,7 @@ class JobRunner:
             job.save(job.record.advance(JobState.PROCESSED, remote_outputs=tuple(wanted)))
             return
         try:
-            outputs = self.gate.call("process", lambda: self.client.process(
+            outputs = self.guard.call("process", lambda: self.client.process(
                 remote_input, self.folder.variants, wanted))
         except AmbiguousOutcomeError:
             # The call may have run (and been paid for): look before sending it again.
@@ -175,7 +179,7 @@ class JobRunner:
         partial_path = download_path_for(temp.parent, job.job_id, index)
         try:
             with local_disk("writing an output", partial_path):  # ENOSPC: pause the folder
-                self.gate.call("download", partial(self.client.download, remote, partial_path))
+                self.guard.call("download", partial(self.client.download, remote, partial_path))
         except RemoteFileMissingError:
             # A download is free but a new process call is paid: one 404 is retried in place
             # (the next request may reach the right region); a second redoes the whole job.
@@ -319,7 +323,7 @@ class JobRunner:
         job.save(job.record.restart_remote(final_outputs=(), last_stage=None))
 
     def _outputs_exist(self, remote_paths: list[str]) -> bool:
-        return all(self.gate.call("download", partial(self.client.remote_file_exists, p))
+        return all(self.guard.call("download", partial(self.client.remote_file_exists, p))
                    for p in remote_paths)
 
     def _choose_names(self, job: ClaimedJob) -> list[Path]:

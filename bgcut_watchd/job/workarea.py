@@ -5,10 +5,13 @@ lock file ``lock``. Being inside the inbox, the claim is one atomic same-filesys
 owner holds ``flock(LOCK_EX)`` on ``lock``; the kernel drops it when the process dies (even by
 ``kill -9``), so recovery takes exactly the jobs no live process owns.
 
-Claim order (pipeline.md): mkdir, journal ``claiming``, rename the input in (ENOENT/ENOTDIR:
+Claim order (product.md, step 4): mkdir, journal ``claiming``, rename the input in (ENOENT/ENOTDIR:
 someone else took it), journal ``claimed``. The flock is taken right after the mkdir, before
 the first journal write, so another daemon's recovery never sees our half-made dir unlocked
 and removes it under us; after a crash the states on disk are the same either way.
+
+Over 300 lines on purpose: claiming and recovery share the locking protocol above, and
+its correctness depends on reading both sides of it together.
 """
 
 from __future__ import annotations

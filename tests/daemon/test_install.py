@@ -15,8 +15,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from tests.daemon.test_unit_file import directives
 
+from tests.daemon.test_unit_file import directives
 from tests.support import REPO
 
 INSTALL = REPO / "install.sh"

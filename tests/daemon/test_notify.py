@@ -15,10 +15,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from tests.daemon.conftest import NotifyListener
 
 from bgcut_watchd.daemon.systemd import Notifier, datagram_sender, libsystemd_sender
 from bgcut_watchd.fake_api import FakeApiServer
+from tests.daemon.conftest import NotifyListener
 from tests.hostile import make_text_named_jpg, make_valid_jpeg, make_valid_png
 from tests.support import API_KEY, REPO, DaemonProcess, files_under, wait_for, write_config
 

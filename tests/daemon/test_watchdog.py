@@ -18,9 +18,9 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from tests.daemon.conftest import NotifyListener
 
 from bgcut_watchd.fake_api import FakeApiServer
+from tests.daemon.conftest import NotifyListener
 from tests.hostile import make_valid_jpeg
 from tests.support import DaemonProcess, files_under, wait_for, write_config
 

@@ -248,3 +248,17 @@ def test_classify_ignores_the_message() -> None:
                                  SystemExit(1)])
 def test_unexpected_exceptions_retry_and_are_counted(exc: BaseException) -> None:
     assert classify(exc) is Decision.UNEXPECTED
+
+
+def test_the_guard_hook_pauses_at_once_and_the_outcome_does_not_pause_twice(
+        parts: Parts, caplog: pytest.LogCaptureFixture) -> None:
+    policy, api_pause, _, _ = parts
+    exc = errors.CreditsError("process", "Insufficient credits", 402)
+    with caplog.at_level(logging.WARNING):
+        policy.on_api_failure(exc)
+        assert api_pause.state().reason is PauseReason.CREDITS
+        outcome = policy.outcome(FakeRunner(), TICKET, job(), exc, (2, 0))
+    assert outcome.kind is OutcomeKind.PAUSED
+    assert sum("paused" in r.getMessage() for r in caplog.records) == 1
+    policy.on_api_failure(errors.ServiceError("upload", "HTTP 503"))  # no pause for a 503
+    assert api_pause.state().reason is PauseReason.CREDITS
