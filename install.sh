@@ -8,9 +8,11 @@
 # What goes where (PREFIX is / unless --prefix):
 #   PREFIX/opt/bgcut-watchd/venv                    the virtualenv: package + "systemd" extra
 #   PREFIX/opt/bgcut-watchd/README.md               the documentation the unit points at
+#   PREFIX/opt/bgcut-watchd/config.schema.json      the configuration's JSON Schema (editors)
 #   PREFIX/etc/bgcut-watchd/config.toml             from config.example.toml, only if absent
 #   PREFIX/etc/bgcut-watchd/api-key                 mode 0600 root, read by LoadCredential=
 #   PREFIX/etc/systemd/system/bgcut-watchd.service  the unit, paths adjusted to PREFIX
+#   PREFIX/usr/share/{bash-completion,zsh,fish}/... shell completion for bash, zsh and fish
 #   /var/lib/bgcut-watchd                           state (StateDirectory=, made by systemd)
 #
 # Prerequisites: Python >= 3.11 with venv, and what systemd-python builds with. Debian/Ubuntu:
@@ -193,8 +195,35 @@ install_venv() {
     "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
         --root-user-action=ignore $pip_args "${BUILD_DIR}[systemd]"
     install -m 0644 "$SRC/README.md" "$OPT/README.md"
+    install -m 0644 "$SRC/bgcut_watchd/config/schema.json" "$OPT/config.schema.json"
     say "installed $("$VENV/bin/python" -m pip show --disable-pip-version-check "$NAME" \
         | sed -n 's/^Version: /version /p') into $VENV"
+}
+
+# --- shell completion (generated from the parser, so it always matches --help) ------------
+
+completion_path() {
+    case $1 in
+        bash) echo "$prefix/usr/share/bash-completion/completions/$NAME" ;;
+        zsh) echo "$prefix/usr/share/zsh/vendor-completions/_$NAME" ;;
+        fish) echo "$prefix/usr/share/fish/vendor_completions.d/$NAME.fish" ;;
+    esac
+}
+
+install_completions() {
+    local shell dest
+    for shell in bash zsh fish; do
+        dest=$(completion_path "$shell")
+        mkdir -p "$(dirname "$dest")"
+        if ! "$VENV/bin/$NAME" completion "$shell" >"$dest.new.$$" 2>/dev/null; then
+            rm -f "$dest.new.$$"
+            warn "could not generate the $shell completion: skipped"
+            continue
+        fi
+        chmod 0644 "$dest.new.$$"
+        mv -f "$dest.new.$$" "$dest"
+    done
+    say "installed shell completion for bash, zsh and fish"
 }
 
 # --- configuration and key -----------------------------------------------------------------
@@ -280,7 +309,8 @@ uninstall() {
             systemctl disable --now "$UNIT" || true
         fi
     fi
-    rm -f "$UNIT_DIR/$UNIT"
+    rm -f "$UNIT_DIR/$UNIT" "$(completion_path bash)" "$(completion_path zsh)" \
+        "$(completion_path fish)"
     if [ "$systemd" = 1 ] && [ -z "$prefix" ]; then
         systemctl daemon-reload
         systemctl reset-failed "$UNIT" 2>/dev/null || true
@@ -308,6 +338,7 @@ main() {
     check_python
     ensure_user
     install_venv
+    install_completions
     install_config
     install_key
     install_unit

@@ -1,34 +1,77 @@
 """The ``bgcut-watchd`` command line: the parser, and a table of commands, each run by the
 ``run(args)`` of its module ``bgcut_watchd.commands.<name>``.
 
-Exit codes (product.md): 0 success, 1 failure, 2 usage error, 78 configuration error (mapped
-here, for every command, from ``ConfigError``).
+Global options (``-c``, ``--log-level``, ``--json`` where it applies) are accepted before or
+after the command: each sub-parser repeats them with a suppressed default, so a value given after
+the command wins and one given before it is kept.
+
+Exit codes (product.md): 0 success, 1 failure, 2 usage error, 3 daemon not running (``status``),
+78 configuration error (mapped here, for every command, from ``ConfigError``).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import os
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bgcut_watchd import __version__
 from bgcut_watchd.errors import ConfigError
 from bgcut_watchd.exitcodes import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK
 
 Handler = Callable[[argparse.Namespace], int]
-
-COMMANDS = {
-    "run": "run", "check-config": "check_config", "process": "process", "status": "status",
-    "requeue": "requeue", "explain": "explain", "fake-api": "fake_api", "demo": "demo",
-}
-"""Command name -> its module in ``bgcut_watchd.commands``."""
+if TYPE_CHECKING:
+    SubParsers = argparse._SubParsersAction[argparse.ArgumentParser]
 
 CONFIG_HELP = (
     "configuration file (default: $BGCUT_WATCHD_CONFIG, else /etc/bgcut-watchd/config.toml)"
 )
+LOG_LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR"]
+
+
+@dataclass(frozen=True)
+class Command:
+    """One row of the table: its module in ``bgcut_watchd.commands`` and what it accepts."""
+
+    module: str
+    help: str
+    config: bool = True   # takes -c/--config
+    json: bool = False    # takes --json
+
+
+COMMANDS = {
+    "run": Command("run", "run the daemon in the foreground (what systemd starts)"),
+    "check-config": Command(
+        "check_config", "validate the configuration and the folders; list every problem with "
+        "its key path; exit 0 or 78; --online also checks the API key and the API",
+        json=True),
+    "process": Command(
+        "process", "one-shot: run the pipeline over the given files or folders, show progress, "
+        "exit non-zero if any input failed. A file inside the folder's inbox is moved and "
+        "archived like the daemon does; any other file is copied, never moved or deleted",
+        json=True),
+    "status": Command(
+        "status", "per folder: waiting, in progress, done, quarantined; pause state; last "
+        "errors; exit 3 when no daemon is running", json=True),
+    "requeue": Command(
+        "requeue", "move quarantined inputs back into their inbox and remove their error "
+        "files", json=True),
+    "explain": Command(
+        "explain", "dry run for one path: matching folder and rule, ignored or not and why, the "
+        "remote calls and output names; no API call", json=True),
+    "fake-api": Command("fake_api", "the built-in BackgroundCut v3 emulator", config=False),
+    "demo": Command("demo", "offline tour: emulator + daemon on a temporary folder set, sample "
+                    "images in, outputs shown", config=False),
+    "completion": Command("completion", "print the shell completion script for bash, zsh or "
+                          "fish (install.sh installs them)", config=False),
+}
+"""Command name -> its row; the order is the order of ``--help``."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,91 +79,135 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bgcut-watchd",
         description="Watch folders and remove image backgrounds through the BackgroundCut API v3.",
+        epilog="Global options may also follow the command. Exit codes: 0 ok, 1 failure, "
+               "2 usage error, 3 daemon not running (status), 78 configuration error.",
     )
     parser.add_argument("--version", action="version", version=f"bgcut-watchd {__version__}")
-    parser.add_argument("--log-level", default=os.environ.get("BGCUT_WATCHD_LOG_LEVEL", "INFO"),
-                        choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="log verbosity")
+    _add_globals(parser, top=True)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    _add_config_commands(sub)
-    _add_tool_commands(sub)
+    for name, command in COMMANDS.items():
+        _ARGUMENTS.get(name, _no_arguments)(_command(sub, name, command))
     return parser
 
 
-def _add_config_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    run = _command(sub, "run", "run the daemon in the foreground (what systemd starts)")
-    run.add_argument("-c", "--config", help=CONFIG_HELP)
+def _add_globals(parser: argparse.ArgumentParser, *, top: bool, config: bool = True,
+                 json: bool = True) -> None:
+    """The global options; below the top level their defaults are suppressed so that a value
+    given before the command survives."""
+    def default(value: object) -> object:
+        return value if top else argparse.SUPPRESS
 
-    check = _command(sub, "check-config", "validate the configuration and the folders; "
-                     "list every problem with its key path; exit 0 or 78")
-    check.add_argument("-c", "--config", help=CONFIG_HELP)
+    if config:
+        parser.add_argument("-c", "--config", default=default(None), help=CONFIG_HELP)
+    parser.add_argument("--log-level", choices=LOG_LEVELS, help="log verbosity (default: "
+                        "$BGCUT_WATCHD_LOG_LEVEL, else INFO)",
+                        default=default(os.environ.get("BGCUT_WATCHD_LOG_LEVEL", "INFO")))
+    if json:
+        parser.add_argument("--json", action="store_true", default=default(False),
+                            help="machine-readable output (one JSON document on stdout)")
 
-    process = _command(sub, "process", "one-shot: run the pipeline over the given files "
-                       "or folders, show progress, exit non-zero if any input failed. A "
-                       "file inside the folder's inbox is moved and archived like the "
-                       "daemon does; any other file is copied, never moved or deleted")
-    process.add_argument("-c", "--config", help=CONFIG_HELP)
-    process.add_argument("--folder", help="configured folder whose variants and outbox to use "
-                         "(default: the folder whose inbox holds the path, else the first)")
-    process.add_argument("--no-progress", action="store_true", help="no progress bar")
-    process.add_argument("paths", nargs="+", type=Path, metavar="PATH")
 
-    status = _command(sub, "status", "per folder: waiting, in progress, done, "
-                      "quarantined; pause state; last errors")
-    status.add_argument("-c", "--config", help=CONFIG_HELP)
-    status.add_argument("--json", action="store_true", help="machine-readable output")
+def _command(sub: SubParsers, name: str, command: Command) -> argparse.ArgumentParser:
+    parser = sub.add_parser(name, help=command.help, description=command.help)
+    _add_globals(parser, top=False, config=command.config, json=command.json)
+    parser.set_defaults(command_row=command)
+    return parser
 
-    requeue = _command(sub, "requeue", "move quarantined inputs back into their inbox "
-                       "and remove their error files")
-    requeue.add_argument("-c", "--config", help=CONFIG_HELP)
-    requeue.add_argument("--folder", help="only this configured folder")
-    group = requeue.add_mutually_exclusive_group(required=True)
+
+def _no_arguments(parser: argparse.ArgumentParser) -> None:
+    """Commands without arguments of their own."""
+
+
+def _check_config_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--online", action="store_true", help="also resolve the API key "
+                        "(naming its source, never the key), reach the API with a harmless "
+                        "authenticated call and report reachability, key validity and latency")
+
+
+def _process_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--folder", help="configured folder whose variants and outbox to use "
+                        "(required when several folders are configured and the path is in no "
+                        "inbox)")
+    parser.add_argument("--output", type=Path, metavar="DIR", help="write the outputs to DIR "
+                        "and touch nothing else: no archive, no quarantine, no inbox")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+
+
+def _requeue_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--folder", help="only this configured folder")
+    group = parser.add_mutually_exclusive_group(required=True)
     group.add_argument("--all", action="store_true", help="every quarantined input")
     group.add_argument("files", nargs="*", type=Path, default=[], metavar="FILE")
 
-    explain = _command(sub, "explain", "dry run for one path: matching folder and rule, "
-                       "ignored or not and why, the remote calls and output names; "
-                       "no API call")
-    explain.add_argument("-c", "--config", help=CONFIG_HELP)
-    explain.add_argument("path", type=Path, metavar="PATH")
+
+def _explain_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("path", type=Path, metavar="PATH")
 
 
-def _add_tool_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _status_arguments(parser: argparse.ArgumentParser) -> None:
+    from bgcut_watchd.commands.status import LEGEND
+
+    parser.epilog = LEGEND
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+
+
+def _fake_api_arguments(parser: argparse.ArgumentParser) -> None:
     from bgcut_watchd.fake_api.cli import add_arguments
 
-    add_arguments(_command(sub, "fake-api", "the built-in BackgroundCut v3 emulator"))
-    demo = _command(sub, "demo", "offline tour: emulator + daemon on a temporary folder "
-                    "set, sample images in, outputs shown")
-    demo.add_argument("--clean", action="store_true",
-                      help="remove the demo folders at the end (by default they are kept)")
-    demo.add_argument("--dir", type=Path, help="use this folder instead of a temporary one")
+    add_arguments(parser)
 
 
-def _command(sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str,
-             help_text: str) -> argparse.ArgumentParser:
-    parser = sub.add_parser(name, help=help_text)
-    parser.set_defaults(command_module=COMMANDS[name])
-    return parser
+def _demo_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--clean", action="store_true",
+                        help="remove the demo folders at the end (by default they are kept)")
+    parser.add_argument("--dir", type=Path, help="use this folder instead of a temporary one")
 
 
-def _handler(module_name: str) -> Handler:
-    """The ``run(args)`` of ``bgcut_watchd.commands.<module_name>``, imported on use (so that
-    ``--help`` and light commands do not import the engine)."""
-    module = importlib.import_module(f"bgcut_watchd.commands.{module_name}")
+def _completion_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("shell", choices=["bash", "zsh", "fish"])
+
+
+_ARGUMENTS: dict[str, Callable[[argparse.ArgumentParser], None]] = {
+    "check-config": _check_config_arguments, "process": _process_arguments,
+    "status": _status_arguments, "requeue": _requeue_arguments,
+    "explain": _explain_arguments, "fake-api": _fake_api_arguments, "demo": _demo_arguments,
+    "completion": _completion_arguments,
+}
+
+
+def _handler(command: Command) -> Handler:
+    """The ``run(args)`` of the command's module, imported on use (so that ``--help`` and light
+    commands do not import the engine)."""
+    module = importlib.import_module(f"bgcut_watchd.commands.{command.module}")
     handler: Handler = module.run
     return handler
+
+
+def _refuse_misplaced_globals(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """A global option given before a command that does not take it is a usage error."""
+    command: Command = args.command_row
+    if args.json and not command.json:
+        parser.error(f"--json does not apply to {args.command}")
+    if args.config is not None and not command.config:
+        parser.error(f"-c/--config does not apply to {args.command}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the process exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    _refuse_misplaced_globals(parser, args)
     from bgcut_watchd.daemon.logsetup import configure_logging
 
     configure_logging(args.log_level)
     try:
-        return _handler(args.command_module)(args)
+        return _handler(args.command_row)(args)
     except ConfigError as exc:  # the one place a configuration error becomes exit 78
-        print(exc, file=sys.stderr)
+        if args.json:
+            print(json.dumps({"ok": False, "problems": exc.problems}, indent=2))
+        else:
+            print(exc, file=sys.stderr)
         return EXIT_CONFIG
     except KeyboardInterrupt:
         return EXIT_FAILURE

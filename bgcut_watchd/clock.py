@@ -30,3 +30,14 @@ def utc_now() -> datetime:
 def iso_utc(moment: datetime) -> str:
     """``moment`` as ISO 8601 in UTC with microseconds (sorts as text)."""
     return moment.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def iso_utc_seconds(moment: datetime | str) -> str:
+    """``moment`` (or an ISO 8601 text) as ISO 8601 in UTC to the second: the one precision of
+    the times people read (error files, status). A text that does not parse is returned as is."""
+    if isinstance(moment, str):
+        try:
+            moment = datetime.fromisoformat(moment)
+        except ValueError:
+            return moment
+    return moment.astimezone(UTC).isoformat(timespec="seconds")

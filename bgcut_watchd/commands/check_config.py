@@ -1,22 +1,134 @@
-"""``bgcut-watchd check-config``: validate the configuration and the folders.
+"""``bgcut-watchd check-config [--online] [--json]``: validate the configuration and the folders.
 
-Every problem is listed with its key path and the exit is 78 (``cli`` prints them); else a
-summary of the folders and exit 0.
+Every problem is listed with its key path and the exit is 78 (``cli`` prints them, as JSON with
+``--json``); else a summary of the folders and exit 0. Without ``--online`` a missing API key is
+only a warning (``run`` and ``process`` will refuse to start without one). With ``--online`` the
+key is resolved (its source named, never the key) and the API is reached with a harmless
+authenticated call (``GET /v3/file-ops/usage/``): exit 78 when the key is missing or rejected,
+1 when the API cannot be reached or answers with an error, 0 when everything is green.
+
+``--json`` prints one object::
+
+    config     path of the configuration file
+    ok         true when the exit is 0
+    problems   list of "<key path>: <problem>" (empty when ok)
+    warnings   list of "<key path>: <warning>"
+    folders    list of {"name", "inbox", "outbox", "quarantine", "archive", "variants"}
+    online     null without --online, else {"key_source": str|null, "reachable": bool,
+               "key_valid": bool|null, "latency_ms": float|null, "detail": str}
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
 
+from bgcut_watchd.api import BackgroundCutClient
 from bgcut_watchd.commands.common import load, print_warnings
 from bgcut_watchd.config.describe import describe
-from bgcut_watchd.exitcodes import EXIT_OK
+from bgcut_watchd.config.model import Config
+from bgcut_watchd.config.secrets import find_api_key
+from bgcut_watchd.errors import ApiError, AuthError, ConfigError, PauseError
+from bgcut_watchd.exitcodes import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK
+
+
+@dataclass(frozen=True)
+class OnlineCheck:
+    """What ``--online`` found out."""
+
+    key_source: str | None
+    reachable: bool
+    key_valid: bool | None
+    latency_ms: float | None
+    detail: str
+
+    @property
+    def exit_code(self) -> int:
+        if self.key_source is None or self.key_valid is False:
+            return EXIT_CONFIG
+        return EXIT_OK if self.reachable and self.key_valid else EXIT_FAILURE
 
 
 def run(args: argparse.Namespace) -> int:
-    """Print the summary and ``configuration OK``; exit 0. Raises ConfigError (exit 78)."""
+    """Print the summary (and the online check); the exit code above. Raises ConfigError (78)."""
     config = load(args)
+    warnings = list(config.warnings)
+    online = check_online(config) if args.online else None
+    if online is None and _key_problem(config) is not None:
+        warnings.append(f"{_key_problem(config)}: run and process will refuse to start")
+    exit_code = EXIT_OK if online is None else online.exit_code
+    if args.json:
+        print(json.dumps(_document(config, warnings, online, exit_code), indent=2))
+        return exit_code
     print_warnings(config)
+    for warning in warnings[len(config.warnings):]:
+        print(f"warning: {warning}")
     print(describe(config))
-    print("configuration OK")
-    return EXIT_OK
+    if online is not None:
+        print(_online_text(config, online))
+    print("configuration OK" if exit_code == EXIT_OK else "configuration NOT OK")
+    return exit_code
+
+
+def check_online(config: Config) -> OnlineCheck:
+    """Resolve the key, then one authenticated call to the API. Raises nothing."""
+    try:
+        key, source = find_api_key(config.api)
+    except ConfigError as exc:
+        return OnlineCheck(None, False, None, None, "; ".join(exc.problems))
+    try:
+        client = BackgroundCutClient(config.api, key)
+    except ConfigError as exc:
+        return OnlineCheck(source, False, False, None, "; ".join(exc.problems))
+    started_s = time.monotonic()
+    try:
+        client.usage()
+    except (AuthError, PauseError) as exc:
+        return OnlineCheck(source, True, False, _ms_since(started_s), exc.detail)
+    except ApiError as exc:
+        return OnlineCheck(source, exc.http_status is not None, None, None, str(exc))
+    finally:
+        client.close()
+    return OnlineCheck(source, True, True, _ms_since(started_s), "the API accepted the key")
+
+
+def _key_problem(config: Config) -> str | None:
+    try:
+        find_api_key(config.api)
+    except ConfigError as exc:
+        return "; ".join(exc.problems)
+    return None
+
+
+def _ms_since(started_s: float) -> float:
+    return round((time.monotonic() - started_s) * 1000.0, 1)
+
+
+def _online_text(config: Config, online: OnlineCheck) -> str:
+    lines = [f"API key: {'from ' + online.key_source if online.key_source else 'none'}"]
+    if online.key_source is not None:
+        reach = "reachable" if online.reachable else "NOT reachable"
+        lines.append(f"API: {config.api.base_url}: {reach}")
+        if online.key_valid is not None:
+            verdict = "accepted" if online.key_valid else "REJECTED"
+            lines.append(f"API key: {verdict} ({online.latency_ms:g} ms)")
+    lines.append(f"online check: {online.detail}")
+    return "\n".join(lines)
+
+
+def _document(config: Config, warnings: list[str], online: OnlineCheck | None,
+              exit_code: int) -> dict[str, Any]:
+    return {
+        "config": str(config.source) if config.source else None,
+        "ok": exit_code == EXIT_OK,
+        "problems": [online.detail] if online and exit_code == EXIT_CONFIG else [],
+        "warnings": warnings,
+        "folders": [{"name": f.name, "inbox": str(f.inbox), "outbox": str(f.outbox),
+                     "quarantine": str(f.quarantine),
+                     "archive": str(f.archive) if f.archive else None,
+                     "variants": [v.name for v in f.variants]} for f in config.folders],
+        "online": asdict(online) if online else None,
+    }

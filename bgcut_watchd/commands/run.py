@@ -14,8 +14,9 @@ import sqlite3
 from bgcut_watchd.config.folders import load_checked
 from bgcut_watchd.config.load import resolve_config_path
 from bgcut_watchd.config.secrets import load_api_key
-from bgcut_watchd.daemon.logsetup import configure_logging
+from bgcut_watchd.daemon.logsetup import configure_logging, journal_active
 from bgcut_watchd.daemon.service import Service
+from bgcut_watchd.errors import ConfigError
 from bgcut_watchd.exitcodes import EXIT_CONFIG
 from bgcut_watchd.fsops import show_path
 
@@ -25,7 +26,14 @@ log = logging.getLogger("bgcut_watchd.daemon.service")
 def run(args: argparse.Namespace) -> int:
     """Serve until SIGTERM/SIGINT. Raises ConfigError (exit 78, printed by ``cli``)."""
     config_path = resolve_config_path(args.config, os.environ)
-    config = load_checked(config_path)
+    try:
+        config = load_checked(config_path)
+    except ConfigError as exc:
+        # ``cli`` prints the problems as readable lines on stderr; under systemd they also
+        # become one structured journal entry (a terminal gets no second, escaped copy).
+        if journal_active():
+            log.error("%s", exc)
+        raise
     api_key = load_api_key(config.api)
     configure_logging(args.log_level, secret=api_key)
     for warning in config.warnings:

@@ -22,9 +22,11 @@ writes to ``<state_dir>/status.json``. It never loads the API key. Whatever cann
       in_work_area  job dirs in the inbox's work area (claimed, unfinished or resumable)
       in_progress   ledger: jobs claimed and not finished
       done          ledger: jobs done
-      quarantined   ledger: jobs quarantined
+      quarantined_now    ``.error.json`` files in its quarantine folder now
+      quarantined_total  ledger: jobs ever quarantined (a requeue does not lower it)
       failed        ledger: jobs that failed otherwise
-      error_files   ``.error.json`` files in its quarantine folder now
+      quarantined   the same as quarantined_total (kept for scripts written before 0.2)
+      error_files   the same as quarantined_now (kept for scripts written before 0.2)
       paused        the reason the running daemon paused this folder, or null
       live          the running daemon's own figures for it (watch, settling, waiting,
                     in_progress, done, quarantined since it started, paused), or null
@@ -57,8 +59,19 @@ from bgcut_watchd.ledger import OUTCOMES, ErrorEntry, Ledger
 
 RECENT_ERRORS = 5
 _COLUMNS = (("waiting", "waiting"), ("in_work_area", "claimed"), ("in_progress", "in progress"),
-            ("done", "done"), ("quarantined", "quarantined"), ("failed", "failed"),
-            ("error_files", "error files"))
+            ("done", "done"), ("quarantined_now", "quarantined now"),
+            ("quarantined_total", "quarantined total"), ("failed", "failed"))
+LEGEND = """\
+columns:
+  waiting            files in the inbox, not ignored, not yet claimed
+  claimed            jobs in the inbox's work area (.bgcut-work): running or resumable
+  in progress        jobs the history (ledger) counts as started and not finished
+  done               jobs finished with their outputs published (history)
+  quarantined now    inputs in the quarantine folder now (each with its .error.json)
+  quarantined total  jobs ever quarantined (history; a requeue does not lower it)
+  failed             jobs that ended otherwise (history)
+  paused             why the daemon paused this folder (its disk), or -
+API: ok, or paused with the reason (key rejected, out of credits...) and the next try."""
 
 
 def collect_status(config: Config) -> dict[str, Any]:
@@ -104,9 +117,10 @@ def _folder(folder: FolderConfig, stats: dict[str, dict[str, int]] | None,
         "in_work_area": _count(notes, f"work area of {folder.name}",
                                WorkArea(folder.inbox).pending_count),
         "in_progress": counts["in_progress"], "done": counts["done"],
-        "quarantined": counts["quarantined"], "failed": counts["failed"],
-        "error_files": _count(notes, f"quarantine of {folder.name}",
-                              lambda: _error_files(folder.quarantine)),
+        "quarantined_now": (error_files := _count(notes, f"quarantine of {folder.name}",
+                                                  lambda: _error_files(folder.quarantine))),
+        "quarantined_total": counts["quarantined"], "failed": counts["failed"],
+        "quarantined": counts["quarantined"], "error_files": error_files,
         "paused": live.get("paused") if live else None,
         "live": live,
     }
@@ -154,6 +168,7 @@ def render_table(doc: dict[str, Any]) -> str:
         lines += ["", "last errors:"]
         lines += [_error_line(e) for e in doc["recent_errors"]]
     lines += [f"note: {note}" for note in doc["notes"]]
+    lines += ["", "(bgcut-watchd status --help explains the columns)"]
     return "\n".join(lines)
 
 
@@ -168,7 +183,7 @@ def _daemon_line(doc: dict[str, Any]) -> str:
 
 def _pause_line(pause: dict[str, Any] | None) -> str:
     if not pause:
-        return "running"
+        return "ok"
     detail = f" ({pause['detail']})" if pause.get("detail") else ""
     return f"{pause['description']}{detail}"
 

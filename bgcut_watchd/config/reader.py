@@ -7,6 +7,7 @@ in one ``ConfigError``. Nothing here touches the filesystem (``config.folders`` 
 
 from __future__ import annotations
 
+import difflib
 import enum
 import json
 import math
@@ -81,9 +82,12 @@ class Table:
         return name in self.data
 
     def reject_unknown(self, allowed: Sequence[str]) -> None:
+        """Report every key not in ``allowed``, with a "did you mean" for a near miss."""
         for name in self.data:
             if name not in allowed:
-                self.error(name, "unknown key")
+                close = difflib.get_close_matches(name, allowed, n=1, cutoff=0.75)
+                hint = f" (did you mean {quote(close[0])}?)" if close else ""
+                self.error(name, f"unknown key{hint}")
 
     def _fetch(self, name: str, expected: str, accepts: Callable[[object], bool]) -> object:
         """The raw value, ``MISSING`` when absent, or ``None`` (reported) when of the wrong type."""

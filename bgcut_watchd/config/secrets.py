@@ -25,6 +25,14 @@ def load_api_key(api: ApiConfig, environ: Mapping[str, str] = os.environ) -> str
     Raises ConfigError when no place holds a key, when a key file exists but cannot be read, or
     when the key contains whitespace or control characters (it could not go in an HTTP header).
     """
+    return find_api_key(api, environ)[0]
+
+
+def find_api_key(api: ApiConfig, environ: Mapping[str, str] = os.environ) -> tuple[str, str]:
+    """The API key and where it was found (e.g. ``$BGCUT_API_KEY``), like :func:`load_api_key`.
+
+    The place never contains any part of the key. Raises ConfigError like :func:`load_api_key`.
+    """
     looked: list[str] = []
     credential_dir = environ.get(_CREDENTIALS_ENV, "")
     place = f"${_CREDENTIALS_ENV}/{API_KEY_CREDENTIAL}"
@@ -34,17 +42,18 @@ def load_api_key(api: ApiConfig, environ: Mapping[str, str] = os.environ) -> str
         path = Path(credential_dir) / API_KEY_CREDENTIAL
         key = _read_key_file(place, path, looked)
         if key:
-            return _checked(key, f"{place} ({path})")
+            return _checked(key, f"{place} ({path})"), f"the systemd credential {place}"
     key = environ.get(API_KEY_ENV, "").strip()
     if key:
-        return _checked(key, f"${API_KEY_ENV}")
+        return _checked(key, f"${API_KEY_ENV}"), f"the environment variable ${API_KEY_ENV}"
     looked.append(f"${API_KEY_ENV} ({'empty' if API_KEY_ENV in environ else 'not set'})")
     if api.api_key_file is None:
         looked.append("api.api_key_file (not set)")
     else:
         key = _read_key_file("api.api_key_file", api.api_key_file, looked)
         if key:
-            return _checked(key, f"api.api_key_file ({api.api_key_file})")
+            place = f"api.api_key_file ({api.api_key_file})"
+            return _checked(key, place), place
     raise ConfigError([f"api key: no API key found; looked in {', '.join(looked)}"])
 
 

@@ -102,6 +102,11 @@ def build_handler(*, environ: Mapping[str, str], stream: TextIO, secret: str | N
     return handler
 
 
+def journal_active() -> bool:
+    """True when log records go to journald as structured entries (not as stderr lines)."""
+    return any(isinstance(h, JournaldHandler) for h in logging.getLogger().handlers)
+
+
 def stderr_is_journal(environ: Mapping[str, str], stream: TextIO) -> bool:
     """True when ``stream`` is the journal stream systemd connected (``JOURNAL_STREAM``).
 

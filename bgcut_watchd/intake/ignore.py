@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import PurePath
 
 BUILTIN_NAME_PATTERNS: tuple[str, ...] = (
-    "*.part", "*.tmp", "*.crdownload", "*.download", "~$*", "*~", "*.swp",
+    "*.part", "*.partial", "*.tmp", "*.crdownload", "*.download", "~$*", "*~", "*.swp",
     ".syncthing.*", "~syncthing~*", "._*", ".DS_Store",
 )
 BUILTIN_CASELESS_NAMES: tuple[str, ...] = ("Thumbs.db", "desktop.ini")

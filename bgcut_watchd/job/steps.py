@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Protocol, TypeVar
 
 from bgcut_watchd.api import AmbiguousOutcomeError, BackgroundCutClient
+from bgcut_watchd.clock import iso_utc_seconds
 from bgcut_watchd.config.model import ApiConfig, DaemonConfig, FolderConfig, variant_key
 from bgcut_watchd.errors import (
     ApiError,
@@ -268,8 +269,8 @@ class JobRunner:
             attempts=max(1, job.record.attempts),
             sha256=job.record.sha256 or sha256_of_regular_file(job.input_path),
             variants=tuple(v.name for v in self.folder.variants),
-            first_seen=job.record.first_seen,
-            quarantined_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            first_seen=iso_utc_seconds(job.record.first_seen),
+            quarantined_at=iso_utc_seconds(datetime.now(UTC)),
         )
 
     # -- helpers --------------------------------------------------------------------------

@@ -329,8 +329,10 @@ def _pillow_step(image_format: ImageFormat, step: Callable[[], _T]) -> _T:
     try:
         return step()
     except Image.DecompressionBombError as exc:
-        raise _reject(TOO_MANY_PIXELS, f"{exc} (Pillow's own limit, 2 x Image.MAX_IMAGE_PIXELS, "
-                                       "applies whatever daemon.max_input_pixels says)") from exc
+        limit = 2 * (Image.MAX_IMAGE_PIXELS or 0)
+        raise _reject(TOO_MANY_PIXELS, f"over {limit:,} pixels, the most any image may have for "
+                                       "a safe decode (whatever daemon.max_input_pixels says); "
+                                       "scale it down first") from exc
     except MemoryError:
         raise
     except OSError as exc:

@@ -17,7 +17,7 @@ from tests.support import API_KEY, InProcessDaemon, load_checked, wait_for, writ
 
 TOP_KEYS = {"config", "state_dir", "daemon", "pause", "folders", "recent_errors", "notes"}
 FOLDER_KEYS = {"name", "inbox", "waiting", "in_work_area", "in_progress", "done", "quarantined",
-               "failed", "error_files", "paused", "live"}
+               "failed", "error_files", "paused", "live", "quarantined_now", "quarantined_total"}
 ERROR_KEYS = {"job_id", "folder", "file", "outcome", "stage", "reason", "http_status", "error",
               "at"}
 

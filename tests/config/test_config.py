@@ -138,8 +138,8 @@ def _two_png_variants(data: dict[str, Any]) -> None:
 
 
 BAD_CONFIGS: list[tuple[str, Mutation, list[str]]] = [
-    ("unknown top-level key", _replace("daemonn", {}), ["daemonn: unknown key"]),
-    ("unknown folder key", _set_folder("inboxx", "/x"), ["folders[0].inboxx: unknown key"]),
+    ("unknown top-level key", _replace("daemonn", {}), ['daemonn: unknown key (did you mean "daemon"?)']),
+    ("unknown folder key", _set_folder("inboxx", "/x"), ['folders[0].inboxx: unknown key (did you mean "inbox"?)']),
     ("unknown api key", _set("api", "key", "s3cr3t"), ["api.key: unknown key"]),
     ("unknown variant key", _set_variant("full", "colour", "#000000"),
      ["variants.full.colour: unknown key"]),
@@ -300,7 +300,7 @@ def test_every_problem_is_reported_in_one_error() -> None:
         "api.connect_timeout_s: expected a number, got string",
         "daemon.workers: must be >= 1, got 0",
         'variants.thumb.format: must be one of png, jpeg, jpg, webp, avif, got "gif"',
-        "folders[0].inboxx: unknown key",
+        'folders[0].inboxx: unknown key (did you mean "inbox"?)',
         'folders[0].variants[1]: unknown variant "nope" (known: full, thumb, white)',
         'folders[1].name: duplicate folder name "studio" (also folders[0].name)',
         f"folders[1].outbox: inside folders[0].inbox ({STUDIO}/inbox); it would loop",

@@ -278,3 +278,28 @@ def test_a_quarantine_entry_carries_the_job_fields(
     assert (entry["FOLDER"], entry["STAGE"], entry["INPUT"]) == (b"studio", b"validate",
                                                                  b"notes.jpg")
     assert entry["JOB_ID"] and entry["REASON"]
+
+
+def test_a_bad_configuration_under_systemd_is_one_journal_entry(
+    tmp_path: Path, stderr_file: Any, restore_logging: None,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``run`` with a bad configuration: readable lines on stderr (printed by ``cli``) and one
+    structured journal entry with every problem, not one escaped line per problem."""
+    import argparse
+
+    from bgcut_watchd.commands import run as run_command
+    from bgcut_watchd.errors import ConfigError
+
+    journal = Journal()
+    configure_logging("INFO", environ=journal_environ(tmp_path / "stderr.txt"),
+                      stream=stderr_file, journal_send=journal.send)
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[daemon]\nworkers = 0\nwrokers = 1\n", "utf-8")
+    args = argparse.Namespace(config=str(bad), log_level="INFO")
+    with pytest.raises(ConfigError):
+        run_command.run(args)
+    (entry,) = journal.entries
+    assert "daemon.workers: must be >= 1, got 0" in entry["MESSAGE"]
+    assert "daemon.wrokers: unknown key" in entry["MESSAGE"] and "\n" in entry["MESSAGE"]
+    assert entry["PRIORITY"] == "3"

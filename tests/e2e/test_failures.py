@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import re
 import os
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -293,6 +294,9 @@ def test_input_rejected_by_the_api_is_quarantined_at_once(
     assert (error["stage"], error["reason"], error["http_status"], error["attempts"]) == (
         "upload", "too_large", 413, 1)
     assert "Maximum upload size" in error["detail"]
+    # Both times at one precision, UTC, to the second: "2026-12-01T14:40:38+00:00".
+    for key in ("first_seen", "quarantined_at"):
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00", error[key]), error[key]
     assert len(_entries(emulator, "upload", 413)) == 1  # no retry
     assert len(_entries(emulator, "process")) == 1  # only the next input's
 

@@ -135,6 +135,10 @@ def test_a_bad_configuration_exits_78_listing_every_problem_without_a_traceback(
                      "folders[0].on_success", "folders[0].variants[1]"):
         assert key_path in result.stderr
     assert "Traceback" not in result.stderr and result.stdout == ""
+    # Readable lines, one problem per line: never one line with literal "\n" in it.
+    lines = result.stderr.splitlines()
+    assert lines[0] == "invalid configuration (5 problem(s)):"
+    assert all(line.startswith("  - ") for line in lines[1:6]) and "\\n" not in result.stderr
     assert not (tmp_path / "state" / "status.json").exists()  # it never started
 
 

@@ -15,6 +15,7 @@ BUILTIN_IGNORED = [
     (".bgcut-work/0123abcd/input.jpg", "hidden name '.bgcut-work'"),
     ("sub/.git/objects/a.png", "hidden name '.git'"),
     ("a.jpg.part", "'*.part'"),
+    ("photo.jpg.partial", "'*.partial'"),  # rclone's temporary name
     ("x.tmp", "'*.tmp'"),
     ("photo.jpg.crdownload", "'*.crdownload'"),
     ("photo.jpg.download", "'*.download'"),

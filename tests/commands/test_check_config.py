@@ -1,0 +1,118 @@
+"""``bgcut-watchd check-config``: offline and ``--online``, text and ``--json``; and the global
+options of every command, before or after it."""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bgcut_watchd.cli import main
+from bgcut_watchd.fake_api import FakeApiServer
+from tests.support import API_KEY, write_config
+
+
+@pytest.fixture(autouse=True)
+def no_key_in_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("BGCUT_API_KEY", raising=False)
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+
+
+def _config(tmp_path: Path, base_url: str = "http://127.0.0.1:9") -> Path:
+    config = write_config(tmp_path, base_url)
+    (tmp_path / "studio" / "inbox").mkdir(parents=True)
+    return config
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_a_missing_key_is_a_warning_offline(tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check-config", "-c", str(_config(tmp_path))]) == 0
+    out = capsys.readouterr().out
+    assert "no API key found" in out and "run and process will refuse to start" in out
+    assert "configuration OK" in out
+
+
+def test_online_without_a_key_exits_78_naming_where_it_looked(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check-config", "-c", str(_config(tmp_path)), "--online"]) == 78
+    out = capsys.readouterr().out
+    assert "API key: none" in out and "$BGCUT_API_KEY (not set)" in out
+
+
+def test_online_names_the_source_reaches_the_api_and_never_shows_the_key(
+        tmp_path: Path, emulator: FakeApiServer, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("BGCUT_API_KEY", API_KEY)
+    assert main(["check-config", "-c", str(_config(tmp_path, emulator.base_url)),
+                 "--online"]) == 0
+    out = capsys.readouterr().out
+    assert "API key: from the environment variable $BGCUT_API_KEY" in out
+    assert "reachable" in out and "API key: accepted" in out
+    assert API_KEY not in out
+    assert [r.endpoint for r in emulator.requests()] == ["usage"]
+
+
+def test_online_with_a_rejected_key_exits_78(tmp_path: Path, emulator: FakeApiServer,
+                                              monkeypatch: pytest.MonkeyPatch,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("BGCUT_API_KEY", "not-the-right-key")
+    assert main(["check-config", "-c", str(_config(tmp_path, emulator.base_url)),
+                 "--online", "--json"]) == 78
+    doc: dict[str, Any] = json.loads(capsys.readouterr().out)
+    assert doc["ok"] is False and doc["online"]["key_valid"] is False
+    assert doc["online"]["reachable"] is True and doc["problems"]
+    assert "not-the-right-key" not in json.dumps(doc)
+
+
+def test_online_with_the_api_unreachable_exits_1(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("BGCUT_API_KEY", API_KEY)
+    config = _config(tmp_path, f"http://127.0.0.1:{_closed_port()}")
+    assert main(["check-config", "-c", str(config), "--online"]) == 1
+    assert "NOT reachable" in capsys.readouterr().out
+
+
+def test_json_lists_folders_and_a_bad_config_as_problems(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = _config(tmp_path)
+    assert main(["--json", "check-config", "-c", str(config)]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["ok"] is True and doc["online"] is None
+    assert [f["name"] for f in doc["folders"]] == ["studio"]
+    config.write_text(config.read_text().replace("[daemon]", "[deamon]"))
+    assert main(["check-config", "-c", str(config), "--json"]) == 78
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["ok"] is False
+    assert 'deamon: unknown key (did you mean "daemon"?)' in doc["problems"]
+
+
+@pytest.mark.parametrize("argv", [
+    ["status", "-c", "{config}", "--log-level", "DEBUG"],
+    ["-c", "{config}", "status"],
+    ["--log-level", "DEBUG", "status", "--config", "{config}"],
+    ["--json", "-c", "{config}", "status"],
+])
+def test_global_options_go_before_or_after_the_command(
+        argv: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = str(_config(tmp_path))
+    code = main([a.format(config=config) for a in argv])
+    assert code in (0, 3)  # 3: no daemon is running; what matters is that it parsed
+    assert "studio" in capsys.readouterr().out
+
+
+def test_json_before_a_command_without_json_is_a_usage_error(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["--json", "demo"])
+    assert exc.value.code == 2
+    assert "--json does not apply to demo" in capsys.readouterr().err
