@@ -37,7 +37,8 @@ def iso_utc_seconds(moment: datetime | str) -> str:
     the times people read (error files, status). A text that does not parse is returned as is."""
     if isinstance(moment, str):
         try:
-            moment = datetime.fromisoformat(moment)
+            parsed = datetime.fromisoformat(moment)
         except ValueError:
             return moment
+        return parsed.astimezone(UTC).isoformat(timespec="seconds")
     return moment.astimezone(UTC).isoformat(timespec="seconds")
