@@ -198,6 +198,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _refuse_misplaced_globals(parser, args)
+    args.parser = parser  # for the commands that describe the command line (completion)
     from bgcut_watchd.daemon.logsetup import configure_logging
 
     configure_logging(args.log_level)

@@ -13,8 +13,7 @@ from bgcut_watchd.exitcodes import EXIT_OK
 
 
 def run(args: argparse.Namespace) -> int:
-    """Print the script for ``args.shell``; exit 0."""
-    from bgcut_watchd.cli import build_parser
-
-    print(shtab.complete(build_parser(), shell=args.shell), end="")
+    """Print the script for ``args.shell``, from ``args.parser`` (the whole command line, put
+    there by ``cli``); exit 0."""
+    print(shtab.complete(args.parser, shell=args.shell), end="")
     return EXIT_OK

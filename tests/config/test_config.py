@@ -138,8 +138,10 @@ def _two_png_variants(data: dict[str, Any]) -> None:
 
 
 BAD_CONFIGS: list[tuple[str, Mutation, list[str]]] = [
-    ("unknown top-level key", _replace("daemonn", {}), ['daemonn: unknown key (did you mean "daemon"?)']),
-    ("unknown folder key", _set_folder("inboxx", "/x"), ['folders[0].inboxx: unknown key (did you mean "inbox"?)']),
+    ("unknown top-level key", _replace("daemonn", {}),
+     ['daemonn: unknown key (did you mean "daemon"?)']),
+    ("unknown folder key", _set_folder("inboxx", "/x"),
+     ['folders[0].inboxx: unknown key (did you mean "inbox"?)']),
     ("unknown api key", _set("api", "key", "s3cr3t"), ["api.key: unknown key"]),
     ("unknown variant key", _set_variant("full", "colour", "#000000"),
      ["variants.full.colour: unknown key"]),
