@@ -10,9 +10,11 @@ takes it again.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -26,55 +28,75 @@ from bgcut_watchd.job.quarantine import ERROR_SUFFIX, requeue
 Targets = list[Path] | Literal["all"]
 
 
+@dataclass
+class Outcome:
+    """What a requeue did: the moves, and the errors (the exit code follows from them)."""
+
+    moved: list[dict[str, str | None]] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    exit_code: int = EXIT_OK
+
+    def fail(self, message: str, exit_code: int = EXIT_FAILURE) -> Outcome:
+        self.errors.append(message)
+        self.exit_code = exit_code
+        return self
+
+
 def run(args: argparse.Namespace) -> int:
-    """Print what moved where; exit 0, 1 (unknown FILE, disk error) or 2 (unknown folder).
-    Raises ConfigError (exit 78)."""
+    """Print what moved where (``--json``: ``{"ok", "moved": [{"folder", "from", "to"}],
+    "errors"}``, ``from`` null with ``--all``); exit 0, 1 (unknown FILE, disk error) or 2
+    (unknown folder). Raises ConfigError (exit 78)."""
     config = load(args, create_folders=False)
-    return requeue_inputs(config, args.folder, list(args.files), everything=args.all)
+    outcome = requeue_inputs(config, args.folder, list(args.files), everything=args.all)
+    if args.json:
+        print(json.dumps({"ok": outcome.exit_code == EXIT_OK, "moved": outcome.moved,
+                          "errors": outcome.errors}, indent=2))
+        return outcome.exit_code
+    for error in outcome.errors:
+        print(f"requeue: {error}", file=sys.stderr)
+    for move in outcome.moved:
+        source = f"{show_path(move['from'])} " if move["from"] else "requeued "
+        print(f"{move['folder']}: {source}-> {show_path(move['to'])}")
+    if outcome.exit_code == EXIT_OK:
+        total = len(outcome.moved)
+        print(f"{total} input(s) back in their inbox" if total else "nothing to requeue")
+    return outcome.exit_code
 
 
 def requeue_inputs(config: Config, folder_name: str | None, files: Sequence[Path], *,
-                   everything: bool) -> int:
+                   everything: bool) -> Outcome:
     """Requeue ``files`` (or ``everything``) of ``folder_name`` (or every folder)."""
+    outcome = Outcome()
     try:
         chosen = select_folder(config, folder_name)
     except ValueError as exc:
-        print(f"requeue: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return outcome.fail(str(exc), EXIT_USAGE)
     folders = [chosen] if chosen else list(config.folders)
     if everything:
         plan: list[tuple[FolderConfig, Targets]] = [(f, "all") for f in folders]
     else:
         matched, unknown = match_files(folders, files)
+        names = ", ".join(f.name for f in folders)
         for path in unknown:
-            names = ", ".join(f.name for f in folders)
-            print(f"requeue: not a quarantined input of {names}: {show_path(path)}",
-                  file=sys.stderr)
+            outcome.fail(f"not a quarantined input of {names}: {show_path(path)}")
         if unknown:
-            print("requeue: nothing moved", file=sys.stderr)
-            return EXIT_FAILURE
+            return outcome.fail("nothing moved")
         plan = [(f, matched[f.name]) for f in folders if matched.get(f.name)]
-    return _carry_out(plan)
+    return _carry_out(plan, outcome)
 
 
-def _carry_out(plan: list[tuple[FolderConfig, Targets]]) -> int:
-    total = 0
+def _carry_out(plan: list[tuple[FolderConfig, Targets]], outcome: Outcome) -> Outcome:
     for folder, targets in plan:
         try:
             moved = requeue(folder.quarantine, folder.inbox, targets)
         except (LocalDiskError, OSError, ValueError) as exc:
-            print(f"requeue: folder {folder.name}: {exc}", file=sys.stderr)
-            return EXIT_FAILURE
-        if targets == "all":
-            lines = [f"{folder.name}: requeued -> {show_path(t)}" for t in moved]
-        else:  # match_files passed inputs only, no orphan error file: same order, same length
-            lines = [f"{folder.name}: {show_path(s)} -> {show_path(t)}"
-                     for s, t in zip(targets, moved, strict=True)]
-        for line in lines:
-            print(line)
-        total += len(moved)
-    print(f"{total} input(s) back in their inbox" if total else "nothing to requeue")
-    return EXIT_OK
+            return outcome.fail(f"folder {folder.name}: {exc}")
+        # match_files passed inputs only, no orphan error file: same order, same length
+        sources: list[Path | None] = [None] * len(moved) if targets == "all" else list(targets)
+        outcome.moved += [{"folder": folder.name, "to": os.fsdecode(target),
+                           "from": None if source is None else os.fsdecode(source)}
+                          for source, target in zip(sources, moved, strict=True)]
+    return outcome
 
 
 def match_files(folders: Sequence[FolderConfig],

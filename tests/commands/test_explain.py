@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -106,10 +107,46 @@ def test_a_path_outside_every_inbox_is_not_seen_by_the_daemon(
 
     assert code == 1
     assert "folder:      none: in no folder's inbox, the daemon never sees it" in out
-    assert "with folder 'studio'" in out
-    assert "'loose.full.png'" in out  # what `process` would make of it
-    assert "the copy (the original stays) moves to" in out
+    assert "`process --folder NAME PATH` (NAME one of studio, web)" in out
     assert emulator.requests() == []
+
+
+def test_with_one_folder_the_plan_of_process_for_an_outside_file_is_shown(
+    tmp_path: Path, emulator: FakeApiServer, capsys: pytest.CaptureFixture[str],
+) -> None:
+    config = write_config(tmp_path, emulator.base_url)
+    (tmp_path / "elsewhere").mkdir()
+    image = make_valid_jpeg(tmp_path / "elsewhere", "loose.jpg")
+    code, out = _explain(config, image, capsys)
+    assert code == 1
+    assert "`process PATH` would copy it and leave the original where it is" in out
+    assert "'loose.full.png'" in out  # what `process` would make of it
+    assert "the copy is removed; the original stays where it is" in out
+    assert emulator.requests() == []
+
+
+@pytest.mark.parametrize(("where", "verdict"), [
+    ("outbox", "already_output"), ("archive", "already_archived"),
+    ("quarantine", "already_quarantined")])
+def test_a_file_in_an_outbox_archive_or_quarantine_is_recognised(
+    tmp_path: Path, inbox: Path, where: str, verdict: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    config = write_config(tmp_path, "http://127.0.0.1:9")
+    folder = tmp_path / "studio" / where
+    folder.mkdir(parents=True)
+    image = make_valid_jpeg(folder, "done.jpg")
+    (folder / "done.jpg.error.json").write_text(
+        '{"reason": "invalid_image", "stage": "validate", "detail": "not an image"}')
+    assert main(["explain", "-c", str(config), str(image), "--json"]) == 1
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["verdict"] == verdict and doc["folder"] == "studio" and doc["exit_code"] == 1
+    text = " ".join(step["text"] for step in doc["steps"])
+    assert f"in its {where}" in text and "never takes files from there" in text
+    assert "afterwards" not in [step["step"] for step in doc["steps"]]  # no "what next" plan
+    if where == "quarantine":
+        assert "invalid_image at validate: not an image" in text
+        assert "bgcut-watchd requeue" in text
 
 
 def test_a_duplicate_would_copy_earlier_outputs(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -134,3 +135,17 @@ def test_nothing_to_requeue(
     config = write_config(tmp_path, emulator.base_url)
     assert main(["requeue", "-c", str(config), "--all"]) == 0
     assert "nothing to requeue" in capsys.readouterr().out
+
+
+def test_requeue_json_lists_each_move(
+    tmp_path: Path, emulator: FakeApiServer, capsys: pytest.CaptureFixture[str],
+) -> None:
+    config = _quarantine_two(tmp_path, emulator, capsys)
+    quarantine, inbox = tmp_path / "studio" / "quarantine", tmp_path / "studio" / "inbox"
+    assert main(["requeue", "-c", str(config), "--json", str(quarantine / "big.jpg")]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc == {"ok": True, "errors": [], "moved": [
+        {"folder": "studio", "from": str(quarantine / "big.jpg"), "to": str(inbox / "big.jpg")}]}
+    assert main(["--json", "requeue", "-c", str(config), str(tmp_path / "nope.jpg")]) == 1
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["ok"] is False and doc["moved"] == [] and "nothing moved" in doc["errors"]
