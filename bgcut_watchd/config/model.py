@@ -90,6 +90,9 @@ class FolderConfig:
     on_conflict: str = "rename"
     ignore: tuple[str, ...] = ()
     reprocess_duplicates: bool = False
+    remove_empty_subfolders: bool = True
+    archive_retention_days: int = 0
+    quarantine_retention_days: int = 0
 
 
 @dataclass(frozen=True)

@@ -50,6 +50,8 @@ RULES: dict[str, dict[str, Any]] = {
     "folders.on_success": {"enum": ["archive", "delete"]},
     "folders.watch": {"enum": ["auto", "inotify", "polling"]},
     "folders.on_conflict": {"enum": ["rename", "overwrite"]},
+    "folders.archive_retention_days": {"minimum": 0},
+    "folders.quarantine_retention_days": {"minimum": 0},
 }
 """Per ``section.key``: the JSON Schema keywords of what the loader accepts. A number field not
 listed must be > 0 (the loader's default rule)."""

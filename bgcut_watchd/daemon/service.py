@@ -19,6 +19,7 @@ from bgcut_watchd.clock import Clock
 from bgcut_watchd.config.folders import load_checked
 from bgcut_watchd.config.model import Config
 from bgcut_watchd.control.tickets import JobTicket, Outcome
+from bgcut_watchd.daemon.housekeeping import Housekeeper
 from bgcut_watchd.daemon.status import StatusReporter
 from bgcut_watchd.daemon.systemd import Notifier
 from bgcut_watchd.engine import Engine
@@ -55,6 +56,7 @@ class Service:
         self.intake = IntakeCoordinator(config.folders, config.daemon.stability_s, clock,
                                         on_new=self._wakeup.set)
         self.reporter = StatusReporter(config.daemon.state_dir, self.engine, self.intake)
+        self.housekeeper = Housekeeper(config.folders, config.daemon.stability_s)
         self._next_rescan = 0.0
         self._next_report = 0.0
 
@@ -117,6 +119,7 @@ class Service:
         if now >= self._next_report:
             self._next_report = now + REPORT_EVERY_S
             self.intake.check_watchers()
+            self.housekeeper.tick()
             self._report()
 
     def shutdown(self) -> None:
@@ -150,6 +153,7 @@ class Service:
         self.intake = IntakeCoordinator(config.folders, config.daemon.stability_s, self.clock,
                                         on_new=self._wakeup.set)
         self.reporter.intake = self.intake
+        self.housekeeper = Housekeeper(config.folders, config.daemon.stability_s)
         self.intake.start_watching()
         self._rescan()
         log.info("configuration reloaded: %d folder(s), %d unfinished job(s) resumed",
@@ -165,6 +169,7 @@ class Service:
         """A worker claimed ``path`` (a new file under its name may come in at once) or left
         it where it was (a later event or rescan brings it back)."""
         self.intake.done(path)
+        self.housekeeper.note_taken(folder, path)
 
     def _ticket_done(self, ticket: JobTicket, outcome: Outcome) -> None:
         if self.should_exit:
