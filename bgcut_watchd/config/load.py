@@ -223,14 +223,10 @@ def _parse_folder(
     on_conflict = table.choice("on_conflict", d.on_conflict, ("rename", "overwrite"))
     ignore = table.strings("ignore", check_glob)
     reprocess_duplicates = table.boolean("reprocess_duplicates", d.reprocess_duplicates)
-    housekeeping = {
-        "remove_empty_subfolders": table.boolean("remove_empty_subfolders",
-                                                 d.remove_empty_subfolders),
-        "archive_retention_days": table.integer("archive_retention_days",
-                                                d.archive_retention_days, minimum=0),
-        "quarantine_retention_days": table.integer("quarantine_retention_days",
-                                                   d.quarantine_retention_days, minimum=0),
-    }
+    remove_empty = table.boolean("remove_empty_subfolders", d.remove_empty_subfolders)
+    archive_days = table.integer("archive_retention_days", d.archive_retention_days, minimum=0)
+    quarantine_days = table.integer("quarantine_retention_days", d.quarantine_retention_days,
+                                    minimum=0)
     if name is None or inbox is None or outbox is None or quarantine is None or chosen is None:
         return None
     folder = FolderConfig(
@@ -238,7 +234,8 @@ def _parse_folder(
         archive=archive, on_success=on_success, recursive=recursive, watch=watch,
         poll_interval_s=poll_interval_s, output_name=output_name, on_conflict=on_conflict,
         ignore=tuple(item for _, item in ignore or ()), reprocess_duplicates=reprocess_duplicates,
-        **housekeeping,
+        remove_empty_subfolders=remove_empty, archive_retention_days=archive_days,
+        quarantine_retention_days=quarantine_days,
     )
     check_folder(table, folder, broken)
     return folder
