@@ -31,8 +31,8 @@ from typing import Any
 from PIL import Image
 
 from bgcut_watchd.commands.demo import DEMO_VARIANTS
-from bgcut_watchd.config import Config, load_config
-from bgcut_watchd.config.folders import check_folders
+from bgcut_watchd.config import Config
+from bgcut_watchd.config import folders as config_folders
 from bgcut_watchd.daemon.service import Service
 from bgcut_watchd.daemon.systemd import Notifier
 from bgcut_watchd.fake_api import FakeApiServer
@@ -88,6 +88,7 @@ def write_config(root: Path, base_url: str, *, folders: Iterable[str] = ("studio
              variants]
     for name in folders:
         base = root / name
+        (base / "inbox").mkdir(parents=True, exist_ok=True)  # an operator made the inbox
         keys = {"name": name, "inbox": str(base / "inbox"), "outbox": str(base / "outbox"),
                 "quarantine": str(base / "quarantine"), "archive": str(base / "archive"),
                 "variants": list(variant_names), **(folder or {})}
@@ -103,10 +104,8 @@ def _table(name: str, keys: dict[str, Any]) -> str:
 
 
 def load_checked(path: Path) -> Config:
-    config = load_config(path)
-    problems = check_folders(config)
-    assert not problems, problems
-    return config
+    """The configuration at ``path`` with its folders checked (and created) like ``run``."""
+    return config_folders.load_checked(path)
 
 
 class InProcessDaemon:

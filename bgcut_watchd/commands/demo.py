@@ -96,6 +96,7 @@ def run_demo(directory: Path | None, *, clean: bool = False) -> int:
 def _write_config(root: Path, base_url: str) -> Config:
     path = root / "config.toml"
     path.write_text(CONFIG_TEMPLATE.format(base_url=base_url, variants=DEMO_VARIANTS), "utf-8")
+    (root / "inbox").mkdir(exist_ok=True)  # the daemon never creates an inbox; the demo does
     config = load_checked(path)
     print(f"config:    {path}")
     return config

@@ -1,62 +1,101 @@
 """The folders on disk: the only part of the configuration with side effects.
 
-``check_folders`` creates every folder the daemon writes to and proves each is a writable
-directory; ``load_checked`` is the one way every command and the daemon (start and reload) load a
-configuration and check its folders.
+Folders are never created by surprise: an inbox must exist (a typo in its path, or a share not
+mounted yet, must not be silently created and watched); an outbox, archive, quarantine or
+state_dir is created only inside an existing parent. A folder under a mount point declared in
+``/etc/fstab`` (or a systemd mount unit) that is not mounted is on standby (``mounts``).
+``check_folders`` proves each folder is a writable directory; ``load_checked`` is the one way
+every command and the daemon (start and reload) load a configuration and check its folders.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tempfile
 from pathlib import Path
 
 from bgcut_watchd.config.load import load_config
-from bgcut_watchd.config.model import Config
+from bgcut_watchd.config.model import Config, FolderConfig
 from bgcut_watchd.config.rules import written_paths
 from bgcut_watchd.errors import ConfigError
+from bgcut_watchd.mounts import SYSTEM_TABLES, MountTables, standby_reason
 
 _CHECK_FILE_PREFIX = ".bgcut-watchd-check-"  # a dot file: the intake ignores it
 
 
-def load_checked(path: Path, *, create_folders: bool = True) -> Config:
+def load_checked(path: Path, *, create_folders: bool = True,
+                 tables: MountTables = SYSTEM_TABLES) -> Config:
     """Load and validate the configuration at ``path``, then (unless ``create_folders`` is
-    False) check and create its folders.
+    False) check its folders, creating only the missing ones that may be created. A folder
+    on standby (under a declared mount point that is not mounted) is not checked: a warning
+    says so.
 
     Raises ConfigError listing every problem with its key path.
     """
     config = load_config(path)
-    if create_folders:
-        problems = check_folders(config)
-        if problems:
-            raise ConfigError(problems)
-    return config
+    if not create_folders:
+        return config
+    problems, standby = check_folders(config, tables)
+    if problems:
+        raise ConfigError(problems)
+    notes = tuple(f"folders[{i}] ({name}): on standby: {why}" for i, (name, why)
+                  in enumerate((f.name, standby[f.name]) for f in config.folders)
+                  if name in standby)
+    return dataclasses.replace(config, warnings=config.warnings + notes) if notes else config
 
 
-def check_folders(config: Config) -> list[str]:
-    """Create every folder the daemon writes to and prove each is a writable directory.
+def check_folders(config: Config,
+                  tables: MountTables = SYSTEM_TABLES) -> tuple[list[str], dict[str, str]]:
+    """Check every folder the daemon reads or writes; create the missing outbox, archive,
+    quarantine and state_dir when their parent exists. An inbox is never created: a typo would
+    silently watch the wrong place. Folders on standby are skipped.
 
-    Returns the problems, each as ``"<key path>: <problem>"``; raises nothing.
+    Returns (problems, standby): problems as ``"<key path>: <problem>"``, and the reason of each
+    folder on standby by name. Raises nothing.
     """
     problems: list[str] = []
-    for key, path in _needed_dirs(config):
-        problem = _check_writable_dir(path)
-        if problem is not None:
-            problems.append(f"{key}: {problem}")
-    return problems
-
-
-def _needed_dirs(config: Config) -> list[tuple[str, Path]]:
-    dirs = [("daemon.state_dir", config.daemon.state_dir)]
+    standby = {f.name: why for f in config.folders
+               if (why := folder_standby(f, tables)) is not None}
+    problem = _check_writable_dir(config.daemon.state_dir, create=True)
+    if problem is not None:
+        problems.append(f"daemon.state_dir: {problem}")
     for index, folder in enumerate(config.folders):
-        dirs.append((f"folders[{index}].inbox", folder.inbox))
-        dirs.extend((f"folders[{index}].{key}", path) for key, path in written_paths(folder))
-    return dirs
+        if folder.name in standby:
+            continue
+        for key, folder_path, create in _folder_dirs(folder):
+            problem = _check_writable_dir(folder_path, create=create)
+            if problem is not None:
+                problems.append(f"folders[{index}].{key}: {problem}")
+    return problems, standby
 
 
-def _check_writable_dir(path: Path) -> str | None:
+def folder_standby(folder: FolderConfig, tables: MountTables = SYSTEM_TABLES) -> str | None:
+    """Why ``folder`` must wait for a mount (any of its paths under a declared mount point that
+    is not mounted), or None. Raises nothing."""
+    for _, folder_path, _ in _folder_dirs(folder):
+        why = standby_reason(folder_path, tables)
+        if why is not None:
+            return why
+    return None
+
+
+def _folder_dirs(folder: FolderConfig) -> list[tuple[str, Path, bool]]:
+    """(key, path, may be created) of every folder of ``folder``."""
+    return [("inbox", folder.inbox, False)] + [
+        (key, folder_path, True) for key, folder_path in written_paths(folder)]
+
+
+def _check_writable_dir(path: Path, *, create: bool) -> str | None:
+    if not path.exists():
+        if not create:
+            return (f"does not exist: {path} (the daemon never creates an inbox: create it, "
+                    "or fix the path)")
+        if not path.parent.is_dir():
+            return (f"cannot create {path}: its parent folder {path.parent} does not exist "
+                    "(create it, or fix the path)")
     try:
-        path.mkdir(parents=True, exist_ok=True)
+        path.mkdir(exist_ok=True)
     except FileExistsError:
         return f"not a directory: {path}"
     except OSError as exc:

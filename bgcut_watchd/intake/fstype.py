@@ -4,8 +4,9 @@ inotify only reports changes made through the local kernel. On a network or FUSE
 file written by another machine (or by the FUSE daemon behind the kernel's back) raises no
 event, so ``watch = "auto"`` polls those folders (product.md, "Configuration").
 
-The filesystem type comes from ``/proc/self/mountinfo`` (proc(5)): the mount with the longest
-mount point containing the folder, the last one listed winning a tie (it is mounted on top).
+The filesystem type comes from ``/proc/self/mountinfo`` (proc(5), parsed by ``mounts``): the mount
+with the longest mount point containing the folder, the last one listed winning a tie (it is
+mounted on top).
 """
 
 from __future__ import annotations
@@ -13,15 +14,14 @@ from __future__ import annotations
 import fnmatch
 import logging
 import os
-import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
+
+from bgcut_watchd.mounts import MOUNTINFO_PATH, Mount, contains, parse_mountinfo
 
 logger = logging.getLogger("bgcut_watchd.intake")
 
 WatchMode = Literal["inotify", "polling"]
-MOUNTINFO_PATH = Path("/proc/self/mountinfo")
 UNKNOWN_FSTYPE = "unknown"
 
 # Filesystems where inotify misses changes made elsewhere. The brief's list (network, FUSE)
@@ -31,46 +31,11 @@ POLLING_FSTYPES: tuple[str, ...] = (
     "afs", "ceph", "glusterfs", "davfs", "lustre", "gpfs", "beegfs", "virtiofs",
 )
 
-_OCTAL_ESCAPE = re.compile(rb"\\([0-7]{3})")
-
-
-@dataclass(frozen=True)
-class Mount:
-    """One line of mountinfo: where it is mounted and its filesystem type."""
-
-    mount_point: str
-    fstype: str
-
-
-def _unescape(field: bytes) -> str:
-    """Undo mountinfo's octal escapes (``\\040`` is a space) and decode like a path."""
-    return os.fsdecode(_OCTAL_ESCAPE.sub(lambda m: bytes([int(m.group(1), 8)]), field))
-
-
-def parse_mountinfo(text: bytes) -> list[Mount]:
-    """The mounts listed in a mountinfo text, in order; malformed lines are skipped."""
-    mounts: list[Mount] = []
-    for line in text.splitlines():
-        fields = line.split(b" ")
-        try:
-            separator = fields.index(b"-", 6)
-            mounts.append(Mount(_unescape(fields[4]), _unescape(fields[separator + 1])))
-        except (ValueError, IndexError):
-            continue
-    return mounts
-
-
-def _contains(mount_point: str, path: str) -> bool:
-    if mount_point == "/":
-        return True
-    return path == mount_point or path.startswith(mount_point.rstrip("/") + "/")
-
-
 def fstype_for(path: str, mounts: list[Mount]) -> str:
     """The type of the innermost mount containing the absolute, resolved ``path``."""
     best: Mount | None = None
     for mount in mounts:
-        if _contains(mount.mount_point, path) and (
+        if contains(mount.mount_point, path) and (
             best is None or len(mount.mount_point) >= len(best.mount_point)
         ):
             best = mount
@@ -113,3 +78,7 @@ def choose_watch_mode(
     mode: WatchMode = "polling" if is_polling_fstype(fstype) else "inotify"
     logger.debug("watch mode for %s on %s filesystem: %s", path, fstype, mode)
     return mode
+
+
+__all__ = ["MOUNTINFO_PATH", "Mount", "WatchMode", "choose_watch_mode", "filesystem_type",
+           "fstype_for", "is_polling_fstype", "parse_mountinfo"]

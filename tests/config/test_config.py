@@ -30,6 +30,7 @@ from bgcut_watchd.config.describe import describe
 from bgcut_watchd.config.folders import check_folders
 from bgcut_watchd.config.model import expand_output_name
 from bgcut_watchd.errors import ConfigError
+from bgcut_watchd.mounts import MountTables
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "config.example.toml"
 STUDIO = "/srv/photos/studio"
@@ -521,23 +522,74 @@ def _studio_config() -> Config:
     return parse_config(base_config())
 
 
-def test_check_folders_creates_missing_folders(fs: FakeFilesystem) -> None:
-    assert check_folders(_studio_config()) == []
+def test_check_folders_creates_missing_folders_but_never_an_inbox(fs: FakeFilesystem) -> None:
+    fs.create_dir(f"{STUDIO}/inbox")
+    fs.create_dir("/var/lib")
+    assert check_folders(_studio_config()) == ([], {})
     for name in ("inbox", "outbox", "quarantine", "done"):
         assert Path(f"{STUDIO}/{name}").is_dir()
         assert list(Path(f"{STUDIO}/{name}").iterdir()) == [], "the probe file must be removed"
     assert Path("/var/lib/bgcut-watchd").is_dir()
 
 
+def test_a_missing_inbox_is_a_problem_and_is_not_created(fs: FakeFilesystem) -> None:
+    """A typo in an inbox path (scannr for scanner) must not be silently created and watched."""
+    fs.create_dir(STUDIO)
+    fs.create_dir("/var/lib")
+    problems, _ = check_folders(_studio_config())
+    assert problems == [f"folders[0].inbox: does not exist: {STUDIO}/inbox (the daemon never "
+                        "creates an inbox: create it, or fix the path)"]
+    assert not Path(f"{STUDIO}/inbox").exists()
+
+
+def test_a_folder_is_created_only_inside_an_existing_parent(fs: FakeFilesystem) -> None:
+    fs.create_dir(f"{STUDIO}/inbox")
+    fs.create_dir("/var/lib")
+    data = base_config()
+    data["folders"][0]["outbox"] = "/srv/photos/studio/web/outbox"
+    problems, _ = check_folders(parse_config(data))
+    assert problems == ["folders[0].outbox: cannot create /srv/photos/studio/web/outbox: its "
+                        "parent folder /srv/photos/studio/web does not exist (create it, or fix "
+                        "the path)"]
+    assert not Path("/srv/photos/studio/web").exists()
+
+
+def test_a_folder_under_a_declared_but_unmounted_share_is_on_standby(tmp_path: Path) -> None:
+    share = tmp_path / "mnt" / "share"
+    share.mkdir(parents=True)  # the empty mount point
+    fstab = tmp_path / "fstab"
+    fstab.write_text(f"# <fs> <mount point> <type>\nnas:/photos {share} nfs4 defaults,_netdev 0 0\n"
+                     "/dev/sda2 none swap sw 0 0\n")
+    mountinfo = tmp_path / "mountinfo"
+    mountinfo.write_text("22 1 8:1 / / rw - ext4 /dev/sda1 rw\n")
+    tables = MountTables(mountinfo=mountinfo, fstab=fstab, units_dir=tmp_path / "units")
+    data = _minimal()
+    data["daemon"] = {"state_dir": str(tmp_path / "state")}
+    data["folders"][0].update(inbox=str(share / "inbox"), outbox=str(share / "out"),
+                              quarantine=str(share / "q"), archive=str(share / "done"))
+    config = parse_config(data, tmp_path / "config.toml")
+    problems, standby = check_folders(config, tables)
+    assert problems == []  # not "inbox does not exist": it waits
+    assert "is declared in" in standby[config.folders[0].name] and "not mounted" in \
+        standby[config.folders[0].name]
+    assert sorted(p.name for p in share.iterdir()) == []  # nothing written on the local disk
+    mountinfo.write_text(f"22 1 8:1 / / rw - ext4 /dev/sda1 rw\n"
+                         f"40 22 0:40 / {share} rw - nfs4 nas:/photos rw\n")
+    (share / "inbox").mkdir()
+    assert check_folders(config, tables) == ([], {})  # mounted: checked and used
+
+
 def test_check_folders_reports_unwritable_folders(fs: FakeFilesystem) -> None:
     fs.create_dir(f"{STUDIO}/outbox")
+    fs.create_dir(f"{STUDIO}/inbox")
     fs.create_dir("/var/lib")
     fs.chmod(STUDIO, 0o777)  # create_dir applies the umask to perm_bits
+    fs.chmod(f"{STUDIO}/inbox", 0o777)
     fs.chmod(f"{STUDIO}/outbox", 0o555)
     fs.chmod("/var/lib", 0o555)
     set_uid(1000)
     try:
-        problems = check_folders(_studio_config())
+        problems, _ = check_folders(_studio_config())
     finally:
         set_uid(0)
     assert problems == [
@@ -547,9 +599,10 @@ def test_check_folders_reports_unwritable_folders(fs: FakeFilesystem) -> None:
 
 
 def test_check_folders_reports_a_file_where_a_folder_should_be(fs: FakeFilesystem) -> None:
+    fs.create_dir(f"{STUDIO}/inbox")
     fs.create_file(f"{STUDIO}/quarantine", contents="oops")
     fs.create_file("/var/lib/bgcut-watchd")
-    assert check_folders(_studio_config()) == [
+    assert check_folders(_studio_config())[0] == [
         "daemon.state_dir: not a directory: /var/lib/bgcut-watchd",
         f"folders[0].quarantine: not a directory: {STUDIO}/quarantine",
     ]
@@ -560,6 +613,7 @@ def test_check_folders_on_real_folders(tmp_path: Path) -> None:
     data["daemon"] = {"state_dir": "state"}
     data["folders"][0].update(inbox="in", outbox="out", quarantine="q", archive="done")
     config = parse_config(data, tmp_path / "config.toml")
-    assert check_folders(config) == []
+    (tmp_path / "in").mkdir()
+    assert check_folders(config) == ([], {})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["done", "in", "out", "q", "state"]
     assert all(not any(p.iterdir()) for p in tmp_path.iterdir())

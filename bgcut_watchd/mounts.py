@@ -1,0 +1,132 @@
+"""Mounts: what is mounted now (``/proc/self/mountinfo``) and what the administrator declared
+(``/etc/fstab``, systemd ``.mount`` units), so the daemon can tell a share that is not mounted
+yet (a late NFS/SMB mount at boot) from a local folder.
+
+A folder under a declared mount point that is not mounted is on *standby*: the daemon neither
+watches it nor writes into it (it would fill the empty mount point on the local disk) until the
+share is there.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+MOUNTINFO_PATH = Path("/proc/self/mountinfo")
+FSTAB_PATH = Path("/etc/fstab")
+MOUNT_UNITS_DIR = Path("/etc/systemd/system")
+_OCTAL_ESCAPE = re.compile(rb"\\([0-7]{3})")
+_NOT_MOUNT_POINTS = {"none", "swap", "-"}
+
+
+@dataclass(frozen=True)
+class Mount:
+    """One line of mountinfo: where it is mounted and its filesystem type."""
+
+    mount_point: str
+    fstype: str
+
+
+@dataclass(frozen=True)
+class MountTables:
+    """Where to read the three tables (tests point them at files of their own)."""
+
+    mountinfo: Path = MOUNTINFO_PATH
+    fstab: Path = FSTAB_PATH
+    units_dir: Path = MOUNT_UNITS_DIR
+
+
+SYSTEM_TABLES = MountTables()
+
+
+def _unescape(field: bytes) -> str:
+    """Undo the octal escapes of mountinfo and fstab (``\\040`` is a space)."""
+    return os.fsdecode(_OCTAL_ESCAPE.sub(lambda m: bytes([int(m.group(1), 8)]), field))
+
+
+def parse_mountinfo(text: bytes) -> list[Mount]:
+    """The mounts listed in a mountinfo text, in order; malformed lines are skipped."""
+    mounts: list[Mount] = []
+    for line in text.splitlines():
+        fields = line.split(b" ")
+        try:
+            separator = fields.index(b"-", 6)
+            mounts.append(Mount(_unescape(fields[4]), _unescape(fields[separator + 1])))
+        except (ValueError, IndexError):
+            continue
+    return mounts
+
+
+def parse_fstab(text: bytes) -> list[str]:
+    """The mount points declared in an fstab text (no swap, no comments)."""
+    points: list[str] = []
+    for line in text.splitlines():
+        fields = line.split(b"#", 1)[0].split()
+        if len(fields) >= 2 and fields[1].decode("ascii", "replace") not in _NOT_MOUNT_POINTS:
+            points.append(os.path.normpath(_unescape(fields[1])))
+    return points
+
+
+def parse_mount_unit(text: str) -> str | None:
+    """The ``Where=`` of a systemd ``.mount`` unit, or None."""
+    for line in text.splitlines():
+        key, _, value = line.strip().partition("=")
+        if key.strip() == "Where" and value.strip():
+            return os.path.normpath(value.strip())
+    return None
+
+
+def contains(mount_point: str, path: str) -> bool:
+    """True when ``path`` is ``mount_point`` or lies below it."""
+    if mount_point == "/":
+        return True
+    return path == mount_point or path.startswith(mount_point.rstrip("/") + "/")
+
+
+def current_mounts(tables: MountTables = SYSTEM_TABLES) -> list[Mount]:
+    """What is mounted now; empty when mountinfo cannot be read. Raises nothing."""
+    try:
+        return parse_mountinfo(tables.mountinfo.read_bytes())
+    except OSError:
+        return []
+
+
+def declared_mount_points(tables: MountTables = SYSTEM_TABLES) -> dict[str, str]:
+    """Mount point -> where it is declared (``/etc/fstab`` or a unit file). Raises nothing."""
+    declared: dict[str, str] = {}
+    try:
+        for point in parse_fstab(tables.fstab.read_bytes()):
+            declared.setdefault(point, str(tables.fstab))
+    except OSError:
+        pass
+    for unit in _unit_files(tables.units_dir):
+        try:
+            where = parse_mount_unit(unit.read_text("utf-8", "replace"))
+        except OSError:
+            continue
+        if where is not None:
+            declared.setdefault(where, str(unit))
+    return declared
+
+
+def _unit_files(directory: Path) -> Iterable[Path]:
+    try:
+        return sorted(directory.glob("*.mount"))
+    except OSError:
+        return []
+
+
+def standby_reason(path: Path, tables: MountTables = SYSTEM_TABLES) -> str | None:
+    """Why ``path`` must wait: it lies under a declared mount point that is not mounted now;
+    None when it can be used. Raises nothing."""
+    target = str(Path(path).resolve())  # symlinks resolved, like the mount table
+    mounted = {m.mount_point for m in current_mounts(tables)}
+    declared = declared_mount_points(tables)
+    for point in sorted(declared, key=len, reverse=True):
+        if point != "/" and contains(point, target) and point not in mounted:
+            return (f"{point} is declared in {declared[point]} but not mounted: waiting for "
+                    "it (nothing is watched or written there until it is)")
+    return None
