@@ -39,9 +39,8 @@ def load_checked(path: Path, *, create_folders: bool = True,
     problems, standby = check_folders(config, tables)
     if problems:
         raise ConfigError(problems)
-    notes = tuple(f"folders[{i}] ({name}): on standby: {why}" for i, (name, why)
-                  in enumerate((f.name, standby[f.name]) for f in config.folders)
-                  if name in standby)
+    notes = tuple(f"folders[{index}] ({folder.name}): on standby: {standby[folder.name]}"
+                  for index, folder in enumerate(config.folders) if folder.name in standby)
     return dataclasses.replace(config, warnings=config.warnings + notes) if notes else config
 
 

@@ -23,7 +23,7 @@ def no_key_in_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def _config(tmp_path: Path, base_url: str = "http://127.0.0.1:9") -> Path:
     config = write_config(tmp_path, base_url)
-    (tmp_path / "studio" / "inbox").mkdir(parents=True)
+    (tmp_path / "studio" / "inbox").mkdir(parents=True, exist_ok=True)
     return config
 
 

@@ -115,7 +115,7 @@ def test_walking_a_parent_never_feeds_outputs_back_in(
 ) -> None:
     config = write_config(tmp_path, emulator.base_url)
     inbox = tmp_path / "studio" / "inbox"
-    inbox.mkdir(parents=True)
+    inbox.mkdir(parents=True, exist_ok=True)
     make_valid_jpeg(inbox, "first.jpg")
     assert main(["process", "-c", str(config), str(inbox)]) == 0
     make_valid_jpeg(inbox, "second.jpg")

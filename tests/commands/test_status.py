@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,7 @@ def _one_done_one_quarantined(tmp_path: Path, emulator: FakeApiServer,
                               capsys: pytest.CaptureFixture[str]) -> Path:
     config = write_config(tmp_path, emulator.base_url)
     inbox = tmp_path / "studio" / "inbox"
-    inbox.mkdir(parents=True)
+    inbox.mkdir(parents=True, exist_ok=True)
     make_valid_jpeg(inbox, "good.jpg")
     make_text_named_jpg(inbox)
     with monkeypatch.context() as m:
@@ -85,11 +86,13 @@ def test_table_shows_the_same_figures_and_the_last_error(
 
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "daemon: not running (never ran with this state_dir)"
-    assert lines[1] == "API: running"
+    assert lines[1] == "API: ok"
     header = next(line for line in lines if line.startswith("folder"))
     assert header.split()[:3] == ["folder", "waiting", "claimed"]
     row = next(line for line in lines if line.startswith("studio"))
-    assert row.split() == ["studio", "1", "0", "0", "1", "1", "0", "1", "-"]
+    # waiting, claimed, in progress, done, quarantined now, quarantined total, failed, paused
+    assert row.split() == ["studio", "1", "0", "0", "1", "1", "1", "0", "-"]
+    assert "(bgcut-watchd status --help explains the columns)" in lines
     assert any('"notes.jpg": quarantined at validate: invalid_image' in line for line in lines)
 
 
@@ -97,6 +100,7 @@ def test_an_empty_state_dir_works_and_creates_only_the_ledger(
     tmp_path: Path, emulator: FakeApiServer, capsys: pytest.CaptureFixture[str],
 ) -> None:
     config = write_config(tmp_path, emulator.base_url)
+    shutil.rmtree(tmp_path / "studio")  # not even the inbox exists yet
     doc = _status_json(config, capsys)
     [folder] = doc["folders"]
     assert (folder["done"], folder["quarantined"], doc["recent_errors"]) == (0, 0, [])
@@ -112,14 +116,14 @@ def test_an_unusable_state_dir_degrades_to_a_note(
     state = tmp_path / "state-is-a-file"
     state.write_text("not a folder")
     config = write_config(tmp_path, emulator.base_url, daemon={"state_dir": str(state)})
-    (tmp_path / "studio" / "inbox").mkdir(parents=True)
+    (tmp_path / "studio" / "inbox").mkdir(parents=True, exist_ok=True)
 
     assert main(["status", "-c", str(config)]) == 0
 
     out = capsys.readouterr().out
     assert "note: cannot read the ledger in" in out
     row = next(line for line in out.splitlines() if line.startswith("studio"))
-    assert row.split() == ["studio", "0", "0", "?", "?", "?", "?", "0", "-"]
+    assert row.split() == ["studio", "0", "0", "?", "?", "0", "?", "?", "-"]
 
 
 def test_a_running_daemon_and_its_pause_are_shown(

@@ -92,7 +92,7 @@ def test_install_three_times_then_uninstall_into_a_temporary_root(tmp_path: Path
 
     # uninstall: the virtualenv and the unit go; configuration, key and folders stay
     inbox = root / "srv" / "photos" / "studio" / "inbox"
-    inbox.mkdir(parents=True)
+    inbox.mkdir(parents=True, exist_ok=True)
     (inbox / "waiting.jpg").write_bytes(b"not yet processed")
     run_install(root, "--uninstall")
     assert not (root / "opt" / NAME).exists()

@@ -232,7 +232,7 @@ def run_until_quarantine_logged(tmp_path: Path, base_url: str, journal_dir: Path
     one input, then gets SIGTERM. Returns the stderr file."""
     config = write_config(tmp_path, base_url)
     inbox = tmp_path / "studio" / "inbox"
-    inbox.mkdir(parents=True)
+    inbox.mkdir(parents=True, exist_ok=True)
     make_text_named_jpg(inbox)  # quarantined: a warning about one job
     stderr_path = tmp_path / "stderr.txt"
     with stderr_path.open("wb") as stderr:

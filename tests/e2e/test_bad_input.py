@@ -57,7 +57,7 @@ def test_every_hostile_case_ends_where_it_should(tmp_path: Path,
     config = write_config(tmp_path, emulator.base_url, daemon=LIMITS)
     studio = tmp_path / "studio"
     inbox, quarantine, outbox = studio / "inbox", studio / "quarantine", studio / "outbox"
-    inbox.mkdir(parents=True)
+    inbox.mkdir(parents=True, exist_ok=True)
     bad = [c for c in HOSTILE_CASES if c.expected is not None and c.name != NOT_A_FILE]
     good = [c for c in HOSTILE_CASES if c.expected is None]
     with InProcessDaemon(config):
@@ -102,7 +102,7 @@ def test_the_255_byte_name_gets_outputs_truncated_to_name_max(
 ) -> None:
     config = write_config(tmp_path, emulator.base_url)
     inbox = tmp_path / "studio" / "inbox"
-    inbox.mkdir(parents=True)
+    inbox.mkdir(parents=True, exist_ok=True)
     name = "n" * (255 - len(".jpg")) + ".jpg"
     with InProcessDaemon(config):
         make_valid_jpeg(inbox, name)

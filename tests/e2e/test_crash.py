@@ -50,7 +50,7 @@ def test_kill_9_at_random_moments_loses_nothing_and_publishes_every_set_once(
                           daemon={"stability_s": 0.1, "shutdown_timeout_s": 5})
     root = tmp_path / "studio"
     inbox = root / "inbox"
-    inbox.mkdir(parents=True)
+    inbox.mkdir(parents=True, exist_ok=True)
     rng = random.Random(SEED)
     started = time.monotonic()
     writer = InboxWriter(inbox, tmp_path / "staging", FILE_COUNT, SEED).start()

@@ -28,7 +28,7 @@ def _drop_twice(root: Path, emulator: FakeApiServer, *, delete_first_outputs: bo
     """``first.jpg`` processed, then the same bytes as ``second.jpg``; returns the outbox."""
     config = write_config(root, emulator.base_url, folder=dict(folder))
     inbox, outbox, archive = (root / "studio" / n for n in ("inbox", "outbox", "archive"))
-    inbox.mkdir(parents=True)
+    inbox.mkdir(parents=True, exist_ok=True)
     staging = root / "staging"
     staging.mkdir()
     original = make_valid_jpeg(staging, "original.jpg")
@@ -84,8 +84,8 @@ def test_the_same_content_under_other_variants_is_processed(
              f'outbox = "{other / "outbox"}"\nquarantine = "{other / "quarantine"}"\n'
              f'archive = "{other / "archive"}"\nvariants = ["thumb"]\n')
     config.write_text(text)
-    (tmp_path / "studio" / "inbox").mkdir(parents=True)
-    (other / "inbox").mkdir(parents=True)
+    (tmp_path / "studio" / "inbox").mkdir(parents=True, exist_ok=True)
+    (other / "inbox").mkdir(parents=True, exist_ok=True)
     with InProcessDaemon(config):
         make_valid_jpeg(tmp_path / "studio" / "inbox", "same.jpg")
         wait_for(lambda: files_under(tmp_path / "studio" / "archive"), what="studio done")

@@ -42,7 +42,7 @@ def test_images_become_variants_in_the_outbox_and_move_to_the_archive(
 def test_files_present_at_startup_are_processed(tmp_path: Path, emulator: FakeApiServer) -> None:
     config = write_config(tmp_path, emulator.base_url)
     inbox = tmp_path / "studio" / "inbox"
-    inbox.mkdir(parents=True)
+    inbox.mkdir(parents=True, exist_ok=True)
     for n in range(5):
         make_valid_jpeg(inbox, f"early-{n}.jpg")
     with InProcessDaemon(config):

@@ -47,7 +47,7 @@ def test_a_file_written_slowly_is_taken_once_complete(
     stability_s = 0.4
     config = write_config(tmp_path, emulator.base_url, daemon={"stability_s": stability_s})
     inbox = tmp_path / "studio" / "inbox"
-    inbox.mkdir(parents=True)
+    inbox.mkdir(parents=True, exist_ok=True)
     data = encode(subject_image((320, 240), "slow"), "JPEG")
     size = len(data) // 12 + 1
     chunks = [data[i:i + size] for i in range(0, len(data), size)]
@@ -70,7 +70,7 @@ def test_rename_into_place_ignores_the_part_file(tmp_path: Path,
                                                  emulator: FakeApiServer) -> None:
     config = write_config(tmp_path, emulator.base_url)
     inbox = tmp_path / "studio" / "inbox"
-    inbox.mkdir(parents=True)
+    inbox.mkdir(parents=True, exist_ok=True)
     with InProcessDaemon(config):
         part = make_valid_jpeg(inbox, "x.jpg.part", size=(80, 60))
         # Another file settling and done proves the .part file had time to be taken (it was not).
@@ -91,7 +91,7 @@ def test_polling_mode_processes_a_file(tmp_path: Path, emulator: FakeApiServer) 
                           folder={"watch": "polling", "poll_interval_s": 0.2},
                           daemon={"rescan_interval_s": 3600})
     inbox = tmp_path / "studio" / "inbox"
-    inbox.mkdir(parents=True)
+    inbox.mkdir(parents=True, exist_ok=True)
     with InProcessDaemon(config) as daemon:
         _wait_started(tmp_path)
         assert daemon.service.intake.watch_modes() == {"studio": "polling"}
@@ -106,7 +106,7 @@ def test_a_folder_moved_in_is_processed_with_its_subfolders_mirrored(
     config = write_config(tmp_path, emulator.base_url, folder={"recursive": True},
                           daemon={"rescan_interval_s": 3600})
     inbox = tmp_path / "studio" / "inbox"
-    inbox.mkdir(parents=True)
+    inbox.mkdir(parents=True, exist_ok=True)
     staging = tmp_path / "staging" / "wedding"
     (staging / "church").mkdir(parents=True)
     make_valid_jpeg(staging, "cake.jpg", size=(70, 50))
@@ -126,7 +126,7 @@ def test_a_folder_moved_in_is_processed_with_its_subfolders_mirrored(
 def test_on_success_delete_removes_the_input(tmp_path: Path, emulator: FakeApiServer) -> None:
     config = write_config(tmp_path, emulator.base_url, folder={"on_success": "delete"})
     inbox = tmp_path / "studio" / "inbox"
-    inbox.mkdir(parents=True)
+    inbox.mkdir(parents=True, exist_ok=True)
     with InProcessDaemon(config):
         make_valid_jpeg(inbox, "gone.jpg")
         wait_for(lambda: len(files_under(tmp_path / "studio" / "outbox")) == 3,
@@ -143,7 +143,7 @@ def test_on_conflict_rename_moves_the_whole_set_to_the_next_suffix(
     config = write_config(tmp_path, emulator.base_url)  # on_conflict = "rename" by default
     inbox = tmp_path / "studio" / "inbox"
     outbox = tmp_path / "studio" / "outbox"
-    inbox.mkdir(parents=True)
+    inbox.mkdir(parents=True, exist_ok=True)
     outbox.mkdir(parents=True)
     archive = tmp_path / "studio" / "archive"
     with InProcessDaemon(config):
@@ -169,7 +169,7 @@ def test_on_conflict_overwrite_replaces_the_outputs(tmp_path: Path,
     config = write_config(tmp_path, emulator.base_url, folder={"on_conflict": "overwrite"})
     inbox = tmp_path / "studio" / "inbox"
     outbox = tmp_path / "studio" / "outbox"
-    inbox.mkdir(parents=True)
+    inbox.mkdir(parents=True, exist_ok=True)
     with InProcessDaemon(config):
         make_valid_jpeg(inbox, "pose.jpg", size=(64, 48))
         wait_for(lambda: len(files_under(tmp_path / "studio" / "archive")) == 1,
@@ -192,7 +192,7 @@ def test_the_same_name_dropped_while_its_first_job_runs_is_taken_at_once(
     stability_s = 0.4
     config = write_config(tmp_path, emulator.base_url, daemon={"stability_s": stability_s})
     inbox = tmp_path / "studio" / "inbox"
-    inbox.mkdir(parents=True)
+    inbox.mkdir(parents=True, exist_ok=True)
     first = encode(subject_image((320, 240), "first"), "JPEG")
     second = encode(subject_image((320, 240), "second"), "JPEG")
     emulator.update(latency_process_s=4.0)  # the first job is busy in its process call

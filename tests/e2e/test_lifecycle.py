@@ -237,7 +237,7 @@ def test_sighup_resumes_the_jobs_left_in_a_folder_it_adds_back(
     both = ("studio", "second")
     config = write_config(tmp_path, emulator.base_url, folders=both, daemon={"stability_s": 0.1})
     second = tmp_path / "second"
-    (second / "inbox").mkdir(parents=True)
+    (second / "inbox").mkdir(parents=True, exist_ok=True)
     source = sha256_of(make_valid_jpeg(second / "inbox", "left.jpg"))
     with DaemonProcess(config) as first:
         wait_for(lambda: states(second / "inbox") == ["uploaded"], what="the job uploaded")

@@ -109,7 +109,7 @@ def test_a_full_outbox_keeps_every_input_and_resumes_once_space_is_freed(
                           folder={"outbox": str(small_tmpfs)})
     root, state_dir, outbox = tmp_path / "studio", tmp_path / "state", small_tmpfs
     inbox = root / "inbox"
-    inbox.mkdir(parents=True)
+    inbox.mkdir(parents=True, exist_ok=True)
     filler = fill(outbox, ROOM_BYTES)
     with DaemonProcess(config) as daemon:
         sources: dict[str, str] = {}

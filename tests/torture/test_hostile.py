@@ -101,7 +101,7 @@ def test_hostile_inputs_are_quarantined_once_each_with_one_log_line_and_the_daem
     config = write_config(tmp_path, emulator.base_url, daemon=LIMITS)
     studio = tmp_path / "studio"
     inbox, quarantine = studio / "inbox", studio / "quarantine"
-    inbox.mkdir(parents=True)
+    inbox.mkdir(parents=True, exist_ok=True)
     bad = [c for c in HOSTILE_CASES if c.expected is not None and c.name != NOT_A_FILE]
     good = [c for c in HOSTILE_CASES if c.expected is None]
     with DaemonProcess(config) as daemon:
@@ -228,7 +228,7 @@ def test_generated_file_names_are_processed_or_ignored_and_never_break_a_log_lin
 ) -> None:
     config = write_config(tmp_path, emulator.base_url, daemon=LIMITS)
     run = NameRun(tmp_path / "studio")
-    (run.studio / "inbox").mkdir(parents=True)
+    (run.studio / "inbox").mkdir(parents=True, exist_ok=True)
 
     @settings(max_examples=SIZES.name_examples, deadline=None, database=None, derandomize=True,
               phases=(Phase.explicit, Phase.generate),

@@ -59,7 +59,7 @@ def test_kill_9_at_random_moments_while_files_stream_in(
                           daemon={"stability_s": 0.1, "shutdown_timeout_s": 5})
     root = tmp_path / "studio"
     inbox = root / "inbox"
-    inbox.mkdir(parents=True)
+    inbox.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     writer = InboxWriter(inbox, tmp_path / "staging", SIZES.kill_files, SEED,
                          pace_s=stream_pace_s()).start()

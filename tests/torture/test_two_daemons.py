@@ -54,7 +54,7 @@ def test_two_daemons_on_one_inbox_process_every_file_exactly_once(
     config_a, config_b = two_configs(tmp_path, emulator.base_url, shared_state)
     root = tmp_path / "studio"
     inbox = root / "inbox"
-    inbox.mkdir(parents=True)
+    inbox.mkdir(parents=True, exist_ok=True)
     sources: dict[str, str] = {}
     for index in range(PRESENT_AT_START):
         maker, ext = MAKERS[index % len(MAKERS)]
