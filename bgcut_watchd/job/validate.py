@@ -51,6 +51,7 @@ import errno
 import fcntl
 import hashlib
 import os
+import re
 import stat
 import struct
 import threading
@@ -329,10 +330,7 @@ def _pillow_step(image_format: ImageFormat, step: Callable[[], _T]) -> _T:
     try:
         return step()
     except Image.DecompressionBombError as exc:
-        limit = 2 * (Image.MAX_IMAGE_PIXELS or 0)
-        raise _reject(TOO_MANY_PIXELS, f"over {limit:,} pixels, the most any image may have for "
-                                       "a safe decode (whatever daemon.max_input_pixels says); "
-                                       "scale it down first") from exc
+        raise _reject(TOO_MANY_PIXELS, _bomb_detail(exc)) from exc
     except MemoryError:
         raise
     except OSError as exc:
@@ -342,6 +340,16 @@ def _pillow_step(image_format: ImageFormat, step: Callable[[], _T]) -> _T:
         raise _broken(image_format, exc) from exc
     except Exception as exc:
         raise _broken(image_format, exc) from exc
+
+
+def _bomb_detail(exc: Image.DecompressionBombError) -> str:
+    """Our words for Pillow's decompression-bomb refusal, with the image's pixel count when
+    Pillow's message gives it."""
+    limit = 2 * (Image.MAX_IMAGE_PIXELS or 0)
+    found = re.search(r"\((\d+) pixels\)", str(exc))
+    size = f"{int(found.group(1))} pixels: " if found else ""
+    return (f"{size}over {limit:,} pixels, the most any image may have for a safe decode "
+            "(whatever daemon.max_input_pixels says); scale it down first")
 
 
 def _broken(image_format: ImageFormat, exc: BaseException) -> LocalInputError:
