@@ -24,11 +24,10 @@ import errno
 import hashlib
 import json
 import os
-import shutil
 import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from bgcut_watchd.errors import LocalDiskError
 
@@ -207,29 +206,48 @@ def same_filesystem(a: StrPath, b: StrPath) -> bool:
     return _existing_ancestor(Path(a)).stat().st_dev == _existing_ancestor(Path(b)).stat().st_dev
 
 
-def _copy_regular(src: Path, temp: Path, st: os.stat_result) -> None:
+def _copy_hashing(reader: BinaryIO, writer: BinaryIO) -> str:
+    """Copy ``reader`` to ``writer`` in chunks; the sha256 of the bytes copied."""
+    digest = hashlib.sha256()
+    while chunk := reader.read(_COPY_CHUNK_BYTES):
+        digest.update(chunk)
+        writer.write(chunk)
+    return digest.hexdigest()
+
+
+def _copy_regular(src: Path, temp: Path, st: os.stat_result) -> str:
+    """Copy regular file ``src`` to the new file ``temp``, fsynced; the sha256 of the bytes."""
     fd = os.open(src, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
-    with os.fdopen(fd, "rb") as reader:
-        if not stat.S_ISREG(os.fstat(reader.fileno()).st_mode):
-            raise OSError(errno.EINVAL, "changed type while being moved", str(src))
+    try:  # checked before fdopen, which refuses a directory naming the fd, not ``src``
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file (changed type?)", str(src))
+        reader = os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+    with reader:
         out_fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
         with os.fdopen(out_fd, "wb") as writer:
-            shutil.copyfileobj(reader, writer, _COPY_CHUNK_BYTES)
+            sha256 = _copy_hashing(reader, writer)
             writer.flush()
             os.fsync(writer.fileno())
     with contextlib.suppress(OSError):  # metadata is best effort; the bytes are what matter
         temp.chmod(stat.S_IMODE(st.st_mode))
         os.utime(temp, ns=(st.st_atime_ns, st.st_mtime_ns))
+    return sha256
 
 
-def copy_file_durably(src: StrPath, dst: StrPath) -> None:
-    """Copy the regular file ``src`` to the new file ``dst`` and fsync it (not its directory).
+def copy_file_durably(src: StrPath, dst: StrPath) -> str:
+    """Copy the regular file ``src`` to the new file ``dst`` and fsync it (not its directory);
+    the sha256 of the bytes copied (hashed on the way: the copy is read once).
 
-    Raises FileExistsError when ``dst`` exists, OSError for any other failure (``dst`` removed).
+    Raises FileExistsError when ``dst`` exists, OSError for any other failure (``dst`` removed);
+    a failure to open ``src`` (gone, a symlink, not a regular file) names ``src`` in
+    ``filename``.
     """
     source, target = Path(src), Path(dst)
     try:
-        _copy_regular(source, target, source.stat())
+        return _copy_regular(source, target, source.stat())
     except FileExistsError:
         raise
     except BaseException:

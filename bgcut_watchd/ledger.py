@@ -1,9 +1,11 @@
 """The ledger: the SQLite history of every job, at ``<state_dir>/ledger.sqlite3``.
 
 It answers ``status`` (per-folder counts, last errors) and duplicate detection (content already
-processed with the same variants). It is a history, not the source of truth for resuming: that
-is the job journal in the work area. So ``synchronous=NORMAL`` in WAL mode is enough: a power
-cut may lose the last few commits, never corrupt the file.
+processed with the same variants: the outputs of a done job and the sha256 of each, so a reuse
+can check that the file at a recorded path still holds the recorded bytes). It is a history, not
+the source of truth for resuming: that is the job journal in the work area. So
+``synchronous=NORMAL`` in WAL mode is enough: a power cut may lose the last few commits, never
+corrupt the file.
 
 Concurrency: ONE connection (``check_same_thread=False``) guarded by an ``RLock``. SQLite
 serialises writers anyway, the daemon writes a handful of rows per job, and a single
@@ -39,8 +41,9 @@ LEDGER_NAME = "ledger.sqlite3"
 OUTCOMES = ("in_progress", "done", "quarantined", "failed")
 _UPDATABLE = frozenset({
     "sha256", "outcome", "stage", "attempts", "duration_s", "last_error", "outputs",
-    "http_status", "reason",
+    "output_sha256s", "http_status", "reason",
 })
+_JSON_LISTS = frozenset({"outputs", "output_sha256s"})
 _DUPLICATE_CANDIDATES = 20
 
 Migration = Callable[[sqlite3.Connection], None]
@@ -72,8 +75,14 @@ def _create_v1(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX jobs_by_update ON jobs (updated_at)")
 
 
+def _add_output_sha256s_v2(conn: sqlite3.Connection) -> None:
+    """The sha256 of each output, aligned with ``outputs`` (JSON list). Rows written before
+    (NULL) are never offered for reuse: nothing says their files still hold their bytes."""
+    conn.execute("ALTER TABLE jobs ADD COLUMN output_sha256s TEXT")
+
+
 #: MIGRATIONS[n] takes a file from user_version n to n + 1.
-MIGRATIONS: tuple[Migration, ...] = (_create_v1,)
+MIGRATIONS: tuple[Migration, ...] = (_create_v1, _add_output_sha256s_v2)
 
 
 def migrate(conn: sqlite3.Connection, migrations: Sequence[Migration] = MIGRATIONS) -> int:
@@ -124,6 +133,14 @@ def _text(value: str) -> str:
 
 def _opt_text(value: str | None) -> str | None:
     return None if value is None else _text(value)
+
+
+@dataclass(frozen=True)
+class PublishedOutput:
+    """One output of a done job as recorded: its path and the sha256 of the bytes published."""
+
+    path: Path
+    sha256: str
 
 
 @dataclass(frozen=True)
@@ -214,10 +231,11 @@ class Ledger:
 
     def update(self, job_id: str, /, **fields: Any) -> bool:
         """Set ``fields`` (columns: sha256, outcome, stage, attempts, duration_s, last_error,
-        outputs, http_status, reason) and ``updated_at``; False when the job is unknown.
+        outputs, output_sha256s, http_status, reason) and ``updated_at``; False when the job is
+        unknown.
 
-        ``outputs`` takes a sequence of paths. Raises ValueError for an unknown column or
-        outcome, sqlite3.Error when the write fails.
+        ``outputs`` takes a sequence of paths, ``output_sha256s`` one of hex digests (or None).
+        Raises ValueError for an unknown column or outcome, sqlite3.Error when the write fails.
         """
         unknown = set(fields) - _UPDATABLE
         if unknown:
@@ -233,10 +251,16 @@ class Ledger:
         )
         return cursor.rowcount > 0
 
-    def finish_done(self, job_id: str, outputs: Sequence[Path | str], duration_s: float) -> bool:
-        """Mark the job done with its published ``outputs``. Raises sqlite3.Error."""
+    def finish_done(self, job_id: str, outputs: Sequence[Path | str], duration_s: float,
+                    *, sha256s: Sequence[str] | None = None) -> bool:
+        """Mark the job done with its published ``outputs`` and, aligned with them, the sha256
+        of each (None: unknown, so never reused). Raises ValueError when the two lengths
+        differ, sqlite3.Error when the write fails."""
+        if sha256s is not None and len(sha256s) != len(outputs):
+            raise ValueError(f"{len(sha256s)} hashes for {len(outputs)} outputs")
         return self.update(
             job_id, outcome="done", stage="dispose", outputs=outputs, duration_s=duration_s,
+            output_sha256s=sha256s,
         )
 
     def finish_quarantined(
@@ -248,19 +272,19 @@ class Ledger:
             http_status=http_status,
         )
 
-    def find_duplicate(self, sha256: str, variant_key: str) -> list[Path] | None:
-        """The outputs of the most recent done job with this content and variant set whose
-        outputs all still exist; None when there is none. Raises sqlite3.Error."""
+    def earlier_outputs(self, sha256: str, variant_key: str) -> list[list[PublishedOutput]]:
+        """The recorded outputs of the most recent done jobs with this content and variant set,
+        newest first (at most 20 jobs); jobs recorded without output hashes are left out.
+        Whether the files still hold those bytes is the caller's to check. Raises sqlite3.Error.
+        """
         rows = self._fetch(
-            "SELECT outputs FROM jobs WHERE sha256 = ? AND variant_key = ? AND outcome = 'done'"
+            "SELECT outputs, output_sha256s FROM jobs WHERE sha256 = ? AND variant_key = ?"
+            " AND outcome = 'done' AND output_sha256s IS NOT NULL"
             " ORDER BY updated_at DESC, rowid DESC LIMIT ?",
             (sha256, variant_key, _DUPLICATE_CANDIDATES),
         )
-        for (outputs_json,) in rows:
-            outputs = [Path(p) for p in json.loads(outputs_json)]
-            if outputs and all(p.is_file() for p in outputs):
-                return outputs
-        return None
+        found = [_published(outputs_json, hashes_json) for outputs_json, hashes_json in rows]
+        return [outputs for outputs in found if outputs]
 
     def folder_stats(self) -> dict[str, dict[str, int]]:
         """Per folder, how many jobs have each outcome (every outcome present, maybe 0).
@@ -297,9 +321,17 @@ class Ledger:
         return self._clock().astimezone(UTC).isoformat(timespec="microseconds")
 
 
+def _published(outputs_json: str, hashes_json: str) -> list[PublishedOutput]:
+    """A row's outputs paired with their hashes; empty when the two do not match up."""
+    paths, hashes = json.loads(outputs_json), json.loads(hashes_json)
+    if not isinstance(hashes, list) or len(hashes) != len(paths):
+        return []
+    return [PublishedOutput(Path(p), str(h)) for p, h in zip(paths, hashes, strict=True)]
+
+
 def _column_value(name: str, value: Any) -> Any:
-    if name == "outputs":
-        return json.dumps([str(p) for p in value], ensure_ascii=True)
+    if name in _JSON_LISTS:
+        return None if value is None else json.dumps([str(v) for v in value], ensure_ascii=True)
     if isinstance(value, str):
         return _text(value)
     return value

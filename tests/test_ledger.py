@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import hashlib
 import multiprocessing
 import os
 import sqlite3
@@ -14,7 +15,7 @@ import pytest
 
 from bgcut_watchd.config.model import Variant, variant_key
 from bgcut_watchd.errors import ConfigError
-from bgcut_watchd.ledger import LEDGER_NAME, MIGRATIONS, Ledger, migrate
+from bgcut_watchd.ledger import LEDGER_NAME, MIGRATIONS, Ledger, PublishedOutput, migrate
 
 KEY = variant_key([Variant("full"), Variant("thumb", format="webp")])
 
@@ -93,32 +94,38 @@ def test_recent_errors_newest_first(ledger: Ledger) -> None:
     assert len(ledger.recent_errors(limit=1)) == 1
 
 
-def test_find_duplicate_prefers_the_newest_job_whose_outputs_all_exist(
-    ledger: Ledger, tmp_path: Path,
-) -> None:
+def recorded(paths: list[Path]) -> list[PublishedOutput]:
+    return [PublishedOutput(p, hashlib.sha256(p.read_bytes()).hexdigest()) for p in paths]
+
+
+def test_earlier_outputs_newest_first_with_their_hashes(ledger: Ledger, tmp_path: Path) -> None:
     old = outputs(tmp_path, "old.full.png", "old.thumb.webp")
     new = outputs(tmp_path, "new.full.png", "new.thumb.webp")
     for job_id, paths in (("old", old), ("new", new)):
         ledger.record_claim(job_id, "studio", "a.jpg", KEY, sha256="c" * 64)
-        ledger.finish_done(job_id, paths, 1.0)
+        ledger.finish_done(job_id, paths, 1.0, sha256s=[o.sha256 for o in recorded(paths)])
     ledger.record_claim("q", "studio", "a.jpg", KEY, sha256="c" * 64)
     ledger.finish_quarantined("q", "process", "x", "y", 400)
-    assert ledger.find_duplicate("c" * 64, KEY) == new
-    assert ledger.find_duplicate("c" * 64, variant_key([Variant("full")])) is None
-    assert ledger.find_duplicate("d" * 64, KEY) is None
-    new[1].unlink()
-    assert ledger.find_duplicate("c" * 64, KEY) == old
-    old[0].unlink()
-    assert ledger.find_duplicate("c" * 64, KEY) is None
+    assert ledger.earlier_outputs("c" * 64, KEY) == [recorded(new), recorded(old)]
+    assert ledger.earlier_outputs("c" * 64, variant_key([Variant("full")])) == []
+    assert ledger.earlier_outputs("d" * 64, KEY) == []
+
+
+def test_a_job_done_without_hashes_is_never_offered(ledger: Ledger, tmp_path: Path) -> None:
+    ledger.record_claim("j", "studio", "a.jpg", KEY, sha256="c" * 64)
+    ledger.finish_done("j", outputs(tmp_path, "a.full.png"), 1.0)
+    assert ledger.earlier_outputs("c" * 64, KEY) == []
+    with pytest.raises(ValueError, match="2 hashes for 1 outputs"):
+        ledger.finish_done("j", outputs(tmp_path, "a.full.png"), 1.0, sha256s=["a", "b"])
 
 
 def test_names_that_are_invalid_utf8_survive(ledger: Ledger, tmp_path: Path) -> None:
     odd = os.fsdecode(b"caf\xe9.jpg")
     [published] = outputs(tmp_path, os.fsdecode(b"caf\xe9.full.png"))
     ledger.record_claim("j", "studio", odd, KEY, sha256="e" * 64)
-    ledger.finish_done("j", [published], 0.1)
+    ledger.finish_done("j", [published], 0.1, sha256s=["f" * 64])
     ledger.update("j", last_error=f"cannot read {odd}")
-    assert ledger.find_duplicate("e" * 64, KEY) == [published]
+    assert ledger.earlier_outputs("e" * 64, KEY) == [[PublishedOutput(published, "f" * 64)]]
     [error] = ledger.recent_errors()
     assert (error.input_name, error.last_error) == ("caf\\udce9.jpg", "cannot read caf\\udce9.jpg")
 
@@ -236,6 +243,34 @@ def test_a_file_from_a_newer_version_is_refused(tmp_path: Path) -> None:
     open_raw(tmp_path / LEDGER_NAME).execute(f"PRAGMA user_version = {len(MIGRATIONS) + 5}")
     with pytest.raises(ConfigError, match=r"daemon\.state_dir"):
         Ledger(tmp_path)
+
+
+def test_a_version_1_ledger_is_migrated_and_its_done_jobs_are_never_reused(
+    tmp_path: Path,
+) -> None:
+    """A ledger written before output hashes were recorded keeps working: its history counts,
+    its done jobs are not offered for reuse (nothing says their files still hold their bytes),
+    and new jobs are recorded with hashes."""
+    tmp_path.joinpath("state").mkdir()
+    conn = open_raw(tmp_path / "state" / LEDGER_NAME)
+    assert migrate(conn, MIGRATIONS[:1]) == 1
+    [old_output] = outputs(tmp_path, "old.full.png")
+    conn.execute(  # exactly what version 1's finish_done left behind
+        "INSERT INTO jobs (job_id, folder, input_name, sha256, variant_key, outcome, stage,"
+        " attempts, created_at, updated_at, duration_s, outputs) VALUES ('old', 'studio',"
+        " 'a.jpg', ?, ?, 'done', 'dispose', 0, '2024-01-01T00:00:00+00:00',"
+        " '2024-01-01T00:00:00+00:00', 1.0, ?)", ("c" * 64, KEY, f'["{old_output}"]'))
+    conn.close()
+
+    with Ledger(tmp_path / "state", clock=StepClock()) as ledger:
+        assert ledger.folder_stats()["studio"]["done"] == 1
+        assert ledger.earlier_outputs("c" * 64, KEY) == []
+        [new_output] = outputs(tmp_path, "new.full.png")
+        ledger.record_claim("new", "studio", "a.jpg", KEY, sha256="c" * 64)
+        ledger.finish_done("new", [new_output], 1.0, sha256s=["d" * 64])
+        assert ledger.earlier_outputs("c" * 64, KEY) == [[PublishedOutput(new_output, "d" * 64)]]
+    version = open_raw(tmp_path / "state" / LEDGER_NAME).execute("PRAGMA user_version")
+    assert version.fetchone() == (len(MIGRATIONS),) == (2,)
 
 
 def _open_ledger(state_dir: str, barrier: Any, results: Any) -> None:

@@ -38,6 +38,7 @@ from bgcut_watchd.exitcodes import EXIT_FAILURE, EXIT_OK
 from bgcut_watchd.fsops import show_path
 from bgcut_watchd.intake.ignore import IgnoreRules
 from bgcut_watchd.intake.scan import is_candidate
+from bgcut_watchd.job.duplicates import intact_earlier_outputs
 from bgcut_watchd.job.naming import (
     choose_output_set,
     free_name,
@@ -228,11 +229,12 @@ def _duplicate(config: Config, folder: FolderConfig, checked: ValidatedInput,
         return False
     try:
         with Ledger(state_dir) as ledger:
-            earlier = ledger.find_duplicate(checked.sha256, variant_key(folder.variants))
+            earlier = intact_earlier_outputs(ledger, checked.sha256,
+                                             variant_key(folder.variants), len(folder.variants))
     except (OSError, sqlite3.Error, ConfigError) as exc:
         report.say("duplicate", f"unknown, the ledger cannot be read: {exc}")
         return False
-    if earlier is None or len(earlier) != len(folder.variants):
+    if earlier is None:
         report.say("duplicate", "no")
         return False
     report.say("duplicate", "yes: same content, same variants; these outputs would be copied, "

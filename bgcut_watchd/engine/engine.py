@@ -23,8 +23,10 @@ from bgcut_watchd.control.scheduler import Scheduler
 from bgcut_watchd.control.tickets import JobTicket, Outcome
 from bgcut_watchd.engine.claim import Claims, FolderParts
 from bgcut_watchd.engine.failures import GATE_RETRY_S, FailurePolicy
+from bgcut_watchd.engine.inflight import InFlight
 from bgcut_watchd.engine.recovery import recover_folder
 from bgcut_watchd.fsops import show_path
+from bgcut_watchd.job.duplicates import SameContentInFlight
 from bgcut_watchd.job.steps import JobRunner
 from bgcut_watchd.job.validate import PixelBudget
 from bgcut_watchd.job.workarea import ClaimedJob, WorkArea
@@ -66,6 +68,7 @@ class Engine:
                               cancel, penalty_s=config.retry.base_delay_s,
                               on_answer=self._heartbeat, on_failure=self.failures.on_api_failure)
         self.decode_budget = PixelBudget(DECODE_BUDGET_PIXELS)
+        self.in_flight = InFlight()  # identical content in flight at once is paid once
         self.folders = self._folder_parts(config.folders)
         self._on_ticket_done = on_ticket_done
         self._on_path_released = on_path_released
@@ -180,7 +183,7 @@ class Engine:
         progress_before = parts.runner.progress(job)
         try:
             parts.runner.run(job)
-        except GateClosed:
+        except (GateClosed, SameContentInFlight):  # wait outside the pool, count no attempt
             self.folder_pauses.of(ticket.folder).release_probe()
             return Outcome.paused(GATE_RETRY_S, self.claims.ticket_again(job, ticket))
         except Exception as exc:  # every failure is classified; nothing escapes
@@ -199,7 +202,8 @@ class Engine:
         return {
             folder.name: FolderParts(
                 JobRunner(folder, self.config.api, self.config.daemon, self.client,
-                          self.ledger, self.guard, decode_budget=self.decode_budget),
+                          self.ledger, self.guard, decode_budget=self.decode_budget,
+                          in_flight=self.in_flight),
                 WorkArea(folder.inbox),
             )
             for folder in folders

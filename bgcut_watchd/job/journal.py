@@ -61,6 +61,7 @@ class JobRecord:
     remote_input: str | None = None
     remote_outputs: tuple[str, ...] = ()
     temp_outputs: tuple[str, ...] = ()
+    output_sha256s: tuple[str, ...] = ()  # of the temp outputs, in their order
     final_outputs: tuple[str, ...] = ()
     last_error: str | None = None
     last_stage: str | None = None
@@ -86,7 +87,8 @@ class JobRecord:
         return dataclasses.replace(self, state=state, **changes)
 
     def restart_remote(self, **changes: Any) -> JobRecord:
-        """Back to ``claimed`` with no remote input, remote outputs or temp outputs.
+        """Back to ``claimed`` with no remote input, remote outputs or temp outputs (nor their
+        hashes).
 
         The one allowed backward move: after a 404 for a file the API had accepted (regional
         routing or expiry), the job must upload again. The caller deletes the files named in
@@ -95,7 +97,8 @@ class JobRecord:
         """
         if self.state is not JobState.CLAIMED and self.state not in _REMOTE_STATES:
             raise ValueError(f"job {self.job_id}: cannot restart remote work from {self.state}")
-        cleared = {"remote_input": None, "remote_outputs": (), "temp_outputs": ()}
+        cleared = {"remote_input": None, "remote_outputs": (), "temp_outputs": (),
+                   "output_sha256s": ()}
         return dataclasses.replace(self, state=JobState.CLAIMED, **{**cleared, **changes})
 
     def original_path(self, inbox: Path) -> Path:
@@ -125,6 +128,7 @@ class JobRecord:
                 remote_input=_opt_str(data, "remote_input"),
                 remote_outputs=_strs(data, "remote_outputs"),
                 temp_outputs=_strs(data, "temp_outputs"),
+                output_sha256s=_strs(data, "output_sha256s"),
                 final_outputs=_strs(data, "final_outputs"),
                 last_error=_opt_str(data, "last_error"),
                 last_stage=_opt_str(data, "last_stage"),

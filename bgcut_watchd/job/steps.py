@@ -10,8 +10,8 @@ Failures leave this module as exceptions of the tree in ``errors.py``; the failu
 (``engine.failures``) decides from their class and calls :meth:`JobRunner.quarantine` when needed.
 
 Over 300 lines on purpose: the steps read in order as one story, and the quarantine half
-shares the runner's folder, ledger and naming helpers; duplicate reuse is apart
-(``duplicates``).
+shares the runner's folder, ledger and naming helpers; duplicate reuse and single flight are
+apart (``duplicates``).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import logging
 import os
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cached_property, partial
@@ -45,7 +45,12 @@ from bgcut_watchd.fsops import (
     show_path,
 )
 from bgcut_watchd.job.dispose import archive, delete_input
-from bgcut_watchd.job.duplicates import copy_earlier_outputs
+from bgcut_watchd.job.duplicates import (
+    SameContentInFlight,
+    SingleFlight,
+    copy_earlier_outputs,
+    flight_key,
+)
 from bgcut_watchd.job.journal import JobState
 from bgcut_watchd.job.logfields import job_fields
 from bgcut_watchd.job.naming import (
@@ -98,6 +103,7 @@ class JobRunner:
     guard: ApiCaller
     monotonic: Callable[[], float] = time.monotonic
     decode_budget: PixelBudget | None = None  # shared by every folder's runner
+    in_flight: SingleFlight | None = None  # shared likewise; None: no single flight
 
     @cached_property
     def variant_key(self) -> str:
@@ -108,8 +114,16 @@ class JobRunner:
         """Advance ``job`` to disposal; return its published outputs.
 
         Raises InputError (quarantine it), TransientError/PauseError (retry later, the job
-        stays resumable), LocalDiskError (pause the folder).
+        stays resumable), LocalDiskError (pause the folder), SameContentInFlight (another job
+        is paying for the same content: run it again shortly).
         """
+        try:
+            return self._carry(job)
+        finally:  # whatever the outcome: a job waiting for the same content may go on now
+            if self.in_flight is not None:
+                self.in_flight.end(job.job_id)
+
+    def _carry(self, job: ClaimedJob) -> list[Path]:
         started = self.monotonic()
         steps: dict[JobState, Callable[[ClaimedJob], None]] = {
             JobState.CLAIMED: self._upload, JobState.UPLOADED: self._process,
@@ -120,7 +134,7 @@ class JobRunner:
             steps[job.record.state](job)
         outputs = [Path(p) for p in job.record.final_outputs]
         self.ledger.finish_done(job.job_id, self._by_variant_name(outputs),
-                                self.monotonic() - started)
+                                self.monotonic() - started, sha256s=self._output_sha256s(job))
         log.info("job %s [%s] %s: done, %d output(s) in %s", job.job_id, self.folder.name,
                  show_path(job.record.original_relpath), len(outputs),
                  show_path(self._out_dir(job)), extra=self.log_fields(job, stage="dispose"))
@@ -130,6 +144,7 @@ class JobRunner:
     # -- steps ----------------------------------------------------------------------------
 
     def _upload(self, job: ClaimedJob) -> None:
+        self._wait_while_in_flight(job, job.record.sha256)  # before decoding the input again
         checked = validate_input(job.input_path, max_bytes=self.limits.max_input_bytes,
                                  max_pixels=self.limits.max_input_pixels,
                                  budget=self.decode_budget)
@@ -195,6 +210,7 @@ class JobRunner:
 
     def _publish(self, job: ClaimedJob) -> None:
         temps = [Path(p) for p in job.record.temp_outputs]
+        self._hash_temps(job, temps)
         overwrite = self.folder.on_conflict == "overwrite"
         for _ in range(MAX_NAME_RACES):
             if not job.record.final_outputs:
@@ -305,19 +321,52 @@ class JobRunner:
                           stage=stage, reason=reason)
 
     def _reuse_duplicate(self, job: ClaimedJob, sha256: str) -> bool:
-        """Same content, same variants, outputs still there: copy them, pay nothing."""
+        """Same content, same variants, outputs still holding their recorded bytes: copy them,
+        pay nothing. Raises SameContentInFlight while another job pays for this content."""
         if self.folder.reprocess_duplicates:
             return False
-        temps = copy_earlier_outputs(self.ledger, sha256, self.variant_key, self.folder.variants,
-                                     self._out_dir(job), job.job_id)
-        if temps is None:
+        if self.in_flight is not None and not self.in_flight.begin(
+                flight_key(sha256, self.variant_key), job.job_id):
+            log.info("job %s [%s] %s: the same content is being processed by another job: "
+                     "waiting for its outputs", job.job_id, self.folder.name,
+                     show_path(job.record.original_relpath), extra=self.log_fields(job))
+            raise SameContentInFlight(f"job {job.job_id}: the same content is in flight")
+        copied = copy_earlier_outputs(self.ledger, sha256, self.variant_key,
+                                      self.folder.variants, self._out_dir(job), job.job_id)
+        if copied is None:
             return False
         log.info("job %s [%s] %s: same content and variants as an earlier job: outputs "
                  "copied, no API call", job.job_id, self.folder.name,
                  show_path(job.record.original_relpath), extra=self.log_fields(job))
-        job.save(job.record.advance(JobState.DOWNLOADED, temp_outputs=tuple(temps),
-                                    last_stage="duplicate"))
+        job.save(job.record.advance(JobState.DOWNLOADED, temp_outputs=copied.temps,
+                                    output_sha256s=copied.sha256s, last_stage="duplicate"))
         return True
+
+    def _wait_while_in_flight(self, job: ClaimedJob, sha256: str | None) -> None:
+        """Raise SameContentInFlight when another job pays for the content this job's journal
+        says it holds: a waiting job is run again often, and must not decode its input then."""
+        if (self.in_flight is not None and sha256 is not None
+                and not self.folder.reprocess_duplicates
+                and self.in_flight.busy(flight_key(sha256, self.variant_key), job.job_id)):
+            raise SameContentInFlight(f"job {job.job_id}: the same content is in flight")
+
+    def _hash_temps(self, job: ClaimedJob, temps: list[Path]) -> None:
+        """Journal the sha256 of every temporary output before any is published: what the
+        ledger will say the outputs hold (duplicate reuse checks it). A set the journal of an
+        older version named, or one whose temporaries cannot all be read, stays unhashed and is
+        never reused (``publish_set`` says what is wrong with it)."""
+        if len(job.record.output_sha256s) == len(temps) or job.record.final_outputs:
+            return
+        hashes = [h for h in map(sha256_of_regular_file, temps) if h is not None]
+        if len(hashes) == len(temps):
+            job.save(job.record.advance(JobState.DOWNLOADED, output_sha256s=tuple(hashes)))
+
+    def _output_sha256s(self, job: ClaimedJob) -> list[str] | None:
+        """The published outputs' hashes, ordered as the ledger lists them; None if unknown."""
+        hashes = list(job.record.output_sha256s)
+        if not hashes or len(hashes) != len(job.record.final_outputs):
+            return None
+        return self._by_variant_name(hashes)
 
     def _restart_remote(self, job: ClaimedJob) -> None:
         discard_temps(self._out_dir(job), job.job_id)
@@ -344,7 +393,8 @@ class JobRunner:
     def _input_name(self, job: ClaimedJob) -> str:
         return Path(job.record.original_relpath).name
 
-    def _by_variant_name(self, outputs: list[Path]) -> list[Path]:
-        """Outputs ordered by variant name: how duplicates are matched to variants later."""
+    def _by_variant_name(self, outputs: Sequence[T]) -> list[T]:
+        """Outputs (or their hashes) ordered by variant name: how duplicates are matched to
+        variants later."""
         pairs = zip(self.folder.variants, outputs, strict=False)
         return [p for _, p in sorted(pairs, key=lambda vp: vp[0].name)]

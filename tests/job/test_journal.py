@@ -30,6 +30,7 @@ def full_record() -> JobRecord:
         updated_at="2025-01-01T00:00:01+00:00", sha256="f" * 64,
         remote_input="bgcut-watchd/aaa/input.jpg", remote_outputs=("r/full.png", "r/thumb.webp"),
         temp_outputs=(f"/out/{ODD_NAME}.part", "/out/.bgcut-x-1.part"),
+        output_sha256s=("1" * 64, "2" * 64),
         final_outputs=(), last_error="HTTP 503\nretry", last_stage="download",
     )
 
@@ -91,11 +92,17 @@ def test_quarantine_is_reachable_from_any_unfinished_state() -> None:
         assert quarantined.state is JobState.QUARANTINED
 
 
+def test_a_journal_written_before_output_hashes_reads_without_them() -> None:
+    data = json.loads(json.dumps(full_record().to_json()))
+    del data["output_sha256s"]
+    assert JobRecord.from_json(data).output_sha256s == ()
+
+
 def test_restart_remote_clears_remote_work_and_goes_back_to_claimed() -> None:
     restarted = full_record().restart_remote(attempts=3, last_error="404")
     assert restarted.state is JobState.CLAIMED
-    assert (restarted.remote_input, restarted.remote_outputs, restarted.temp_outputs) == (
-        None, (), ())
+    assert (restarted.remote_input, restarted.remote_outputs, restarted.temp_outputs,
+            restarted.output_sha256s) == (None, (), (), ())
     assert (restarted.attempts, restarted.last_error, restarted.sha256) == (3, "404", "f" * 64)
 
 
