@@ -111,7 +111,7 @@ class ServerSideWriter:
 def test_a_file_written_server_side_in_chunks_is_taken_whole(
         share: Share, tmp_path: Path, emulator: FakeApiServer) -> None:
     """Default sshfs caches, default network_settle_s: the attribute cache answered the old
-    size for ~16 s, so a 2 s quiet period took the file mid-write (invalid_image)."""
+    size for up to 21 s, so a 2 s quiet period took the file mid-write (invalid_image)."""
     stability_s = 2.0
     config = _config(share, tmp_path, emulator, stability_s=stability_s)
     data = _image("photo")
