@@ -7,6 +7,8 @@ class of the exception, never from its message. The tree says who is to blame::
     ├── ConfigError                    the configuration file is invalid (exit 78)
     ├── InputError                     the input is to blame: quarantine at once
     │   ├── LocalInputError            rejected by the local check, no API call made
+    │   │   └── UnsettledInputError    truncated or empty on a network folder: its writer may
+    │   │                              not be done (caches hid it): retried once, after settling
     │   └── ApiInputError              400 / 413 from the API
     ├── ApiError                       anything the remote API answered or failed to answer
     │   ├── TransientError             retry the job with backoff
@@ -54,6 +56,16 @@ class InputError(BgcutError):
 
 class LocalInputError(InputError):
     """Rejected by the local check before any API call (not an image, too big, a FIFO...)."""
+
+
+class UnsettledInputError(LocalInputError):
+    """The local check found a network folder's input truncated or empty, but the client's
+    caches can hide another machine's writes: retry after ``retry_after_s`` (one more settling
+    period) rather than quarantine. ``reason`` is the check's, for when it counts after all."""
+
+    def __init__(self, detail: str, reason: str, retry_after_s: float) -> None:
+        super().__init__(detail, reason)
+        self.retry_after_s = retry_after_s
 
 
 class ApiError(BgcutError):

@@ -219,6 +219,7 @@ def _parse_folder(
     recursive = table.boolean("recursive", d.recursive)
     watch = table.choice("watch", d.watch, ("auto", "inotify", "polling"))
     poll_interval_s = table.number("poll_interval_s", d.poll_interval_s)
+    network_settle_s = table.number("network_settle_s", d.network_settle_s, exclusive=False)
     output_name = table.string("output_name", d.output_name, check_output_name)
     on_conflict = table.choice("on_conflict", d.on_conflict, ("rename", "overwrite"))
     ignore = table.strings("ignore", check_glob)
@@ -232,7 +233,8 @@ def _parse_folder(
     folder = FolderConfig(
         name=name, inbox=inbox, outbox=outbox, quarantine=quarantine, variants=chosen,
         archive=archive, on_success=on_success, recursive=recursive, watch=watch,
-        poll_interval_s=poll_interval_s, output_name=output_name, on_conflict=on_conflict,
+        poll_interval_s=poll_interval_s, network_settle_s=network_settle_s,
+        output_name=output_name, on_conflict=on_conflict,
         ignore=tuple(item for _, item in ignore or ()), reprocess_duplicates=reprocess_duplicates,
         remove_empty_subfolders=remove_empty, archive_retention_days=archive_days,
         quarantine_retention_days=quarantine_days,

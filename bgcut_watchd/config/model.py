@@ -86,6 +86,7 @@ class FolderConfig:
     recursive: bool = True
     watch: str = "auto"
     poll_interval_s: float = 5.0
+    network_settle_s: float = 30.0  # extra quiet on network filesystems (their caches lag)
     output_name: str = "{stem}.{variant}.{ext}"
     on_conflict: str = "rename"
     ignore: tuple[str, ...] = ()

@@ -10,7 +10,9 @@ PAUSE_AUTH/CREDITS  the key or the account: pause ALL API work (``retry.auth_pau
                     ``credits_pause_s``), quarantine nothing, hand the job back
 PAUSE_FOLDER        the folder's disk: pause that folder (``retry.disk_pause_s``), keep the input
 RETRY               the network or the service, for this file: back off and retry; after
-                    ``max_attempts`` consecutive failures, quarantine (``retries_exhausted``)
+                    ``max_attempts`` consecutive failures, quarantine (``retries_exhausted``).
+                    Also a network folder's input that looked unfinished: checked again after
+                    one more settling period (``UnsettledInputError``, the job asks only once)
 UNEXPECTED          not one of ours (a bug): retried like RETRY with its traceback logged, so it
                     ends in quarantine (``internal_error``) instead of looping forever
 ==================  ==========================================================================
@@ -40,6 +42,7 @@ from bgcut_watchd.errors import (
     PauseError,
     RateLimitedError,
     TransientError,
+    UnsettledInputError,
 )
 from bgcut_watchd.fsops import show_path
 from bgcut_watchd.job.steps import STAGE_OF
@@ -67,7 +70,10 @@ def classify(exc: BaseException) -> Decision:
 
     ``ApiInputError`` is both an ``ApiError`` and an ``InputError``: the input is to blame, so
     it quarantines. A bare ``PauseError`` (neither 401 nor 402) pauses like an auth failure.
+    ``UnsettledInputError`` is an ``InputError`` whose blame is not settled yet: retried.
     """
+    if isinstance(exc, UnsettledInputError):
+        return Decision.RETRY
     if isinstance(exc, InputError):
         return Decision.QUARANTINE
     if isinstance(exc, CreditsError):
@@ -153,7 +159,8 @@ class FailurePolicy:
             log.error("job %s: unexpected failure", job.job_id, exc_info=exc)
         if not should_retry(self.retry, attempts):
             return self._quarantine(runner, ticket, job, exc)
-        retry_after = exc.retry_after_s if isinstance(exc, RateLimitedError) else None
+        retry_after = (exc.retry_after_s
+                       if isinstance(exc, RateLimitedError | UnsettledInputError) else None)
         with self._rng_lock:
             delay_s = next_delay_s(self.retry, attempts, self._rng, retry_after)
         log.warning("job %s [%s] %s: attempt %d failed at %s, retrying in %.1fs: %s",

@@ -27,10 +27,15 @@ from dataclasses import dataclass
 from pathlib import Path, PurePath
 
 from bgcut_watchd.config.model import FolderConfig
-from bgcut_watchd.intake.fstype import MOUNTINFO_PATH, choose_watch_mode
+from bgcut_watchd.intake.fstype import MOUNTINFO_PATH, choose_watch_mode, is_network_folder
 from bgcut_watchd.intake.ignore import IgnoreRules
 from bgcut_watchd.intake.scan import is_candidate, scan_folder
-from bgcut_watchd.intake.stability import Observation, StabilityTracker
+from bgcut_watchd.intake.stability import (
+    Observation,
+    StabilityTracker,
+    quiet_period_s,
+    revalidated_stat,
+)
 from bgcut_watchd.intake.watcher import FolderWatcher, ObserverFactory, default_observer_factory
 
 logger = logging.getLogger("bgcut_watchd.intake")
@@ -43,6 +48,7 @@ class _Folder:
     config: FolderConfig
     rules: IgnoreRules
     tracker: StabilityTracker
+    on_network: bool  # a longer quiet period; settled files re-read through an open
 
 
 class IntakeCoordinator:
@@ -66,10 +72,12 @@ class IntakeCoordinator:
         service loop can wake up and schedule its settling deadline."""
         self.clock = clock
         self._on_new = on_new
-        self._folders = {
-            f.name: _Folder(f, IgnoreRules(f.ignore), StabilityTracker(stability_s, clock))
-            for f in folders
-        }
+        self._folders: dict[str, _Folder] = {}
+        for f in folders:  # network_settle_s = 0 treats a share like a local disk
+            on_network = f.network_settle_s > 0 and is_network_folder(f.inbox, mountinfo_path)
+            quiet_s = quiet_period_s(stability_s, f.network_settle_s, on_network)
+            self._folders[f.name] = _Folder(f, IgnoreRules(f.ignore),
+                                            StabilityTracker(quiet_s, clock), on_network)
         self._observer_factory = observer_factory
         self._mountinfo_path = mountinfo_path
         self._watchers: dict[str, FolderWatcher] = {}
@@ -92,7 +100,9 @@ class IntakeCoordinator:
             self._watchers[name] = watcher
             try:
                 watcher.start()
-                logger.info("folder %s: watching %s (%s)", name, config.inbox, watcher.mode)
+                logger.info("folder %s: watching %s (%s%s)", name, config.inbox, watcher.mode,
+                            f", network: {folder.tracker.stability_s:g} s to settle"
+                            if folder.on_network else "")
             except OSError as exc:
                 logger.warning("folder %s: cannot watch %s yet: %s", name, config.inbox, exc)
 
@@ -193,10 +203,10 @@ class IntakeCoordinator:
     ]:
         """Settled candidates ``(folder_name, path)`` to claim, oldest first, now in flight.
 
-        Each is lstat-ed once more: a path that changed since its last event (polling misses
-        writes between polls) goes back to waiting, a vanished one is dropped. Scans the
-        folders queued by ``notice_dir`` first. ``max_items`` bounds the batch; the rest stays
-        due. Raises nothing.
+        Each is lstat-ed once more (through an open on a network folder: ``revalidated_stat``):
+        a path that changed since its last event (polling misses writes between polls) goes
+        back to waiting, a vanished one is dropped. Scans the folders queued by ``notice_dir``
+        first. ``max_items`` bounds the batch; the rest stays due. Raises nothing.
         """
         self._scan_pending_dirs()
         when = self.clock() if now is None else now
@@ -272,7 +282,7 @@ class IntakeCoordinator:
     def _confirm(self, folder: _Folder, seen: Observation) -> bool:
         """True (and in flight) if ``seen.path`` still looks exactly as when it settled."""
         try:
-            st = os.lstat(seen.path)
+            st = revalidated_stat(seen.path) if folder.on_network else os.lstat(seen.path)
         except OSError:
             return False  # gone or unreadable: a later event or rescan brings it back
         key = str(seen.path)

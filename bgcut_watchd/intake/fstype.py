@@ -61,6 +61,13 @@ def is_polling_fstype(fstype: str) -> bool:
     return any(fnmatch.fnmatchcase(fstype, pattern) for pattern in POLLING_FSTYPES)
 
 
+def is_network_folder(path: Path, mountinfo_path: Path = MOUNTINFO_PATH) -> bool:
+    """True when ``path`` is on a network, FUSE or cluster filesystem (the ones ``auto`` polls):
+    other machines write there, and the client's caches may show their files late. Raises
+    nothing."""
+    return is_polling_fstype(filesystem_type(path, mountinfo_path))
+
+
 def choose_watch_mode(
     path: Path, configured: str, mountinfo_path: Path = MOUNTINFO_PATH
 ) -> WatchMode:

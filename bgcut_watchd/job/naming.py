@@ -31,6 +31,9 @@ MAX_NAME_RACES = 100
 INPUT_STEM = "input"
 PART_SUFFIX = ".part"      # a whole, fsynced download, waiting to be published
 DOWNLOADING_SUFFIX = ".dl"  # a download in progress
+# What a network client leaves for a file unlinked while still open, until its last close:
+# FUSE's high-level library renames it ``.fuse_hidden<hex>``, the NFS client ``.nfs<hex>``.
+UNLINK_PLACEHOLDER_PREFIXES = (".fuse_hidden", ".nfs")
 _ASCII_EXT = re.compile(r"\.[A-Za-z0-9]{1,16}")
 
 NamesForStem = Callable[[str], list[str]]
@@ -187,3 +190,8 @@ def remote_output_paths(upload_prefix: str, job_id: str,
     """The remote ``output_file_path`` of each variant, in variant order."""
     prefix = f"{remote_upload_path(upload_prefix, job_id)}/out"
     return [f"{prefix}/{i}-{v.name}.{v.ext}" for i, v in enumerate(variants)]
+
+
+def is_unlink_placeholder(name: str) -> bool:
+    """True for a network client's placeholder of a file unlinked while open."""
+    return name.startswith(UNLINK_PLACEHOLDER_PREFIXES)

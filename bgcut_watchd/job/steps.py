@@ -35,6 +35,7 @@ from bgcut_watchd.errors import (
     BgcutError,
     InputError,
     LocalDiskError,
+    LocalInputError,
     RemoteFileMissingError,
 )
 from bgcut_watchd.fsops import (
@@ -66,6 +67,7 @@ from bgcut_watchd.job.naming import (
 )
 from bgcut_watchd.job.publish import discard_temps, publish_set
 from bgcut_watchd.job.quarantine import QuarantineRecord, quarantine
+from bgcut_watchd.job.unsettled import check_again_later, second_look_s
 from bgcut_watchd.job.validate import PixelBudget, validate_input
 from bgcut_watchd.job.workarea import ClaimedJob
 from bgcut_watchd.ledger import Ledger
@@ -110,6 +112,11 @@ class JobRunner:
         """The folder's variant set as the ledger keys it (hashed once, read per job)."""
         return variant_key(self.folder.variants)
 
+    @cached_property
+    def second_look_s(self) -> float | None:
+        """On a network folder, how soon an unfinished-looking input is checked again."""
+        return second_look_s(self.folder, self.limits.stability_s)
+
     def run(self, job: ClaimedJob) -> list[Path]:
         """Advance ``job`` to disposal; return its published outputs.
 
@@ -145,9 +152,13 @@ class JobRunner:
 
     def _upload(self, job: ClaimedJob) -> None:
         self._wait_while_in_flight(job, job.record.sha256)  # before decoding the input again
-        checked = validate_input(job.input_path, max_bytes=self.limits.max_input_bytes,
-                                 max_pixels=self.limits.max_input_pixels,
-                                 budget=self.decode_budget)
+        try:
+            checked = validate_input(job.input_path, max_bytes=self.limits.max_input_bytes,
+                                     max_pixels=self.limits.max_input_pixels,
+                                     budget=self.decode_budget)
+        except LocalInputError as exc:
+            check_again_later(job, exc, self.second_look_s)  # a share's writer may not be done
+            raise
         job.save(job.record.advance(JobState.CLAIMED, sha256=checked.sha256))
         self.ledger.update(job.job_id, sha256=checked.sha256, stage="upload")
         if self._reuse_duplicate(job, checked.sha256):

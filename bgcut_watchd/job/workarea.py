@@ -10,6 +10,13 @@ someone else took it), journal ``claimed``. The flock is taken right after the m
 the first journal write, so another daemon's recovery never sees our half-made dir unlocked
 and removes it under us; after a crash the states on disk are the same either way.
 
+Removal order: every other file first, then the flock is released (its fd closed), and only
+then is the lock file unlinked and the directory removed. On NFS and FUSE (sshfs, SMB through
+FUSE...) a file unlinked while still open survives as a placeholder (``.nfs*``,
+``.fuse_hidden*``) until its last close, and the directory cannot be removed meanwhile: job
+dirs piled up forever on network shares. Stale placeholders in a leftover job dir (a client
+that died before closing) are unlinked by recovery like any other leftover file.
+
 Over 300 lines on purpose: claiming and recovery share the locking protocol above, and
 its correctness depends on reading both sides of it together.
 """
@@ -28,7 +35,7 @@ from pathlib import Path
 from bgcut_watchd.clock import WallClock, iso_utc, utc_now
 from bgcut_watchd.fsops import copy_file_durably, fsync_dir
 from bgcut_watchd.job.journal import TERMINAL_STATES, JobRecord, JobState, Journal
-from bgcut_watchd.job.naming import INPUT_STEM, input_name_for
+from bgcut_watchd.job.naming import INPUT_STEM, input_name_for, is_unlink_placeholder
 from bgcut_watchd.job.publish import discard_temps
 
 log = logging.getLogger(__name__)
@@ -69,19 +76,19 @@ class ClaimedJob:
             self._lock_fd = None
 
     def finish(self) -> None:
-        """Remove the job dir after disposal or quarantine, then release the lock.
+        """Remove the job dir after disposal or quarantine, releasing the lock on the way.
 
-        Unlinks the journal and any leftover files, the lock file last, removes the directory
-        and fsyncs the work area. Raises ValueError, removing nothing, when the record is not
-        disposed/quarantined or the input is still in the directory (an input is never
-        deleted here); OSError when the removal fails.
+        Unlinks the journal and any leftover files, releases the lock, unlinks the lock file,
+        removes the directory and fsyncs the work area (see "Removal order" above). Raises
+        ValueError, removing nothing, when the record is not disposed/quarantined or the input
+        is still in the directory (an input is never deleted here); OSError when the removal
+        fails (the lock is released all the same).
         """
         if self.record.state not in TERMINAL_STATES:
             raise ValueError(f"job {self.job_id} is {self.record.state}, not finished")
         if _find_input(self.job_dir) is not None:
             raise ValueError(f"job {self.job_id}: the input is still in {self.job_dir}")
-        _remove_job_dir(self.job_dir)
-        self.release()
+        _remove_job_dir(self.job_dir, self.release)
 
 
 def _find_input(job_dir: Path) -> Path | None:
@@ -93,21 +100,49 @@ def _find_input(job_dir: Path) -> Path | None:
     return None
 
 
-def _remove_job_dir(job_dir: Path) -> None:
-    """Unlink every file of ``job_dir`` (lock last), rmdir it, fsync the work area."""
-    with os.scandir(job_dir) as entries:
-        names = sorted((e.name for e in entries), key=lambda name: name == LOCK_NAME)
-    for name in names:
-        (job_dir / name).unlink(missing_ok=True)
+def _remove_job_dir(job_dir: Path, release: Callable[[], None] = lambda: None) -> None:
+    """Unlink every file of ``job_dir`` but the lock, ``release`` the lock (always, even when
+    an unlink fails), unlink the lock file, rmdir, fsync the work area. Raises OSError."""
+    try:
+        with os.scandir(job_dir) as entries:
+            names = [e.name for e in entries if e.name != LOCK_NAME]
+        for name in names:
+            _unlink_leftover(job_dir / name)
+    finally:
+        release()  # before the unlink: an open file unlinked on NFS/FUSE leaves a placeholder
+    (job_dir / LOCK_NAME).unlink(missing_ok=True)
     try:
         job_dir.rmdir()
     except OSError as exc:
-        # Another daemon's recovery may have created a fresh lock file in between; the
-        # next recovery removes the leftover. A missing dir is what we wanted anyway.
+        # Another daemon's recovery may have created a fresh lock file in between, or a
+        # placeholder may still be open elsewhere; the next recovery removes the leftover.
+        # A missing dir is what we wanted anyway.
         if exc.errno not in (errno.ENOENT, errno.ENOTEMPTY):
             raise
         log.warning("workarea: could not remove %s yet: %s", job_dir, exc.strerror)
     fsync_dir(job_dir.parent)
+
+
+def _unlink_leftover(path: Path) -> None:
+    """Unlink one file of a finished job dir. A placeholder still open elsewhere (NFS answers
+    EBUSY) stays until its last close; the rmdir after it then fails and is retried later."""
+    try:
+        path.unlink(missing_ok=True)
+    except OSError:
+        if not is_unlink_placeholder(path.name):
+            raise
+        log.info("workarea: %s is still open elsewhere; left for a later recovery", path)
+
+
+def _closer(fd: int) -> Callable[[], None]:
+    """A release for a bare lock fd that closes it on its first call only."""
+    pending = [fd]
+
+    def close() -> None:
+        while pending:
+            os.close(pending.pop())
+
+    return close
 
 
 def _try_lock(job_dir: Path) -> int | None:
@@ -183,11 +218,12 @@ class WorkArea:
             record = journal.write(JobRecord.start(job_dir.name, folder_name, relpath, self._now()))
             path.rename(job_dir / input_name_for(relpath))
         except BaseException as exc:
+            release = _closer(lock_fd)
             try:
                 if _find_input(job_dir) is None:
-                    _remove_job_dir(job_dir)
+                    _remove_job_dir(job_dir, release)
             finally:
-                os.close(lock_fd)
+                release()
             if isinstance(exc, OSError) and exc.errno in _GONE:
                 return None
             raise
@@ -223,10 +259,8 @@ class WorkArea:
         try:
             return self._copy_in(folder_name, source, relpath, job_dir, lock_fd)
         except BaseException:
-            try:
-                _remove_job_dir(job_dir)  # only our copy is lost: the source never moved
-            finally:
-                os.close(lock_fd)
+            # Only our copy is lost: the source never moved. The lock is released either way.
+            _remove_job_dir(job_dir, _closer(lock_fd))
             raise
 
     def _copy_in(
@@ -294,8 +328,7 @@ class WorkArea:
         state = job.record.state
         has_input = _find_input(job.job_dir) is not None
         if state is JobState.CLAIMING and not has_input:
-            _remove_job_dir(job.job_dir)
-            job.release()
+            _remove_job_dir(job.job_dir, job.release)
             return None
         if state is JobState.CLAIMING:
             job.save(job.record.advance(JobState.CLAIMED))
@@ -320,8 +353,7 @@ class WorkArea:
         found = _find_input(job_dir)
         if found is None:
             log.warning("workarea: removing %s: no input, journal unreadable (%s)", job_dir, exc)
-            _remove_job_dir(job_dir)
-            os.close(lock_fd)
+            _remove_job_dir(job_dir, _closer(lock_fd))
             return None
         log.warning("workarea: journal of %s unreadable (%s); resuming its input as a new job",
                     job_dir.name, exc)

@@ -147,6 +147,28 @@ def test_a_429_waits_at_least_its_retry_after(parts: Parts) -> None:
     assert outcome.kind is OutcomeKind.RETRY and outcome.delay_s >= 30.0
 
 
+def test_an_unsettled_input_is_checked_again_after_one_more_settling_period(
+        parts: Parts) -> None:
+    policy, api_pause, folder_pauses, _ = parts
+    runner = FakeRunner()
+    exc = errors.UnsettledInputError("a JPEG signature, but it does not decode fully",
+                                     "invalid_image", retry_after_s=32.0)
+    outcome = policy.outcome(runner, TICKET, job(attempts=0), exc, (2, 0))
+    assert outcome.kind is OutcomeKind.RETRY and 32.0 <= outcome.delay_s <= RETRY.max_delay_s
+    assert runner.quarantined == [] and [a for a, _ in runner.failures] == [1]
+    assert not api_pause.state().paused and folder_pauses.snapshot() == {}
+
+
+def test_an_unsettled_input_without_retries_left_quarantines_with_its_reason() -> None:
+    policy = FailurePolicy(RetryConfig(max_attempts=1), ProbedPause(), FolderPauses(),
+                           FakeHeld(), rng=random.Random(3))
+    runner = FakeRunner()
+    exc = errors.UnsettledInputError("truncated", "invalid_image", retry_after_s=32.0)
+    outcome = policy.outcome(runner, TICKET, job(attempts=0), exc, (2, 0))
+    assert outcome.kind is OutcomeKind.QUARANTINED and runner.quarantined == [exc]
+    assert exc.reason == "invalid_image"  # what the error file will say, not retries_exhausted
+
+
 def test_after_max_attempts_without_progress_it_quarantines(parts: Parts) -> None:
     policy, _, _, _ = parts
     runner, exc = FakeRunner(), errors.ServiceError("process", "HTTP 500")
@@ -207,6 +229,7 @@ EXPECTED = {
     "ConfigError": Decision.UNEXPECTED,
     "InputError": Decision.QUARANTINE,
     "LocalInputError": Decision.QUARANTINE,
+    "UnsettledInputError": Decision.RETRY,  # a network folder's file may still be arriving
     "ApiError": Decision.UNEXPECTED,
     "ApiInputError": Decision.QUARANTINE,
     "TransientError": Decision.RETRY,

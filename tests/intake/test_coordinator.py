@@ -305,3 +305,47 @@ def test_a_new_or_changed_file_wakes_the_service_loop_once(tmp_path: Path) -> No
     path.write_bytes(b"one more")
     coordinator.notice("studio", path)
     assert len(wakeups) == 2
+
+
+# --- network folders: the client's caches may hide writes (finding 15) -----------------------
+
+
+def _mountinfo_with(tmp_path: Path, mount_point: Path, fstype: str) -> Path:
+    """A mountinfo where ``mount_point`` is a mount of ``fstype`` over an ext4 root."""
+    path = tmp_path / "mountinfo"
+    path.write_bytes(b"22 1 8:1 / / rw - ext4 /dev/sda1 rw\n"
+                     + f"40 22 0:50 / {mount_point} rw - {fstype} h:/x rw\n".encode())
+    return path
+
+
+def test_a_network_folder_waits_stability_plus_network_settle(tmp_path: Path) -> None:
+    clock = FakeClock()
+    folder = _folder(tmp_path, network_settle_s=30.0)
+    mountinfo = _mountinfo_with(tmp_path, folder.inbox, "fuse.sshfs")
+    path = folder.inbox / "a.jpg"
+    path.write_bytes(b"one")
+    coordinator = IntakeCoordinator([folder], 2.0, clock, mountinfo_path=mountinfo)
+    coordinator.notice("studio", path)
+    assert coordinator.next_deadline() == 32.0
+    assert coordinator.poll_due(31.9) == []
+    assert coordinator.poll_due(32.0) == [("studio", path)]
+
+
+def test_a_local_folder_waits_stability_alone(tmp_path: Path) -> None:
+    folder = _folder(tmp_path, network_settle_s=30.0)
+    mountinfo = _mountinfo_with(tmp_path, tmp_path / "elsewhere", "nfs4")
+    path = folder.inbox / "a.jpg"
+    path.write_bytes(b"one")
+    coordinator = IntakeCoordinator([folder], 2.0, FakeClock(), mountinfo_path=mountinfo)
+    coordinator.notice("studio", path)
+    assert coordinator.next_deadline() == 2.0
+
+
+def test_network_settle_zero_treats_a_share_like_a_local_folder(tmp_path: Path) -> None:
+    folder = _folder(tmp_path, network_settle_s=0.0)
+    mountinfo = _mountinfo_with(tmp_path, folder.inbox, "nfs4")
+    path = folder.inbox / "a.jpg"
+    path.write_bytes(b"one")
+    coordinator = IntakeCoordinator([folder], 2.0, FakeClock(), mountinfo_path=mountinfo)
+    coordinator.notice("studio", path)
+    assert coordinator.next_deadline() == 2.0

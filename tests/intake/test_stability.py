@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import stat
 import tracemalloc
 from pathlib import Path
 
 import pytest
 
-from bgcut_watchd.intake.stability import StabilityTracker
+from bgcut_watchd.intake.stability import StabilityTracker, quiet_period_s, revalidated_stat
 
 A = Path("/in/a.jpg")
 B = Path("/in/b.jpg")
@@ -107,3 +109,24 @@ def test_memory_stays_bounded_for_a_path_changing_many_times(clock: FakeClock) -
     # Without compaction the heap would hold 50,000 stale items (several MB).
     assert after - before < 50_000
     assert tracker.due(clock.now + 2.0) == [A]
+
+
+def test_quiet_period_adds_network_settle_on_network_folders_only() -> None:
+    assert quiet_period_s(2.0, 30.0, on_network=True) == 32.0
+    assert quiet_period_s(2.0, 30.0, on_network=False) == 2.0
+
+
+def test_revalidated_stat_reads_a_regular_file_through_an_open(tmp_path: Path) -> None:
+    path = tmp_path / "a.jpg"
+    path.write_bytes(b"x" * 10)
+    seen = revalidated_stat(path)
+    assert (seen.st_size, seen.st_ino) == (10, os.lstat(path).st_ino)
+
+
+def test_revalidated_stat_never_opens_a_fifo_or_follows_a_symlink(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "pipe.jpg")  # opening it for reading without O_NONBLOCK would hang
+    (tmp_path / "link.jpg").symlink_to(tmp_path / "pipe.jpg")
+    assert stat.S_ISFIFO(revalidated_stat(tmp_path / "pipe.jpg").st_mode)
+    assert stat.S_ISLNK(revalidated_stat(tmp_path / "link.jpg").st_mode)
+    with pytest.raises(FileNotFoundError):
+        revalidated_stat(tmp_path / "gone.jpg")

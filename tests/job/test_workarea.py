@@ -316,3 +316,62 @@ def test_pending_count_and_recover_on_a_fresh_inbox(inbox: Path) -> None:
     assert area.pending_count() == 3
     for job in jobs:
         job.release()
+
+
+def _open_paths() -> set[str]:
+    """Every file this process holds open, by path (``/proc/self/fd``)."""
+    paths = set()
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            paths.add(os.readlink(f"/proc/self/fd/{fd}"))
+        except OSError:  # the fd of the listing itself, closed meanwhile
+            continue
+    return paths
+
+
+@pytest.fixture
+def unlinked_while_open(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Paths unlinked while this process still held them open. On NFS and FUSE such a file
+    survives as a ``.nfs*`` / ``.fuse_hidden*`` placeholder, and its directory cannot be
+    removed (finding 16)."""
+    found: list[str] = []
+    real_unlink = Path.unlink
+
+    def unlink(self: Path, missing_ok: bool = False) -> None:
+        if str(self) in _open_paths():
+            found.append(self.name)
+        real_unlink(self, missing_ok=missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", unlink)
+    return found
+
+
+def test_finish_releases_the_lock_before_unlinking_it(
+        inbox: Path, tmp_path: Path, unlinked_while_open: list[str]) -> None:
+    job = claim(WorkArea(inbox), drop(inbox, "a.png"))
+    job.input_path.rename(tmp_path / "archived.png")
+    job.save(job.record.advance(JobState.DISPOSED))
+    job.finish()
+    assert not job.job_dir.exists()
+    assert unlinked_while_open == []
+
+
+def test_recovery_releases_the_lock_before_unlinking_it(
+        inbox: Path, unlinked_while_open: list[str]) -> None:
+    leftover = inbox / ".bgcut-work" / "leftover"
+    leftover.mkdir(parents=True)  # no journal, no input: what a crashed claim leaves
+    job = released_job(inbox)
+    job.input_path.unlink()
+    rewrite(job, job.record.advance(JobState.QUARANTINED))
+    assert WorkArea(inbox).recover(FOLDER) == []
+    assert not leftover.exists() and not job.job_dir.exists()
+    assert unlinked_while_open == []
+
+
+@pytest.mark.parametrize("placeholder", [".fuse_hidden0000000400000001", ".nfs000000000012345"])
+def test_recovery_removes_a_stale_placeholder(inbox: Path, placeholder: str) -> None:
+    leftover = inbox / ".bgcut-work" / "leftover"
+    leftover.mkdir(parents=True)
+    (leftover / placeholder).write_bytes(b"")  # its client died before it could remove it
+    assert WorkArea(inbox).recover(FOLDER) == []
+    assert not leftover.exists()
