@@ -109,7 +109,7 @@ def test_the_same_content_under_other_variants_is_processed(
 def _folders(root: Path) -> tuple[Path, Path, Path]:
     """The studio's inbox (made), outbox and archive; and ``root/staging`` (made)."""
     inbox, outbox, archive = (root / "studio" / n for n in ("inbox", "outbox", "archive"))
-    inbox.mkdir(parents=True)
+    inbox.mkdir(parents=True, exist_ok=True)
     (root / "staging").mkdir()
     return inbox, outbox, archive
 
