@@ -144,6 +144,16 @@ class PublishedOutput:
 
 
 @dataclass(frozen=True)
+class JobEnd:
+    """How one job ended, as the ledger recorded it."""
+
+    outcome: str
+    outputs: tuple[str, ...]
+    reason: str | None
+    last_error: str | None
+
+
+@dataclass(frozen=True)
 class ErrorEntry:
     """One job's last error, for ``status``."""
 
@@ -265,11 +275,14 @@ class Ledger:
 
     def finish_quarantined(
         self, job_id: str, stage: str, reason: str, detail: str, http_status: int | None,
+        where: Path | None = None,
     ) -> bool:
-        """Mark the job quarantined at ``stage`` for ``reason``. Raises sqlite3.Error."""
+        """Mark the job quarantined at ``stage`` for ``reason``; ``where`` (recorded as its one
+        output) is the quarantined input, or a detached job's error file. Raises sqlite3.Error.
+        """
         return self.update(
             job_id, outcome="quarantined", stage=stage, reason=reason, last_error=detail,
-            http_status=http_status,
+            http_status=http_status, outputs=[] if where is None else [where],
         )
 
     def earlier_outputs(self, sha256: str, variant_key: str) -> list[list[PublishedOutput]]:
@@ -285,6 +298,16 @@ class Ledger:
         )
         found = [_published(outputs_json, hashes_json) for outputs_json, hashes_json in rows]
         return [outputs for outputs in found if outputs]
+
+    def job_end(self, job_id: str) -> JobEnd | None:
+        """How job ``job_id`` ended (outcome, outputs, reason, error), or None when unknown.
+        Raises sqlite3.Error."""
+        rows = self._fetch("SELECT outcome, outputs, reason, last_error FROM jobs"
+                           " WHERE job_id = ?", (job_id,))
+        if not rows:
+            return None
+        outcome, outputs_json, reason, last_error = rows[0]
+        return JobEnd(outcome, tuple(json.loads(outputs_json or "[]")), reason, last_error)
 
     def folder_stats(self) -> dict[str, dict[str, int]]:
         """Per folder, how many jobs have each outcome (every outcome present, maybe 0).

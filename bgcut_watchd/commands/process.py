@@ -1,11 +1,19 @@
 """``bgcut-watchd process``: the daemon's pipeline run once over the files and folders given.
 
-SAFETY: a file inside the chosen folder's inbox is claimed by rename exactly like the daemon
-does, and ends in the archive (or is deleted, ``on_success``) or in the quarantine. A file
-anywhere else is NEVER moved or deleted: a copy is claimed into the inbox's work area (same
-journal and lock), its outputs go to the outbox (mirroring its subfolder below the folder
-given), and the copy, not the original, is archived or quarantined with its ``.error.json``.
-See ``commands.process_inputs`` for how each PATH finds its folder.
+SAFETY: a file inside the folder's inbox is claimed by rename exactly like the daemon does, and
+ends in the archive (or is deleted, ``on_success``) or in the quarantine. A file anywhere else
+(and, with ``--output DIR``, every file) is NEVER moved or deleted: a copy is claimed into the
+inbox's work area as a *detached* job (same journal and lock); its outputs go to the outbox (or
+DIR), mirroring its subfolder below the folder given; the copy is deleted when done and, on a
+failure, its ``.error.json`` goes beside where the outputs would have been. No copy ever enters
+a live folder's archive or quarantine. A copy whose outputs already exist with the recorded
+bytes is "up to date": nothing is paid again. See ``commands.process_inputs`` for how each PATH
+finds its folder (``--folder`` is required when several folders are configured).
+
+``--json`` prints ``{"ok", "stopped" (why it stopped early, or null), "results": [{"input",
+"outcome" (done, up_to_date, quarantined, failed, unfinished), "folder", "copied", "where" (the
+outputs, or the quarantined input or error file), "reason", "job_id"}], "failed": [{"path",
+"why"}], "ignored": [{"path", "why"}]}``.
 
 Inputs are claimed just in time (a few more than there are workers), so Ctrl-C (or SIGTERM)
 leaves the rest untouched: it stops like the daemon (running jobs get ``shutdown_timeout_s``; a
@@ -13,7 +21,8 @@ second signal stops waiting) and whatever was claimed and unfinished stays resum
 area (the daemon resumes it at its next start). A 401/402, or a folder paused for a disk error,
 stops the run the same way instead of waiting: a one-shot does not sit out ``auth_pause_s``.
 
-Exit 0 when every input ended done; 1 when any was quarantined, failed or left unfinished.
+Exit 0 when every input ended done (or up to date); 1 when any was quarantined, failed or left
+unfinished; 2 for a usage error (an unknown folder, or none named when several exist).
 
 Over 300 lines on purpose: the feeding loop, the signal handling and the summary are one
 command's story, read top to bottom; its input collection is already apart (``process_inputs``).
@@ -23,15 +32,16 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import logging
+import os
 import signal
 import sqlite3
 import sys
 import threading
 import time
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from signal import SIGINT, SIGTERM
 from types import FrameType
@@ -41,17 +51,19 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from bgcut_watchd.commands.common import load, print_warnings
-from bgcut_watchd.commands.process_inputs import Collected, Input, collect_inputs, describe_skipped
-from bgcut_watchd.config.model import Config
+from bgcut_watchd.commands.process_inputs import Input, collect_inputs
+from bgcut_watchd.commands.process_report import Result, document, job_ends, print_summary
+from bgcut_watchd.config.model import Config, variant_key
 from bgcut_watchd.config.secrets import load_api_key
 from bgcut_watchd.control.tickets import JobTicket, Outcome, OutcomeKind
 from bgcut_watchd.daemon.logsetup import add_redaction
 from bgcut_watchd.engine import Engine
 from bgcut_watchd.exitcodes import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
-from bgcut_watchd.fsops import show_path
-from bgcut_watchd.job.naming import relative_subfolder
+from bgcut_watchd.fsops import make_dirs, sha256_of_regular_file, show_path
+from bgcut_watchd.job.duplicates import intact_earlier_outputs
+from bgcut_watchd.job.naming import output_names, relative_subfolder, split_name
 from bgcut_watchd.job.workarea import WORK_DIR_NAME
-from bgcut_watchd.ledger import Ledger
+from bgcut_watchd.ledger import JobEnd
 
 log = logging.getLogger("bgcut_watchd.process")
 
@@ -59,16 +71,6 @@ WAIT_TICK_S = 0.2   # the feeding loop looks at pauses this often while it waits
 EXTRA_CLAIMS = 2    # inputs claimed ahead of the free workers
 _FINAL = {OutcomeKind.DONE: "done", OutcomeKind.QUARANTINED: "quarantined",
           OutcomeKind.SKIPPED: "failed"}
-
-
-@dataclass(frozen=True)
-class Result:
-    """How one input ended: ``done``, ``quarantined``, ``failed`` or ``unfinished``."""
-
-    item: Input
-    outcome: str
-    detail: str = ""
-    job_id: str | None = None
 
 
 class _Run:
@@ -92,11 +94,12 @@ class _Run:
                 self._add(Result(item, _FINAL[outcome.kind], detail, ticket.job_id))
         self.changed.set()
 
-    def finish(self, item: Input, outcome: str, detail: str, job_id: str | None = None) -> None:
+    def finish(self, item: Input, outcome: str, detail: str, job_id: str | None = None,
+               outputs: list[str] | None = None) -> None:
         with self.lock:
             if job_id is not None:
                 self.jobs.pop(job_id, None)
-            self._add(Result(item, outcome, detail, job_id))
+            self._add(Result(item, outcome, detail, job_id, tuple(outputs or ())))
 
     def outstanding(self) -> int:
         with self.lock:
@@ -116,15 +119,22 @@ def run(args: argparse.Namespace) -> int:
         add_redaction(handler, api_key)
     print_warnings(config)
     return process_paths(config, api_key, args.folder, list(args.paths),
-                         progress=not args.no_progress)
+                         progress=not args.no_progress and not args.json,
+                         output_dir=args.output, as_json=args.json)
 
 
 def process_paths(config: Config, api_key: str, folder_name: str | None, paths: list[Path],
-                  *, progress: bool) -> int:
-    """Run every input of ``paths`` to its end; print a summary; the exit code."""
+                  *, progress: bool, output_dir: Path | None = None,
+                  as_json: bool = False) -> int:
+    """Run every input of ``paths`` to its end; print a summary (or the JSON document); the
+    exit code."""
+    if output_dir is not None:
+        output_dir = output_dir.absolute()
     try:
-        collected = collect_inputs(config, folder_name, paths)
-    except ValueError as exc:
+        collected = collect_inputs(config, folder_name, paths, output_dir)
+        if output_dir is not None:
+            make_dirs(output_dir)
+    except (ValueError, OSError) as exc:
         print(f"process: {exc}", file=sys.stderr)
         return EXIT_USAGE
     show_bar = progress and sys.stderr.isatty()
@@ -133,10 +143,14 @@ def process_paths(config: Config, api_key: str, folder_name: str | None, paths: 
     run = _Run(bar)
     redirect = logging_redirect_tqdm() if show_bar else contextlib.nullcontext()
     with bar, redirect:
-        stopped, reasons = _run_engine(config, api_key, collected.inputs, run)
-    _print_summary(collected, run.results, reasons, stopped)
-    ok = all(r.outcome == "done" for r in run.results) and not collected.refused
-    return EXIT_OK if ok and stopped is None else EXIT_FAILURE
+        stopped, ends = _run_engine(config, api_key, collected.inputs, run)
+    ok = (all(r.outcome in ("done", "up_to_date") for r in run.results)
+          and not collected.refused and stopped is None)
+    if as_json:
+        print(json.dumps(document(collected, run.results, ends, stopped, ok), indent=2))
+    else:
+        print_summary(collected, run.results, ends, stopped)
+    return EXIT_OK if ok else EXIT_FAILURE
 
 
 class _Signals:
@@ -167,8 +181,8 @@ class _Signals:
 
 
 def _run_engine(config: Config, api_key: str, inputs: list[Input],
-                run: _Run) -> tuple[str | None, dict[str, str]]:
-    """Feed ``inputs`` to a fresh engine; (why it stopped early or None, reasons by job id)."""
+                run: _Run) -> tuple[str | None, dict[str, JobEnd]]:
+    """Feed ``inputs`` to a fresh engine; (why it stopped early or None, ends by job id)."""
     if not inputs:
         return None, {}
     engine = Engine(config, api_key, cancel=threading.Event(), on_ticket_done=run.ticket_done)
@@ -180,7 +194,7 @@ def _run_engine(config: Config, api_key: str, inputs: list[Input],
             stopped = _drive(engine, feed, run, signals, config.daemon.workers + EXTRA_CLAIMS)
             _stop(engine, config.daemon.shutdown_timeout_s, signals, stopped)
             _leave(run, feed)
-            return stopped, _reasons(engine.ledger, run.results)
+            return stopped, job_ends(engine.ledger, run.results)
         finally:
             engine.close()
 
@@ -208,10 +222,17 @@ def _drive(engine: Engine, feed: deque[Input], run: _Run, signals: _Signals,
 
 
 def _submit(engine: Engine, item: Input, run: _Run) -> None:
-    """Claim ``item`` (rename or copy) and queue its job; a failure is recorded, not raised."""
+    """Claim ``item`` (rename or copy) and queue its job; a failure is recorded, not raised.
+    A copy whose outputs are already where this run would put them, with the recorded bytes,
+    is up to date: nothing is claimed or paid (running ``process`` twice makes no -1 set)."""
+    done_before = _up_to_date(engine, item)
+    if done_before is not None:
+        run.finish(item, "up_to_date", "", outputs=done_before)
+        return
     try:
         job = engine.claim(item.folder.name, item.source,
-                           copy_as=item.relpath if item.copy else None)
+                           copy_as=item.relpath if item.copy else None,
+                           output_dir=item.output_dir)
     except (OSError, ValueError) as exc:
         run.finish(item, "failed", f"cannot claim it: {exc}")
         return
@@ -260,45 +281,31 @@ def _left_note(item: Input) -> str:
             "its next start")
 
 
-def _reasons(ledger: Ledger, results: list[Result]) -> dict[str, str]:
-    """``reason: detail`` of the quarantined jobs of this run, by job id."""
-    wanted = {r.job_id for r in results if r.outcome == "quarantined" and r.job_id}
-    if not wanted:
-        return {}
+def _up_to_date(engine: Engine, item: Input) -> list[str] | None:
+    """The outputs a copy would get, when they already exist with the bytes the ledger
+    recorded for this content and variant set; else None. Raises nothing."""
+    folder = item.folder
+    if not item.copy or folder.reprocess_duplicates:
+        return None
+    out_dir = _out_dir(item)
+    stem, _ = split_name(Path(item.relpath).name)
+    wanted = {os.fsdecode(out_dir / name) for name in
+              output_names(folder.output_name, stem, folder.variants, folder.name)}
+    if not all(os.path.lexists(path) for path in wanted):
+        return None  # the usual case, found without reading the input
+    sha256 = sha256_of_regular_file(item.source)
+    if sha256 is None:
+        return None
     try:
-        entries = ledger.recent_errors(len(results) + 100)
+        earlier = intact_earlier_outputs(engine.ledger, sha256, variant_key(folder.variants),
+                                         len(folder.variants))
     except sqlite3.Error:
-        return {}
-    return {e.job_id: f"{e.reason}: {e.last_error}" for e in entries if e.job_id in wanted}
+        return None
+    if earlier is None or {os.fsdecode(p) for p in earlier} != wanted:
+        return None
+    return sorted(wanted)
 
 
-def _print_summary(collected: Collected, results: list[Result], reasons: dict[str, str],
-                   stopped: str | None) -> None:
-    counts = Counter(r.outcome for r in results)
-    failed = counts["failed"] + len(collected.refused)
-    print(f"done: {counts['done']}, quarantined: {counts['quarantined']}, failed: {failed}, "
-          f"unfinished: {counts['unfinished']}, ignored: {len(collected.ignored)}")
-    outboxes = Counter(r.item.folder.outbox / relative_subfolder(r.item.folder.inbox,
-                                                                   r.item.relpath)
-                       for r in results if r.outcome == "done")
-    for out_dir, count in sorted(outboxes.items()):
-        print(f"outputs of {count} input(s) in {show_path(out_dir)}")
-    _section("quarantined (the reason is also in the .error.json beside each)", [
-        f"{show_path(r.item.source)} -> {show_path(r.item.folder.quarantine)}: "
-        f"{reasons.get(r.job_id or '', 'see the .error.json')}"
-        for r in results if r.outcome == "quarantined"])
-    failures = [f"{show_path(r.item.source)}: {r.detail}" for r in results
-                if r.outcome == "failed"]
-    _section("failed", failures + [describe_skipped(s) for s in collected.refused])
-    _section("unfinished" + (f" ({stopped})" if stopped else ""), [
-        f"{show_path(r.item.source)}: {r.detail}" for r in results if r.outcome == "unfinished"])
-    _section("ignored", [describe_skipped(s) for s in collected.ignored])
-    if any(r.item.copy for r in results):
-        print("files outside the inbox were copied in: the originals were not moved")
-
-
-def _section(title: str, lines: list[str]) -> None:
-    if lines:
-        print(f"{title}:")
-        for line in lines:
-            print(f"  {line}")
+def _out_dir(item: Input) -> Path:
+    root = item.output_dir or item.folder.outbox
+    return root / relative_subfolder(item.folder.inbox, item.relpath)

@@ -1,9 +1,10 @@
 """The inputs of ``process``: which folder each PATH uses, and how it is claimed.
 
-The folder: ``--folder NAME``, else the configured folder whose inbox holds the path, else the
-first folder. A file inside THAT folder's inbox is claimed by rename, like the daemon does; any
-other file is copied in (``WorkArea.claim_copy``) and the original is never moved or deleted.
-A copied file's place "in the inbox" (``relpath``: it picks the outbox, archive and quarantine
+The folder: ``--folder NAME``, required when several folders are configured (a silent first
+choice would put outputs in the wrong outbox), else the only one. A file inside that folder's
+inbox is claimed by rename, like the daemon does; any other file (and, with ``--output DIR``,
+every file) is copied in (``WorkArea.claim_copy``, a detached job) and the original is never
+moved or deleted. A copied file's place "in the inbox" (``relpath``: it picks the output
 subfolder) is its path below the folder argument it was found in, or its bare name.
 
 Folders given are walked with the folder's ignore rules (relative to the inbox for a folder inside
@@ -20,7 +21,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
 
-from bgcut_watchd.commands.common import absolute_path, folder_holding, inbox_relpath, select_folder
+from bgcut_watchd.commands.common import absolute_path, inbox_relpath, select_folder
 from bgcut_watchd.config.model import Config, FolderConfig
 from bgcut_watchd.fsops import show_path
 from bgcut_watchd.intake.ignore import IgnoreRules
@@ -36,6 +37,7 @@ class Input:
     folder: FolderConfig
     relpath: str
     copy: bool
+    output_dir: Path | None = None  # --output: where the outputs go instead of the outbox
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,7 @@ class Skipped:
 @dataclass
 class Collected:
     inputs: list[Input] = field(default_factory=list)
+    output_dir: Path | None = None
     ignored: list[Skipped] = field(default_factory=list)
     refused: list[Skipped] = field(default_factory=list)
     _seen: set[str] = field(default_factory=set)
@@ -60,18 +63,23 @@ class Collected:
             self.inputs.append(item)
 
 
-def collect_inputs(config: Config, folder_name: str | None, paths: Sequence[Path]) -> Collected:
-    """Every input of ``process PATH...``, in order, without duplicates.
+def collect_inputs(config: Config, folder_name: str | None, paths: Sequence[Path],
+                   output_dir: Path | None = None) -> Collected:
+    """Every input of ``process PATH...``, in order, without duplicates. With ``output_dir``
+    every file is copied (even in an inbox) and its outputs go there.
 
-    Raises ValueError for an unknown ``folder_name``; a missing or unusable PATH is listed in
-    ``refused`` instead.
+    Raises ValueError for an unknown ``folder_name``, or for none when several folders are
+    configured; a missing or unusable PATH is listed in ``refused`` instead.
     """
     chosen = select_folder(config, folder_name)
-    collected = Collected()
+    if chosen is None and len(config.folders) > 1:
+        names = ", ".join(f.name for f in config.folders)
+        raise ValueError(f"{len(config.folders)} folders are configured ({names}): say whose "
+                         "variants and outbox to use with --folder NAME")
+    folder = chosen or config.folders[0]
+    collected = Collected(output_dir=output_dir)
     for given in paths:
         path = absolute_path(given)
-        held = folder_holding(config, path)
-        folder = chosen or (held[0] if held else config.folders[0])
         if not os.path.lexists(path):
             collected.refused.append(Skipped(path, "no such file or folder"))
         elif path.is_dir():
@@ -91,11 +99,14 @@ def _one_file(folder: FolderConfig, path: Path, relpath: PurePath, collected: Co
     in_inbox = inbox_relpath(folder.inbox, path)
     if in_inbox is not None and in_inbox.parts[:1] == (WORK_DIR_NAME,):
         collected.refused.append(Skipped(path, "inside the work area (a job in progress)"))
-    elif in_inbox is not None:
+    elif in_inbox is not None and collected.output_dir is None:
         collected.add(Input(folder.inbox / in_inbox, folder, os.fsdecode(in_inbox), copy=False))
     else:
+        if in_inbox is not None:  # --output: copied like any other file, subfolder kept
+            relpath = in_inbox
         source = Path(os.path.realpath(path)) if explicit and path.is_symlink() else path
-        collected.add(Input(source, folder, os.fsdecode(relpath), copy=True))
+        collected.add(Input(source, folder, os.fsdecode(relpath), copy=True,
+                            output_dir=collected.output_dir))
 
 
 def _walk(config: Config, folder: FolderConfig, top: Path, collected: Collected) -> None:

@@ -38,16 +38,17 @@ class Claims:
         self._lock = threading.Lock()
 
     def claim(self, folder: str, parts: FolderParts, source: Path,
-              copy_as: str | None = None) -> ClaimedJob | None:
+              copy_as: str | None = None, output_dir: Path | None = None) -> ClaimedJob | None:
         """Claim ``source`` for ``folder``: rename it into the work area, or with ``copy_as``
-        (its place "in the inbox") copy it there, never touching the original. Record it in the
+        (its place "in the inbox") copy it there as a detached job (``WorkArea.claim_copy``,
+        outputs in ``output_dir`` when given), never touching the original. Record it in the
         ledger and hold it.
 
         Returns None when the file is gone or another process took it first. Raises OSError or
         ValueError when it cannot be claimed (nothing moved).
         """
         job = (parts.workarea.claim(folder, source) if copy_as is None
-               else parts.workarea.claim_copy(folder, source, copy_as))
+               else parts.workarea.claim_copy(folder, source, copy_as, output_dir))
         if job is None:
             return None
         name = Path(job.record.original_relpath).name

@@ -99,9 +99,10 @@ class Engine:
         """Queue a settled file of ``folder``; False when it is already queued or no room."""
         return self.scheduler.submit(JobTicket(folder, path))
 
-    def claim(self, folder: str, source: Path, copy_as: str | None = None) -> ClaimedJob | None:
+    def claim(self, folder: str, source: Path, copy_as: str | None = None,
+              output_dir: Path | None = None) -> ClaimedJob | None:
         """Claim ``source`` for ``folder`` now (``process``); see ``Claims.claim``."""
-        return self.claims.claim(folder, self.folders[folder], source, copy_as)
+        return self.claims.claim(folder, self.folders[folder], source, copy_as, output_dir)
 
     def submit_claimed(self, job: ClaimedJob, delay_s: float | None = None) -> bool:
         """Queue a job this process holds; False (the job stays held) when refused."""

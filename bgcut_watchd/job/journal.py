@@ -65,6 +65,11 @@ class JobRecord:
     final_outputs: tuple[str, ...] = ()
     last_error: str | None = None
     last_stage: str | None = None
+    # A copy made by ``process`` of a file outside the inbox (or of any file with --output):
+    # on success the copy is deleted, on failure its error file goes beside the outputs; it is
+    # never archived nor quarantined. ``output_dir`` replaces the folder's outbox (--output).
+    detached: bool = False
+    output_dir: str | None = None
 
     @classmethod
     def start(cls, job_id: str, folder: str, original_relpath: str, now: str) -> JobRecord:
@@ -132,6 +137,8 @@ class JobRecord:
                 final_outputs=_strs(data, "final_outputs"),
                 last_error=_opt_str(data, "last_error"),
                 last_stage=_opt_str(data, "last_stage"),
+                detached=data.get("detached", False) is True,
+                output_dir=_opt_str(data, "output_dir"),
             )
         except KeyError as exc:
             raise ValueError(f"journal field missing: {exc}") from exc

@@ -32,7 +32,9 @@ from bgcut_watchd.fsops import (
     local_disk,
     make_dirs,
     move_file,
+    rename_noreplace,
     show_path,
+    temp_path_beside,
     write_new_file,
 )
 from bgcut_watchd.job.dispose import move_to_free_name
@@ -139,6 +141,32 @@ def quarantine(
             if _try_pair(input_path, paths, data):
                 return paths[0]
     raise LocalDiskError(f"no free quarantine name for {show_path(original_name)}")
+
+
+def error_file_beside(folder: StrPath, original_name: str, error: QuarantineRecord) -> Path:
+    """Write ``<name>.error.json`` (or ``<stem>-N...`` when taken) into ``folder``, where the
+    outputs of a detached job (``process``'s copies) would have gone; its path.
+
+    Raises LocalDiskError.
+    """
+    target_dir = Path(folder)
+    stem, suffix = split_name(original_name)
+    data = error.to_json().encode("ascii")
+    with local_disk("writing an error file", target_dir):
+        make_dirs(target_dir)
+        for _ in range(MAX_NAME_RACES):
+            [path] = choose_output_set(target_dir, lambda s: [s + suffix + ERROR_SUFFIX], stem,
+                                       "rename")
+            temp = temp_path_beside(path)  # whole or invisible: written, then renamed in
+            write_new_file(temp, data, exclusive=False)
+            try:
+                rename_noreplace(temp, path)
+            except FileExistsError:
+                temp.unlink(missing_ok=True)
+                continue
+            fsync_dir(target_dir)
+            return path
+    raise LocalDiskError(f"no free error file name for {show_path(original_name)}")
 
 
 def _pending_files(root: Path) -> Iterator[Path]:

@@ -66,7 +66,7 @@ from bgcut_watchd.job.naming import (
     temp_path_for,
 )
 from bgcut_watchd.job.publish import discard_temps, publish_set
-from bgcut_watchd.job.quarantine import QuarantineRecord, quarantine
+from bgcut_watchd.job.quarantine import QuarantineRecord, error_file_beside, quarantine
 from bgcut_watchd.job.unsettled import check_again_later, second_look_s
 from bgcut_watchd.job.validate import PixelBudget, validate_input
 from bgcut_watchd.job.workarea import ClaimedJob
@@ -246,7 +246,7 @@ class JobRunner:
         source = job.input_path
         if os.path.lexists(source):
             name = Path(job.record.original_relpath).name
-            if self.folder.on_success == "delete":
+            if self.folder.on_success == "delete" or job.record.detached:
                 delete_input(source)
             else:
                 assert self.folder.archive is not None  # config requires it with "archive"
@@ -267,13 +267,18 @@ class JobRunner:
         discard_temps(self._out_dir(job), job.job_id)
         record = self._quarantine_record(job, exc, stage)
         target = None
-        if os.path.lexists(job.input_path):
+        if job.record.detached:  # a copy: its error file beside the outputs, the copy gone
+            target = error_file_beside(self._out_dir(job), Path(job.record.original_relpath).name,
+                                       record)
+            if os.path.lexists(job.input_path):
+                delete_input(job.input_path)
+        elif os.path.lexists(job.input_path):
             target = quarantine(job.input_path, self.folder.quarantine, self._subfolder(job),
                                 Path(job.record.original_relpath).name, record)
         job.save(job.record.advance(JobState.QUARANTINED, last_error=record.detail,
                                     last_stage=stage))
         self.ledger.finish_quarantined(job.job_id, stage, record.reason, record.detail,
-                                       record.http_status)
+                                       record.http_status, where=target)
         log.warning("job %s [%s] %s: quarantined at %s: %s (%s)", job.job_id, self.folder.name,
                     show_path(job.record.original_relpath), stage, record.reason, record.detail,
                     extra=self.log_fields(job, stage=stage, reason=record.reason))
@@ -399,7 +404,8 @@ class JobRunner:
         return relative_subfolder(self.folder.inbox, job.record.original_relpath)
 
     def _out_dir(self, job: ClaimedJob) -> Path:
-        return self.folder.outbox / self._subfolder(job)
+        root = Path(job.record.output_dir) if job.record.output_dir else self.folder.outbox
+        return root / self._subfolder(job)
 
     def _input_name(self, job: ClaimedJob) -> str:
         return Path(job.record.original_relpath).name

@@ -23,6 +23,7 @@ its correctness depends on reading both sides of it together.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import fcntl
 import logging
@@ -237,17 +238,21 @@ class WorkArea:
             raise
         return job
 
-    def claim_copy(self, folder_name: str, source: Path, relpath: str) -> ClaimedJob | None:
+    def claim_copy(self, folder_name: str, source: Path, relpath: str,
+                   output_dir: Path | None = None) -> ClaimedJob | None:
         """Copy ``source`` (a regular file anywhere; never moved) into a new job dir and own it.
 
-        The claim of ``process`` for a file outside the inbox: same lock and journal as
-        :meth:`claim`, ``relpath`` standing in for its place in the inbox (it picks the
-        outbox/archive/quarantine subfolder). The bytes go to a hidden temporary, fsynced, then
-        renamed to the input, so a crash never leaves a partial input (recovery removes a
-        ``claiming`` dir without one). Returns None when another daemon's recovery took the
-        brand-new dir. Raises ValueError for a ``relpath`` that is absolute, climbs or enters
-        the work area, or a ``source`` that is not a regular file (it is never opened then);
-        OSError when the copy fails (the job dir is removed; ``source`` is untouched either way).
+        The claim of ``process`` for a file outside the inbox (or any file with
+        ``--output``): same lock and journal as :meth:`claim`, ``relpath`` standing in for
+        its place in the inbox (it picks the output subfolder). The job is *detached*
+        (journaled): its copy is deleted when done and a failure's error file goes beside
+        the outputs, so it never enters the folder's archive or quarantine; ``output_dir``
+        replaces the outbox. The bytes go to a hidden temporary, fsynced, then renamed to
+        the input, so a crash never leaves a partial input (recovery removes a ``claiming``
+        dir without one). Returns None when another daemon's recovery took the brand-new
+        dir. Raises ValueError for a ``relpath`` that is absolute, climbs or enters the work
+        area, or a ``source`` that is not a regular file (it is never opened then); OSError
+        when the copy fails (the job dir is removed; ``source`` is untouched either way).
         """
         self._check_relpath(relpath)
         if not stat.S_ISREG(os.lstat(source).st_mode):
@@ -257,7 +262,7 @@ class WorkArea:
             return None
         job_dir, lock_fd = locked
         try:
-            return self._copy_in(folder_name, source, relpath, job_dir, lock_fd)
+            return self._copy_in(folder_name, source, relpath, job_dir, lock_fd, output_dir)
         except BaseException:
             # Only our copy is lost: the source never moved. The lock is released either way.
             _remove_job_dir(job_dir, _closer(lock_fd))
@@ -265,9 +270,12 @@ class WorkArea:
 
     def _copy_in(
         self, folder_name: str, source: Path, relpath: str, job_dir: Path, lock_fd: int,
+        output_dir: Path | None,
     ) -> ClaimedJob:
         journal = Journal(job_dir, clock=self._clock)
-        record = journal.write(JobRecord.start(job_dir.name, folder_name, relpath, self._now()))
+        start = JobRecord.start(job_dir.name, folder_name, relpath, self._now())
+        output = None if output_dir is None else os.fsdecode(output_dir)
+        record = journal.write(dataclasses.replace(start, detached=True, output_dir=output))
         temp = job_dir / COPY_TEMP_NAME
         copy_file_durably(source, temp)
         temp.rename(job_dir / input_name_for(relpath))

@@ -75,15 +75,20 @@ def test_a_folder_outside_the_inbox_is_copied_processed_and_left_untouched(
     assert "invalid_image" in out
     assert _snapshot(src) == before  # nothing moved, nothing changed
     studio = tmp_path / "studio"
+    # The failure's error file sits beside the outputs; no copy enters the live folder's
+    # archive or quarantine (a later `requeue --all` must never feed a one-shot's copy in).
     assert _names(studio / "outbox") == [
         "day2/three.full.png", "day2/three.thumb.webp", "day2/three.white.jpg",
+        "notes.jpg.error.json",
         "one.full.png", "one.thumb.webp", "one.white.jpg",
         "two.full.png", "two.thumb.webp", "two.white.jpg"]
-    assert _names(studio / "quarantine") == ["notes.jpg", "notes.jpg.error.json"]
-    error = json.loads((studio / "quarantine" / "notes.jpg.error.json").read_text("utf-8"))
+    error = json.loads((studio / "outbox" / "notes.jpg.error.json").read_text("utf-8"))
     assert (error["reason"], error["stage"]) == ("invalid_image", "validate")
-    assert _names(studio / "archive") == ["day2/three.jpg", "one.jpg", "two.png"]  # the copies
+    assert files_under(studio / "quarantine") == []
+    assert files_under(studio / "archive") == []
     assert files_under(studio / "inbox") == []  # no job left in the work area
+    assert f"{str(src / 'notes.jpg')!r} -> {str(studio / 'outbox' / 'notes.jpg.error.json')!r}" \
+        in out  # the summary says where everything went
 
 
 def test_files_inside_the_inbox_are_claimed_and_archived(
@@ -258,9 +263,11 @@ def test_a_refused_key_stops_the_run_and_leaves_the_jobs_resumable(
     assert files_under(tmp_path / "studio" / "quarantine") == []
     emulator.update(auth_fail=False)
     with InProcessDaemon(config):  # the daemon resumes what the one-shot left claimed
-        wait_for(lambda: len(files_under(tmp_path / "studio" / "archive")) == len(claimed),
-                 what="the claimed copies processed by the daemon")
-    assert len(visible_files(tmp_path / "studio" / "outbox")) == len(claimed) * OUTPUTS
+        wait_for(lambda: len(visible_files(tmp_path / "studio" / "outbox"))
+                 == len(claimed) * OUTPUTS, what="the claimed copies processed by the daemon")
+        wait_for(lambda: not any(work.iterdir()), what="their job folders removed")
+    # Detached copies: deleted when done, never archived, even when the daemon finishes them.
+    assert files_under(tmp_path / "studio" / "archive") == []
 
 
 def _start_process(tmp_path: Path, emulator: FakeApiServer,
@@ -325,11 +332,79 @@ def test_a_second_ctrl_c_stops_waiting_and_the_daemon_resumes_the_job(
     assert len(claimed) == 3
     emulator.update(latency_process_s=0.0)
     with InProcessDaemon(config):
-        wait_for(lambda: len(files_under(tmp_path / "studio" / "archive")) == 3,
+        wait_for(lambda: len(visible_files(tmp_path / "studio" / "outbox")) == 3 * OUTPUTS,
                  what="the claimed copies finished by the daemon")
+        wait_for(lambda: not any(work.iterdir()), what="their job folders removed")
+    assert files_under(tmp_path / "studio" / "archive") == []
     assert len(list(src.iterdir())) == 6
 
 
 def _mkdir(path: Path) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def test_several_folders_need_folder_which_lists_them(
+    tmp_path: Path, emulator: FakeApiServer, capsys: pytest.CaptureFixture[str],
+) -> None:
+    config = write_config(tmp_path, emulator.base_url, folders=("studio", "shop"))
+    src = _mkdir(tmp_path / "src")
+    make_valid_jpeg(src, "a.jpg")
+    assert main(["process", "-c", str(config), str(src)]) == 2
+    assert "2 folders are configured (studio, shop)" in capsys.readouterr().err
+    assert emulator.requests() == []
+    assert main(["process", "-c", str(config), "--folder", "shop", str(src)]) == 0
+    assert len(visible_files(tmp_path / "shop" / "outbox")) == OUTPUTS
+
+
+def test_output_dir_gets_the_outputs_and_nothing_else_is_touched(
+    tmp_path: Path, emulator: FakeApiServer, capsys: pytest.CaptureFixture[str],
+) -> None:
+    config = write_config(tmp_path, emulator.base_url)
+    inbox = tmp_path / "studio" / "inbox"
+    make_valid_jpeg(inbox, "in-inbox.jpg")
+    (inbox / "bad.jpg").write_bytes(b"not an image")
+    before = _snapshot(inbox)
+    out = tmp_path / "delivery"
+    assert main(["process", "-c", str(config), "--output", str(out), str(inbox)]) == 1
+    assert _snapshot(inbox) == before  # even inbox files are only copied
+    assert _names(out) == ["bad.jpg.error.json", "in-inbox.full.png", "in-inbox.thumb.webp",
+                           "in-inbox.white.jpg"]
+    for folder in ("outbox", "archive", "quarantine"):
+        assert files_under(tmp_path / "studio" / folder) == []
+    assert "in-inbox.full.png" in capsys.readouterr().out
+
+
+def test_running_process_twice_pays_once_and_makes_no_second_set(
+    tmp_path: Path, emulator: FakeApiServer, capsys: pytest.CaptureFixture[str],
+) -> None:
+    config = write_config(tmp_path, emulator.base_url)
+    src = _mkdir(tmp_path / "src")
+    make_valid_jpeg(src, "a.jpg")
+    assert main(["process", "-c", str(config), str(src)]) == 0
+    calls = len(emulator.requests())
+    capsys.readouterr()
+    assert main(["process", "-c", str(config), "--json", str(src)]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert [r["outcome"] for r in doc["results"]] == ["up_to_date"]
+    outbox = tmp_path / "studio" / "outbox"
+    assert sorted(doc["results"][0]["where"]) == sorted(str(p) for p in visible_files(outbox))
+    assert len(emulator.requests()) == calls  # no API call the second time
+    assert _names(outbox) == ["a.full.png", "a.thumb.webp", "a.white.jpg"]  # no "-1" set
+
+
+def test_json_reports_each_input_with_where_it_went(
+    tmp_path: Path, emulator: FakeApiServer, capsys: pytest.CaptureFixture[str],
+) -> None:
+    config = write_config(tmp_path, emulator.base_url)
+    inbox = tmp_path / "studio" / "inbox"
+    make_valid_jpeg(inbox, "good.jpg")
+    (inbox / "bad.jpg").write_bytes(b"not an image")
+    assert main(["process", "-c", str(config), "--json", str(inbox)]) == 1
+    doc = json.loads(capsys.readouterr().out)
+    by_name = {Path(r["input"]).name: r for r in doc["results"]}
+    assert doc["ok"] is False and doc["stopped"] is None
+    assert by_name["good.jpg"]["outcome"] == "done" and len(by_name["good.jpg"]["where"]) == 3
+    bad = by_name["bad.jpg"]
+    assert bad["outcome"] == "quarantined" and bad["reason"].startswith("invalid_image")
+    assert bad["where"] == [str(tmp_path / "studio" / "quarantine" / "bad.jpg")]
