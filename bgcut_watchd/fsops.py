@@ -24,7 +24,6 @@ import errno
 import hashlib
 import json
 import os
-import shutil
 import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -207,19 +206,65 @@ def same_filesystem(a: StrPath, b: StrPath) -> bool:
     return _existing_ancestor(Path(a)).stat().st_dev == _existing_ancestor(Path(b)).stat().st_dev
 
 
-def _copy_regular(src: Path, temp: Path, st: os.stat_result) -> None:
+class CopyMismatchError(OSError):
+    """A copy made for a move across filesystems does not match its source (the source changed
+    while it was copied, or the copy was not written as read): the source stays, the copy goes."""
+
+
+def _copy_regular(src: Path, temp: Path, st: os.stat_result) -> tuple[int, str]:
+    """Copy ``src`` to the new file ``temp`` and fsync it; the bytes copied and their sha256."""
     fd = os.open(src, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    digest = hashlib.sha256()
+    size = 0
     with os.fdopen(fd, "rb") as reader:
         if not stat.S_ISREG(os.fstat(reader.fileno()).st_mode):
             raise OSError(errno.EINVAL, "changed type while being moved", str(src))
         out_fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
         with os.fdopen(out_fd, "wb") as writer:
-            shutil.copyfileobj(reader, writer, _COPY_CHUNK_BYTES)
+            while chunk := reader.read(_COPY_CHUNK_BYTES):
+                digest.update(chunk)
+                size += len(chunk)
+                writer.write(chunk)
             writer.flush()
             os.fsync(writer.fileno())
     with contextlib.suppress(OSError):  # metadata is best effort; the bytes are what matter
         temp.chmod(stat.S_IMODE(st.st_mode))
         os.utime(temp, ns=(st.st_atime_ns, st.st_mtime_ns))
+    return size, digest.hexdigest()
+
+
+def _content_id(path: Path) -> tuple[int, str] | None:
+    """(size, sha256) of a regular file, read in full; None for anything else or on error."""
+    digest = sha256_of_regular_file(path)
+    if digest is None:
+        return None
+    try:
+        return os.lstat(path).st_size, digest
+    except OSError:
+        return None
+
+
+def same_content(a: StrPath, b: StrPath) -> bool:
+    """Whether ``a`` and ``b`` are regular files with the same size and sha256. Raises nothing
+    (False when either cannot be read)."""
+    first, second = Path(a), Path(b)
+    try:
+        if first.lstat().st_size != second.lstat().st_size:
+            return False
+    except OSError:
+        return False
+    found = _content_id(first)
+    return found is not None and found == _content_id(second)
+
+
+def remove_file(path: StrPath) -> None:
+    """Unlink ``path`` and fsync its directory; a file already gone is fine. Raises OSError."""
+    target = Path(path)
+    try:
+        target.unlink()
+    except FileNotFoundError:
+        return
+    fsync_dir(target.parent)
 
 
 def copy_file_durably(src: StrPath, dst: StrPath) -> None:
@@ -238,10 +283,17 @@ def copy_file_durably(src: StrPath, dst: StrPath) -> None:
 
 
 def _copy_entry(src: Path, temp: Path) -> None:
-    """Copy one directory entry of any type to ``temp``: content, link, FIFO or node."""
+    """Copy one directory entry of any type to ``temp``: content, link, FIFO or node.
+
+    A regular file's copy is verified against its source, read again: same size, same sha256
+    (CopyMismatchError otherwise).
+    """
     st = os.lstat(src)
     if stat.S_ISREG(st.st_mode):
-        _copy_regular(src, temp, st)
+        copied = _copy_regular(src, temp, st)
+        if not copied == _content_id(src) == _content_id(temp):
+            raise CopyMismatchError(errno.EAGAIN, "copy differs from its source (the source "
+                                    "changed while it was copied?)", str(src))
     elif stat.S_ISLNK(st.st_mode):
         temp.symlink_to(src.readlink())
     elif stat.S_ISFIFO(st.st_mode):
@@ -268,9 +320,12 @@ def move_file(src: StrPath, dst: StrPath, *, overwrite: bool = False) -> None:
     """Move ``src`` to ``dst`` durably, on one filesystem or across two. Raises OSError.
 
     Same filesystem: a rename. Across filesystems (EXDEV): copy to a hidden temporary name beside
-    ``dst``, fsync, rename into place, fsync the directory, and only then unlink ``src``. A crash
-    at any point leaves at worst a duplicate (``src`` and ``dst`` both present), never a loss;
-    a failure leaves ``src`` in place and removes the temporary copy.
+    ``dst``, fsync, verify the copy against the source (size and sha256, both read again:
+    CopyMismatchError when they differ), rename into place, fsync the directory, and only then
+    unlink ``src``. A crash at any point leaves at worst a duplicate (``src`` and ``dst`` both
+    present, with the same content: a caller that journaled ``dst`` first finishes the move with
+    :func:`same_content` and :func:`remove_file`), never a loss; a failure before the rename
+    leaves ``src`` in place and removes the temporary copy.
 
     Without ``overwrite`` an existing ``dst`` raises FileExistsError and is left alone.
     Directories are not supported. Symlinks, FIFOs and sockets move as themselves, never read.

@@ -13,6 +13,8 @@ RETRY               the network or the service, for this file: back off and retr
                     ``max_attempts`` consecutive failures, quarantine (``retries_exhausted``)
 UNEXPECTED          not one of ours (a bug): retried like RETRY with its traceback logged, so it
                     ends in quarantine (``internal_error``) instead of looping forever
+WAIT                nothing failed (``NotReadyError``: the input is settling, an unanswered
+                    process call may still run): run again after ``retry_in_s``, no attempt
 ==================  ==========================================================================
 
 ``attempts`` counts consecutive failures of one step: a job that got further before failing
@@ -37,6 +39,7 @@ from bgcut_watchd.errors import (
     CreditsError,
     InputError,
     LocalDiskError,
+    NotReadyError,
     PauseError,
     RateLimitedError,
     TransientError,
@@ -60,6 +63,7 @@ class Decision(Enum):
     PAUSE_CREDITS = "pause_credits"
     PAUSE_FOLDER = "pause_folder"
     UNEXPECTED = "unexpected"
+    WAIT = "wait"
 
 
 def classify(exc: BaseException) -> Decision:
@@ -68,6 +72,8 @@ def classify(exc: BaseException) -> Decision:
     ``ApiInputError`` is both an ``ApiError`` and an ``InputError``: the input is to blame, so
     it quarantines. A bare ``PauseError`` (neither 401 nor 402) pauses like an auth failure.
     """
+    if isinstance(exc, NotReadyError):
+        return Decision.WAIT
     if isinstance(exc, InputError):
         return Decision.QUARANTINE
     if isinstance(exc, CreditsError):
@@ -129,6 +135,9 @@ class FailurePolicy:
                 self._pause_api(decision, exc)
             return Outcome.paused(GATE_RETRY_S, self.held.ticket_again(job, ticket))
         self.api_pause.release_probe()  # no verdict on the key or the credits
+        if decision is Decision.WAIT:
+            assert isinstance(exc, NotReadyError)
+            return Outcome.paused(exc.retry_in_s, self.held.ticket_again(job, ticket))
         if decision is Decision.QUARANTINE:
             return self._quarantine(runner, ticket, job, exc)
         if decision is Decision.PAUSE_FOLDER:

@@ -101,6 +101,22 @@ def test_an_input_error_quarantines_at_once(parts: Parts) -> None:
     assert not api_pause.state().paused and folder_pauses.snapshot() == {}
 
 
+@pytest.mark.parametrize("exc", [
+    errors.InputUnsettledError("the input changed since it was claimed", 0.7),
+    errors.OutputsPendingError("process: no answer; looking for its outputs", 0.7),
+])
+def test_not_ready_runs_the_job_again_later_without_spending_an_attempt(
+        parts: Parts, exc: errors.NotReadyError) -> None:
+    policy, api_pause, folder_pauses, held = parts
+    runner, claimed = FakeRunner(), job(attempts=2)
+    outcome = policy.outcome(runner, TICKET, claimed, exc, (2, 0))
+    assert outcome.kind is OutcomeKind.PAUSED and outcome.delay_s == 0.7
+    assert outcome.ticket is not None and outcome.ticket.job_id == "j1"
+    assert runner.failures == [] and runner.quarantined == [] and held.forgotten == []
+    assert claimed.record.attempts == 2
+    assert not api_pause.state().paused and folder_pauses.snapshot() == {}
+
+
 @pytest.mark.parametrize(("exc", "reason", "pause_s"), [
     (errors.AuthError("upload", "Invalid token", 401), PauseReason.AUTH, 300.0),
     (errors.CreditsError("process", "Insufficient credits", 402), PauseReason.CREDITS, 900.0),
@@ -218,6 +234,10 @@ EXPECTED = {
     "AuthError": Decision.PAUSE_AUTH,
     "CreditsError": Decision.PAUSE_CREDITS,
     "LocalDiskError": Decision.PAUSE_FOLDER,
+    "QuarantineUnfinishedError": Decision.QUARANTINE,
+    "NotReadyError": Decision.WAIT,
+    "InputUnsettledError": Decision.WAIT,
+    "OutputsPendingError": Decision.WAIT,
 }
 
 
