@@ -16,8 +16,8 @@ Two sources tell, and neither sees every writer:
 Writers on other hosts (NFS, SMB clients) show in neither: for them the job checks that the
 claimed input stays unchanged (``job.settle``).
 
-Cost: one ``stat`` per descriptor visible, about 8 µs each (~2 ms on a small host), paid once
-per batch of settled files and once per claimed job.
+Cost: one ``stat`` per descriptor visible, about 3 µs each (1.4 ms for ~500 descriptors on
+the 2-core test machine), paid once per batch of settled files and once per claimed job.
 """
 
 from __future__ import annotations
@@ -89,12 +89,13 @@ def open_for_writing(paths: Iterable[Path], proc: Path = PROC) -> set[Path]:
     found: set[Path] = set()
     if not wanted:
         return found
+    root = os.fsdecode(proc)
     try:
-        processes = [entry.name for entry in os.scandir(proc) if entry.name.isdigit()]
+        processes = [n for n in os.listdir(root) if n.isdigit()]  # noqa: PTH208 - see _written_by
     except OSError:
         return found
     for pid in processes:
-        found.update(_written_by(proc / pid, wanted))
+        found.update(_written_by(f"{root}/{pid}", wanted))
         if len(found) == len(wanted):
             break
     return found
@@ -111,32 +112,33 @@ def _identities(paths: Iterable[Path]) -> dict[tuple[int, int], Path]:
     return identities
 
 
-def _written_by(process: Path, wanted: dict[tuple[int, int], Path]) -> set[Path]:
-    """The wanted files one process has open for writing."""
+def _written_by(process: str, wanted: dict[tuple[int, int], Path]) -> set[Path]:
+    """The wanted files one process has open for writing.
+
+    Plain ``str`` paths and ``os`` calls on purpose: ``Path`` objects made the scan four
+    times as costly (6 ms instead of 1.4 ms for ~500 descriptors).
+    """
     found: set[Path] = set()
     try:
-        with os.scandir(process / "fd") as descriptors:
-            for descriptor in descriptors:
-                path = _match(descriptor.path, wanted)
-                if path is not None and _opened_for_writing(process / "fdinfo" / descriptor.name):
-                    found.add(path)
+        descriptors = os.listdir(f"{process}/fd")  # noqa: PTH208 - see the docstring
     except OSError:  # gone, or not ours to inspect
-        pass
+        return found
+    for fd in descriptors:
+        try:
+            st = os.stat(f"{process}/fd/{fd}")  # noqa: PTH116 - see the docstring
+        except OSError:
+            continue
+        path = wanted.get((st.st_dev, st.st_ino))
+        if path is not None and _opened_for_writing(f"{process}/fdinfo/{fd}"):
+            found.add(path)
     return found
 
 
-def _match(fd_link: str, wanted: dict[tuple[int, int], Path]) -> Path | None:
-    try:
-        st = Path(fd_link).stat()  # follows the magic link to the open file itself
-    except OSError:
-        return None
-    return wanted.get((st.st_dev, st.st_ino))
-
-
-def _opened_for_writing(fdinfo: Path) -> bool:
+def _opened_for_writing(fdinfo: str) -> bool:
     """From ``flags:`` (octal) in ``/proc/<pid>/fdinfo/<fd>``; False when it cannot be read."""
     try:
-        text = fdinfo.read_text("ascii", errors="replace")
+        with open(fdinfo, encoding="ascii", errors="replace") as stream:  # noqa: PTH123
+            text = stream.read()
     except OSError:
         return False
     for line in text.splitlines():
