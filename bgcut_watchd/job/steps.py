@@ -137,7 +137,8 @@ class JobRunner:
         """Advance ``job`` to disposal; return its published outputs.
 
         Raises InputError (quarantine it), TransientError/PauseError (retry later, the job
-        stays resumable), LocalDiskError (pause the folder).
+        stays resumable), LocalDiskError (pause the folder), NotReadyError (the input is
+        settling, or an unanswered call may still run: run it again later).
         """
         started = self.monotonic()
         steps: dict[JobState, Callable[[ClaimedJob], None]] = {
@@ -202,7 +203,8 @@ class JobRunner:
             self._restart_remote(job)
             raise
         except ApiError:  # answered: the call did not run, a restart need not look for it
-            job.save(job.record.advance(JobState.UPLOADED, process_sent_at=None))
+            if job.record.process_sent_at is not None:
+                job.save(job.record.advance(JobState.UPLOADED, process_sent_at=None))
             raise
         job.save(job.record.advance(JobState.PROCESSED, remote_outputs=tuple(outputs),
                                     last_stage="process"))
