@@ -7,9 +7,11 @@ class of the exception, never from its message. The tree says who is to blame::
     ├── ConfigError                    the configuration file is invalid (exit 78)
     ├── InputError                     the input is to blame: quarantine at once
     │   ├── LocalInputError            rejected by the local check, no API call made
-    │   │   └── UnsettledInputError    truncated or empty on a network folder: its writer may
-    │   │                              not be done (caches hid it): retried once, after settling
-    │   └── ApiInputError              400 / 413 from the API
+    │   ├── ApiInputError              400 / 413 from the API
+    │   └── QuarantineUnfinishedError  a quarantine stopped after its copy: finish it
+    ├── NotReadyError                  nothing failed, not yet: run again later, no attempt
+    │   ├── InputUnsettledError        the input changed since its claim, or is being written
+    │   └── OutputsPendingError        an unanswered process call may still be running
     ├── ApiError                       anything the remote API answered or failed to answer
     │   ├── TransientError             retry the job with backoff
     │   │   ├── ServiceError           5xx, timeouts, resets, truncated or malformed bodies
@@ -58,14 +60,36 @@ class LocalInputError(InputError):
     """Rejected by the local check before any API call (not an image, too big, a FIFO...)."""
 
 
-class UnsettledInputError(LocalInputError):
-    """The local check found a network folder's input truncated or empty, but the client's
-    caches can hide another machine's writes: retry after ``retry_after_s`` (one more settling
-    period) rather than quarantine. ``reason`` is the check's, for when it counts after all."""
+class QuarantineUnfinishedError(InputError):
+    """The job's quarantine was interrupted after its input's copy reached the quarantine (a
+    crash, an unlink that failed): finish it, do not start the job again. ``stage`` and
+    ``http_status`` are those of the error file already written."""
 
-    def __init__(self, detail: str, reason: str, retry_after_s: float) -> None:
+    def __init__(self, detail: str, reason: str, stage: str,
+                 http_status: int | None = None) -> None:
         super().__init__(detail, reason)
-        self.retry_after_s = retry_after_s
+        self.stage = stage
+        self.http_status = http_status
+
+
+class NotReadyError(BgcutError):
+    """Nothing failed, but the job cannot go on yet: run it again after ``retry_in_s``, no
+    attempt counted, nothing paused."""
+
+    def __init__(self, detail: str, retry_in_s: float) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.retry_in_s = retry_in_s
+
+
+class InputUnsettledError(NotReadyError):
+    """The claimed input changed since its claim, is open for writing, or failed the local check
+    so soon after a write that it may be half-written: let it settle first."""
+
+
+class OutputsPendingError(NotReadyError):
+    """A process call went unanswered and may still be running: look for its outputs again
+    before paying for another one."""
 
 
 class ApiError(BgcutError):

@@ -27,7 +27,7 @@ import os
 import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 from bgcut_watchd.errors import LocalDiskError
 
@@ -206,17 +206,14 @@ def same_filesystem(a: StrPath, b: StrPath) -> bool:
     return _existing_ancestor(Path(a)).stat().st_dev == _existing_ancestor(Path(b)).stat().st_dev
 
 
-def _copy_hashing(reader: BinaryIO, writer: BinaryIO) -> str:
-    """Copy ``reader`` to ``writer`` in chunks; the sha256 of the bytes copied."""
-    digest = hashlib.sha256()
-    while chunk := reader.read(_COPY_CHUNK_BYTES):
-        digest.update(chunk)
-        writer.write(chunk)
-    return digest.hexdigest()
+class CopyMismatchError(OSError):
+    """A copy made for a move across filesystems does not match its source (the source changed
+    while it was copied, or the copy was not written as read): the source stays, the copy goes."""
 
 
-def _copy_regular(src: Path, temp: Path, st: os.stat_result) -> str:
-    """Copy regular file ``src`` to the new file ``temp``, fsynced; the sha256 of the bytes."""
+def _copy_regular(src: Path, temp: Path, st: os.stat_result) -> tuple[int, str]:
+    """Copy regular file ``src`` to the new file ``temp`` and fsync it; the bytes copied and
+    their sha256 (hashed on the way: the source is read once)."""
     fd = os.open(src, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
     try:  # checked before fdopen, which refuses a directory naming the fd, not ``src``
         if not stat.S_ISREG(os.fstat(fd).st_mode):
@@ -225,16 +222,55 @@ def _copy_regular(src: Path, temp: Path, st: os.stat_result) -> str:
     except BaseException:
         os.close(fd)
         raise
+    digest = hashlib.sha256()
+    size = 0
     with reader:
         out_fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
         with os.fdopen(out_fd, "wb") as writer:
-            sha256 = _copy_hashing(reader, writer)
+            while chunk := reader.read(_COPY_CHUNK_BYTES):
+                digest.update(chunk)
+                size += len(chunk)
+                writer.write(chunk)
             writer.flush()
             os.fsync(writer.fileno())
     with contextlib.suppress(OSError):  # metadata is best effort; the bytes are what matter
         temp.chmod(stat.S_IMODE(st.st_mode))
         os.utime(temp, ns=(st.st_atime_ns, st.st_mtime_ns))
-    return sha256
+    return size, digest.hexdigest()
+
+
+def _content_id(path: Path) -> tuple[int, str] | None:
+    """(size, sha256) of a regular file, read in full; None for anything else or on error."""
+    digest = sha256_of_regular_file(path)
+    if digest is None:
+        return None
+    try:
+        return os.lstat(path).st_size, digest
+    except OSError:
+        return None
+
+
+def same_content(a: StrPath, b: StrPath) -> bool:
+    """Whether ``a`` and ``b`` are regular files with the same size and sha256. Raises nothing
+    (False when either cannot be read)."""
+    first, second = Path(a), Path(b)
+    try:
+        if first.lstat().st_size != second.lstat().st_size:
+            return False
+    except OSError:
+        return False
+    found = _content_id(first)
+    return found is not None and found == _content_id(second)
+
+
+def remove_file(path: StrPath) -> None:
+    """Unlink ``path`` and fsync its directory; a file already gone is fine. Raises OSError."""
+    target = Path(path)
+    try:
+        target.unlink()
+    except FileNotFoundError:
+        return
+    fsync_dir(target.parent)
 
 
 def copy_file_durably(src: StrPath, dst: StrPath) -> str:
@@ -247,7 +283,7 @@ def copy_file_durably(src: StrPath, dst: StrPath) -> str:
     """
     source, target = Path(src), Path(dst)
     try:
-        return _copy_regular(source, target, source.stat())
+        return _copy_regular(source, target, source.stat())[1]
     except FileExistsError:
         raise
     except BaseException:
@@ -256,10 +292,17 @@ def copy_file_durably(src: StrPath, dst: StrPath) -> str:
 
 
 def _copy_entry(src: Path, temp: Path) -> None:
-    """Copy one directory entry of any type to ``temp``: content, link, FIFO or node."""
+    """Copy one directory entry of any type to ``temp``: content, link, FIFO or node.
+
+    A regular file's copy is verified against its source, read again: same size, same sha256
+    (CopyMismatchError otherwise).
+    """
     st = os.lstat(src)
     if stat.S_ISREG(st.st_mode):
-        _copy_regular(src, temp, st)
+        copied = _copy_regular(src, temp, st)
+        if not copied == _content_id(src) == _content_id(temp):
+            raise CopyMismatchError(errno.EAGAIN, "copy differs from its source (the source "
+                                    "changed while it was copied?)", str(src))
     elif stat.S_ISLNK(st.st_mode):
         temp.symlink_to(src.readlink())
     elif stat.S_ISFIFO(st.st_mode):
@@ -286,9 +329,12 @@ def move_file(src: StrPath, dst: StrPath, *, overwrite: bool = False) -> None:
     """Move ``src`` to ``dst`` durably, on one filesystem or across two. Raises OSError.
 
     Same filesystem: a rename. Across filesystems (EXDEV): copy to a hidden temporary name beside
-    ``dst``, fsync, rename into place, fsync the directory, and only then unlink ``src``. A crash
-    at any point leaves at worst a duplicate (``src`` and ``dst`` both present), never a loss;
-    a failure leaves ``src`` in place and removes the temporary copy.
+    ``dst``, fsync, verify the copy against the source (size and sha256, both read again:
+    CopyMismatchError when they differ), rename into place, fsync the directory, and only then
+    unlink ``src``. A crash at any point leaves at worst a duplicate (``src`` and ``dst`` both
+    present, with the same content: a caller that journaled ``dst`` first finishes the move with
+    :func:`same_content` and :func:`remove_file`), never a loss; a failure before the rename
+    leaves ``src`` in place and removes the temporary copy.
 
     Without ``overwrite`` an existing ``dst`` raises FileExistsError and is left alone.
     Directories are not supported. Symlinks, FIFOs and sockets move as themselves, never read.

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
+import shutil
+import subprocess
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,3 +33,36 @@ def keep_root_logging() -> Iterator[None]:
     yield
     root.handlers[:] = handlers
     root.setLevel(level)
+
+
+@pytest.fixture
+def other_fs(tmp_path: Path) -> Iterator[Path]:
+    """An empty folder on another filesystem than ``tmp_path``: a tmpfs mounted for the test
+    (root), else ``/dev/shm`` when that is another filesystem; skipped when neither works."""
+    mount_point = tmp_path / "other-fs"
+    mount_point.mkdir()
+    mounted = _mount_tmpfs(mount_point)
+    if mounted:
+        folder = mount_point
+    else:
+        shm = Path("/dev/shm")
+        if not shm.is_dir() or shm.stat().st_dev == tmp_path.stat().st_dev:
+            pytest.skip("no other filesystem: cannot mount a tmpfs and /dev/shm is not one")
+        folder = Path(tempfile.mkdtemp(prefix="bgcut-other-fs-", dir=shm))
+    assert folder.stat().st_dev != tmp_path.stat().st_dev
+    try:
+        yield folder
+    finally:
+        if mounted:
+            subprocess.run(["umount", "-l", str(mount_point)], check=False,
+                           capture_output=True)
+        else:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _mount_tmpfs(mount_point: Path) -> bool:
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        return False
+    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256m", "bgcut-test",
+                             str(mount_point)], check=False, capture_output=True)
+    return result.returncode == 0

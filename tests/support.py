@@ -18,13 +18,14 @@ import hashlib
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -146,33 +147,57 @@ class InProcessDaemon:
 
 
 class DaemonProcess:
-    """``python -m bgcut_watchd run -c CONFIG`` as a real subprocess."""
+    """``python -m bgcut_watchd run -c CONFIG`` as a real subprocess.
+
+    ``wrapper`` runs it under another command (e.g. :func:`pid_namespace_wrapper`); signals
+    then go to the daemon itself, the wrapper's only child.
+    """
 
     def __init__(self, config_path: Path, api_key: str = API_KEY,
-                 env: dict[str, str] | None = None, log_path: Path | None = None) -> None:
+                 env: dict[str, str] | None = None, log_path: Path | None = None,
+                 wrapper: Sequence[str] = ()) -> None:
         self.config_path = config_path
         self.log_path = log_path or config_path.parent / "daemon.log"
         self.env = {**os.environ, "BGCUT_API_KEY": api_key, "PYTHONPATH": str(REPO),
                     **(env or {})}
+        self.wrapper = list(wrapper)
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> DaemonProcess:
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bgcut_watchd", "run", "-c", str(self.config_path)],
+            [*self.wrapper, sys.executable, "-m", "bgcut_watchd", "run", "-c",
+             str(self.config_path)],
             env=self.env, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
         log.close()
         return self
 
     def kill9(self) -> None:
         assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
+        self._signal(signal.SIGKILL)
         self.proc.wait(timeout=10)
 
     def terminate(self, timeout_s: float = 30) -> int:
         assert self.proc is not None
-        self.proc.send_signal(signal.SIGTERM)
+        self._signal(signal.SIGTERM)
         return self.proc.wait(timeout=timeout_s)
+
+    def _signal(self, signum: int) -> None:
+        assert self.proc is not None
+        if not self.wrapper:
+            self.proc.send_signal(signum)
+            return
+        os.kill(self._wrapped_pid(), signum)
+
+    def _wrapped_pid(self) -> int:
+        found: list[str] = []
+
+        def started() -> bool:
+            found[:] = _children_of(self.proc)
+            return bool(found)
+
+        wait_for(started, what="the wrapped daemon started")
+        return int(found[0])
 
     def log_text(self) -> str:
         return self.log_path.read_text("utf-8", "replace")
@@ -184,6 +209,37 @@ class DaemonProcess:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(timeout=10)
+
+
+def _children_of(proc: subprocess.Popen[bytes] | None) -> list[str]:
+    assert proc is not None
+    try:
+        return Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+    except OSError:
+        return []
+
+
+_PID_NAMESPACE = ["unshare", "--pid", "--fork", "--mount-proc"]
+
+
+def pid_namespace_wrapper() -> list[str] | None:
+    """A command prefix that runs the daemon in its own PID namespace with its own ``/proc``,
+    so it sees no other process of this host: like a daemon on another host than the writer
+    of a shared folder. None where that is not possible (no ``unshare``, not privileged)."""
+    if shutil.which("unshare") is None:
+        return None
+    probe = subprocess.run([*_PID_NAMESPACE, "true"], check=False, capture_output=True)
+    return _PID_NAMESPACE if probe.returncode == 0 else None
+
+
+def set_immutable(path: Path, immutable: bool) -> bool:
+    """``chattr +i`` / ``-i``: an immutable file cannot be unlinked or renamed, even by root.
+    False where the filesystem or the tools do not allow it."""
+    if shutil.which("chattr") is None:
+        return False
+    flag = "+i" if immutable else "-i"
+    return subprocess.run(["chattr", flag, str(path)], check=False,
+                          capture_output=True).returncode == 0
 
 
 def files_under(folder: Path) -> list[Path]:
@@ -280,6 +336,14 @@ def assert_no_partial_set_visible(outbox: Path) -> None:
 
 
 # -- the emulator's request log, per job --------------------------------------------------------
+
+def all_requests(emulator: FakeApiServer, timeout_s: float = 15.0) -> list[RequestLogEntry]:
+    """Every request the emulator received, once none is still being served: a call whose
+    client gave up (a timeout, a daemon stopped) is logged only when the emulator answers it."""
+    wait_for(lambda: emulator.requests_in_progress() == 0, timeout_s,
+             what="the emulator to finish the requests it is serving")
+    return emulator.requests()
+
 
 def job_of(entry: RequestLogEntry) -> str | None:
     """The job id in a logged request's stored path (``<prefix>/<job id>/...``), if any."""

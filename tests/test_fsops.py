@@ -258,3 +258,66 @@ def test_local_disk_names_path_and_reason_and_keeps_the_cause() -> None:
 def test_local_disk_lets_passthrough_errors_through() -> None:
     with pytest.raises(FileExistsError), fsops.local_disk("x", passthrough=(FileExistsError,)):
         raise FileExistsError(errno.EEXIST, "exists")
+
+
+# -- a move across filesystems verifies its copy, and is finished after an interruption --------
+
+def test_a_cross_fs_move_whose_source_changes_while_copied_keeps_the_source(
+    tmp_path: Path, other_fs: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    src = tmp_path / "scan.jpg"
+    src.write_bytes(b"first half")
+    real_copy = fsops._copy_regular
+
+    def writer_resumes_meanwhile(source: Path, temp: Path, st: os.stat_result) -> Any:
+        copied = real_copy(source, temp, st)
+        with source.open("ab") as stream:  # the writer's second half, during the move
+            stream.write(b" and the second half")
+        return copied
+
+    monkeypatch.setattr(fsops, "_copy_regular", writer_resumes_meanwhile)
+    with pytest.raises(fsops.CopyMismatchError):
+        fsops.move_file(src, other_fs / "scan.jpg")
+    assert src.read_bytes() == b"first half and the second half"  # whole, where it was
+    assert os.listdir(other_fs) == []  # no copy, no temporary
+
+
+def test_a_cross_fs_move_interrupted_before_its_unlink_leaves_two_same_copies(
+    tmp_path: Path, other_fs: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    src = tmp_path / "in.jpg"
+    src.write_bytes(b"precious")
+    real_unlink = Path.unlink
+
+    def unlink(path: Path, missing_ok: bool = False) -> None:
+        if path == src:
+            raise PermissionError(errno.EPERM, "Operation not permitted", str(path))
+        real_unlink(path, missing_ok=missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", unlink)
+    with pytest.raises(PermissionError):
+        fsops.move_file(src, other_fs / "in.jpg")
+    monkeypatch.undo()
+    assert fsops.same_content(src, other_fs / "in.jpg")  # the caller finishes: unlink only
+    fsops.remove_file(src)
+    assert not src.exists() and (other_fs / "in.jpg").read_bytes() == b"precious"
+
+
+def test_same_content_compares_size_and_sha256(tmp_path: Path) -> None:
+    (tmp_path / "a").write_bytes(b"one")
+    (tmp_path / "b").write_bytes(b"one")
+    (tmp_path / "c").write_bytes(b"two")
+    (tmp_path / "d").write_bytes(b"three")
+    assert fsops.same_content(tmp_path / "a", tmp_path / "b")
+    assert not fsops.same_content(tmp_path / "a", tmp_path / "c")  # same size, other bytes
+    assert not fsops.same_content(tmp_path / "a", tmp_path / "d")
+    assert not fsops.same_content(tmp_path / "a", tmp_path / "missing")
+    os.symlink(tmp_path / "a", tmp_path / "link")
+    assert not fsops.same_content(tmp_path / "a", tmp_path / "link")  # never followed
+
+
+def test_remove_file_is_idempotent(tmp_path: Path) -> None:
+    (tmp_path / "x").write_bytes(b"x")
+    fsops.remove_file(tmp_path / "x")
+    fsops.remove_file(tmp_path / "x")
+    assert os.listdir(tmp_path) == []

@@ -47,13 +47,15 @@ class Claims:
         Returns None when the file is gone or another process took it first. Raises OSError or
         ValueError when it cannot be claimed (nothing moved).
         """
-        job = (parts.workarea.claim(folder, source) if copy_as is None
-               else parts.workarea.claim_copy(folder, source, copy_as, output_dir))
+        variants = parts.runner.folder.variants  # journaled: the job keeps them
+        job = (parts.workarea.claim(folder, source, variants) if copy_as is None
+               else parts.workarea.claim_copy(folder, source, copy_as, variants, output_dir))
         if job is None:
             return None
         name = Path(job.record.original_relpath).name
+        key = parts.runner.variant_key_of(job)
         try:
-            parts.runner.ledger.record_claim(job.job_id, folder, name, parts.runner.variant_key)
+            parts.runner.ledger.record_claim(job.job_id, folder, name, key)
         except sqlite3.Error as exc:  # the history only: the job itself is journaled
             log.error("job %s: cannot record the claim in the ledger: %s", job.job_id, exc)
         self.hold(job)

@@ -10,11 +10,12 @@ PAUSE_AUTH/CREDITS  the key or the account: pause ALL API work (``retry.auth_pau
                     ``credits_pause_s``), quarantine nothing, hand the job back
 PAUSE_FOLDER        the folder's disk: pause that folder (``retry.disk_pause_s``), keep the input
 RETRY               the network or the service, for this file: back off and retry; after
-                    ``max_attempts`` consecutive failures, quarantine (``retries_exhausted``).
-                    Also a network folder's input that looked unfinished: checked again after
-                    one more settling period (``UnsettledInputError``, the job asks only once)
+                    ``max_attempts`` consecutive failures, quarantine (``retries_exhausted``)
 UNEXPECTED          not one of ours (a bug): retried like RETRY with its traceback logged, so it
                     ends in quarantine (``internal_error``) instead of looping forever
+WAIT                nothing failed (``NotReadyError``: the input is settling, an unanswered
+                    process call may still run, a share's input waits for a second look):
+                    run again after ``retry_in_s``, no attempt counted
 ==================  ==========================================================================
 
 ``attempts`` counts consecutive failures of one step: a job that got further before failing
@@ -39,10 +40,10 @@ from bgcut_watchd.errors import (
     CreditsError,
     InputError,
     LocalDiskError,
+    NotReadyError,
     PauseError,
     RateLimitedError,
     TransientError,
-    UnsettledInputError,
 )
 from bgcut_watchd.fsops import show_path
 from bgcut_watchd.job.steps import STAGE_OF
@@ -63,6 +64,7 @@ class Decision(Enum):
     PAUSE_CREDITS = "pause_credits"
     PAUSE_FOLDER = "pause_folder"
     UNEXPECTED = "unexpected"
+    WAIT = "wait"
 
 
 def classify(exc: BaseException) -> Decision:
@@ -70,10 +72,9 @@ def classify(exc: BaseException) -> Decision:
 
     ``ApiInputError`` is both an ``ApiError`` and an ``InputError``: the input is to blame, so
     it quarantines. A bare ``PauseError`` (neither 401 nor 402) pauses like an auth failure.
-    ``UnsettledInputError`` is an ``InputError`` whose blame is not settled yet: retried.
     """
-    if isinstance(exc, UnsettledInputError):
-        return Decision.RETRY
+    if isinstance(exc, NotReadyError):
+        return Decision.WAIT
     if isinstance(exc, InputError):
         return Decision.QUARANTINE
     if isinstance(exc, CreditsError):
@@ -135,6 +136,9 @@ class FailurePolicy:
                 self._pause_api(decision, exc)
             return Outcome.paused(GATE_RETRY_S, self.held.ticket_again(job, ticket))
         self.api_pause.release_probe()  # no verdict on the key or the credits
+        if decision is Decision.WAIT:
+            assert isinstance(exc, NotReadyError)
+            return Outcome.paused(exc.retry_in_s, self.held.ticket_again(job, ticket))
         if decision is Decision.QUARANTINE:
             return self._quarantine(runner, ticket, job, exc)
         if decision is Decision.PAUSE_FOLDER:
@@ -159,8 +163,7 @@ class FailurePolicy:
             log.error("job %s: unexpected failure", job.job_id, exc_info=exc)
         if not should_retry(self.retry, attempts):
             return self._quarantine(runner, ticket, job, exc)
-        retry_after = (exc.retry_after_s
-                       if isinstance(exc, RateLimitedError | UnsettledInputError) else None)
+        retry_after = exc.retry_after_s if isinstance(exc, RateLimitedError) else None
         with self._rng_lock:
             delay_s = next_delay_s(self.retry, attempts, self._rng, retry_after)
         log.warning("job %s [%s] %s: attempt %d failed at %s, retrying in %.1fs: %s",

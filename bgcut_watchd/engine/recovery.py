@@ -2,19 +2,21 @@
 
 At start-up (and for a folder a reload adds) every job directory whose flock is free belongs to
 a dead process: half-done quarantines are completed, and every unfinished job is handed back for
-resumption. A job found in ``uploaded`` may have sent its process call (and been charged) before
-the daemon died: it is marked so the job looks for its outputs before paying again (api-v3.md,
-"Credits").
+resumption. A job found in ``uploaded`` that had sent its process call (journaled just before
+the call) may have been charged for it before the daemon died, and the call may still be
+running: it is marked so the job looks for its outputs, for ``api.process_timeout_s`` from now
+(``job.lookout``), before paying again (api-v3.md, "Credits"). One that never sent it sends it.
 """
 
 from __future__ import annotations
 
 import logging
 
+from bgcut_watchd.clock import iso_utc, utc_now
 from bgcut_watchd.config.model import FolderConfig
 from bgcut_watchd.job.journal import JobState
+from bgcut_watchd.job.lookout import PROCESS_AMBIGUOUS, mark_ambiguous
 from bgcut_watchd.job.quarantine import complete_pending
-from bgcut_watchd.job.steps import PROCESS_AMBIGUOUS
 from bgcut_watchd.job.workarea import ClaimedJob, WorkArea
 
 log = logging.getLogger("bgcut_watchd.engine")
@@ -41,10 +43,14 @@ def recover_folder(folder: FolderConfig, workarea: WorkArea) -> list[ClaimedJob]
 
 def _mark_process_ambiguous(job: ClaimedJob) -> None:
     """Have a job recovered in ``uploaded`` look for its outputs before re-sending its paid
-    process call. Raises nothing: at worst the call is sent again."""
-    if job.record.state is not JobState.UPLOADED or job.record.last_stage == PROCESS_AMBIGUOUS:
+    process call, if it sent it. One already looking keeps its look-out's start. Raises
+    nothing: at worst the call is sent again."""
+    record = job.record
+    if record.state is not JobState.UPLOADED or record.process_sent_at is None:
+        return
+    if record.last_stage == PROCESS_AMBIGUOUS and record.ambiguous_since is not None:
         return
     try:
-        job.save(job.record.advance(JobState.UPLOADED, last_stage=PROCESS_AMBIGUOUS))
+        mark_ambiguous(job, iso_utc(utc_now()))
     except OSError as exc:
         log.warning("job %s: cannot journal its resumption: %s", job.job_id, exc)

@@ -179,6 +179,7 @@ class FakeApiHandler(BaseHTTPRequestHandler):
         endpoint, method = _route(path)
         outcome = _Outcome(endpoint, path, app.options, app.clock())
         self._unlogged = outcome
+        app.log.begin()
         try:
             self._serve_api(method, outcome)
         except HTTPException as exc:

@@ -44,15 +44,29 @@ class RequestLog:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._entries: list[RequestLogEntry] = []
+        self._in_progress = 0
+
+    def begin(self) -> None:
+        """A request arrived; it is logged (``append``) when answered or abandoned."""
+        with self._lock:
+            self._in_progress += 1
+
+    def in_progress(self) -> int:
+        """Requests that arrived (``begin``) and are not logged yet: still being served, e.g.
+        a slow process call whose client gave up waiting."""
+        with self._lock:
+            return self._in_progress
 
     def append(self, entry: RequestLogEntry, jsonl_path: Path | None) -> None:
-        """Record ``entry``; also append it to ``jsonl_path`` when given.
+        """Record ``entry`` (ending a request ``begin`` counted); also append it to
+        ``jsonl_path`` when given.
 
         Raises:
             OSError: the JSONL file cannot be written.
         """
         with self._lock:
             self._entries.append(entry)
+            self._in_progress = max(0, self._in_progress - 1)
             if jsonl_path is not None:
                 with jsonl_path.open("a", encoding="utf-8") as stream:
                     stream.write(json.dumps(entry.to_json()) + "\n")

@@ -193,6 +193,10 @@ class FakeApiServer:
         """Every API request logged so far, oldest first."""
         return self._app.log.entries()
 
+    def requests_in_progress(self) -> int:
+        """API requests received and not logged yet (still being served)."""
+        return self._app.log.in_progress()
+
     def reset_log(self) -> None:
         """Clear the in-memory request log."""
         self._app.log.clear()

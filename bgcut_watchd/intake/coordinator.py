@@ -9,10 +9,19 @@ uses; claiming (step 4) is the engine's, fed by ``poll_due``::
     folder moved in --notice_dir()--> scanned by poll_due()    v
     service loop <--poll_due()-- re-lstat, still unchanged --> in-flight set --done()--> gone
 
+A settled file that a writer may still hold open is not handed out: it gets a fresh settling
+period instead (``intake.writers``). Two signs tell: the inotify opens of the path not matched by
+a close yet (``notice_open`` / ``notice_close``; an open never closed is disregarded after
+``OPEN_HOLD_MAX_S``, for a missed event or a reader that never lets go), and a look into
+``/proc`` for a descriptor open for writing, once per batch handed out.
+
 A path handed out by ``poll_due`` stays in the in-flight set, and repeated events for it are
 dropped, until ``done(path)``: the engine calls it right after the claim moved the file out of the
 inbox (so a new file under the same name is noticed at once), and the service calls it when the
 ticket ends without a claim (the file was gone, or left in place: the next rescan finds it).
+
+Over 300 lines on purpose: noticing, settling, the held-open check and handing out share one
+lock, one in-flight set and the per-folder trackers; split, each half would reach into the other.
 """
 
 from __future__ import annotations
@@ -37,10 +46,13 @@ from bgcut_watchd.intake.stability import (
     revalidated_stat,
 )
 from bgcut_watchd.intake.watcher import FolderWatcher, ObserverFactory, default_observer_factory
+from bgcut_watchd.intake.writers import OPEN_HOLD_MAX_S, OpenCounts, held_open
 
 logger = logging.getLogger("bgcut_watchd.intake")
 
 _GONE = (FileNotFoundError, NotADirectoryError)
+HELD_OPEN_RECHECK_S = 0.5
+"""The shortest wait before a file held open is looked at again (``stability_s`` may be 0)."""
 
 
 @dataclass(frozen=True)
@@ -82,6 +94,7 @@ class IntakeCoordinator:
         self._mountinfo_path = mountinfo_path
         self._watchers: dict[str, FolderWatcher] = {}
         self._in_flight: set[str] = set()  # str, not Path: a third of the memory
+        self._opens = OpenCounts(clock, OPEN_HOLD_MAX_S)
         self._pending_dirs: dict[tuple[str, Path], None] = {}  # an ordered set
         self._lock = threading.Lock()
 
@@ -95,7 +108,8 @@ class IntakeCoordinator:
             mode = choose_watch_mode(config.inbox, config.watch, self._mountinfo_path)
             watcher = FolderWatcher(
                 name, config.inbox, config.recursive, mode, config.poll_interval_s,
-                self.notice, on_dir=self.notice_dir, observer_factory=self._observer_factory,
+                self.notice, on_dir=self.notice_dir, on_open=self.notice_open,
+                on_close=self.notice_close, observer_factory=self._observer_factory,
             )
             self._watchers[name] = watcher
             try:
@@ -150,6 +164,7 @@ class IntakeCoordinator:
         except _GONE:
             with self._lock:
                 folder.tracker.forget(path)
+            self._opens.forget(path)
             return
         except OSError as exc:
             logger.debug("folder %s: cannot stat %s: %s", folder_name, path, exc)
@@ -162,6 +177,19 @@ class IntakeCoordinator:
                     path, st.st_size, st.st_mtime_ns)
             if changed:
                 self._on_new()  # the loop may be in a 1 s idle sleep: plan the deadline now
+
+    def notice_open(self, folder_name: str, path: Path) -> None:
+        """inotify: ``path`` was opened, for reading or writing (inotify does not say): until
+        it is closed it is not taken. Cheap and thread-safe; raises nothing."""
+        folder = self._folders.get(folder_name)
+        if folder is not None and self._admissible(folder, path) is not None:
+            self._opens.opened(path)
+
+    def notice_close(self, folder_name: str, path: Path) -> None:
+        """inotify: ``path`` was closed (after writing or not): one open fewer, then noticed
+        like any change. Cheap and thread-safe; raises nothing."""
+        self._opens.closed(path)
+        self.notice(folder_name, path)
 
     def notice_dir(self, folder_name: str, directory: Path) -> None:
         """A folder appeared (created or moved in): queue it to be scanned by ``poll_due``.
@@ -210,15 +238,15 @@ class IntakeCoordinator:
         """
         self._scan_pending_dirs()
         when = self.clock() if now is None else now
-        ready: list[tuple[str, Path]] = []
-        while max_items is None or len(ready) < max_items:
+        settled: list[tuple[str, Observation]] = []
+        while max_items is None or len(settled) < max_items:
             picked = self._pop_earliest_due(when)
             if picked is None:
                 break
             name, seen = picked
             if self._confirm(self._folders[name], seen):
-                ready.append((name, seen.path))
-        return ready
+                settled.append(picked)
+        return self._not_held_open(settled)
 
     def done(self, path: Path) -> None:
         """The job is finished with ``path`` (claimed, gone or left): events count again."""
@@ -278,6 +306,27 @@ class IntakeCoordinator:
                 return None
             due = self._folders[best[1]].tracker.due_observations(now, max_items=1)
         return (best[1], due[0]) if due else None
+
+    def _not_held_open(self, settled: list[tuple[str, Observation]]) -> list[tuple[str, Path]]:
+        """``settled`` without the files a writer may still hold open: those are tracked
+        again, due after a fresh settling period (and no longer in flight)."""
+        if not settled:
+            return []
+        held = held_open((seen.path for _, seen in settled), self._opens)
+        ready: list[tuple[str, Path]] = []
+        for name, seen in settled:
+            if seen.path in held:
+                self._hold(self._folders[name], seen)
+            else:
+                ready.append((name, seen.path))
+        return ready
+
+    def _hold(self, folder: _Folder, seen: Observation) -> None:
+        logger.debug("folder %s: %s is still open: settling again", folder.config.name,
+                     seen.path)
+        with self._lock:
+            self._in_flight.discard(str(seen.path))
+            folder.tracker.hold(seen.path, seen.size, seen.mtime_ns, HELD_OPEN_RECHECK_S)
 
     def _confirm(self, folder: _Folder, seen: Observation) -> bool:
         """True (and in flight) if ``seen.path`` still looks exactly as when it settled."""

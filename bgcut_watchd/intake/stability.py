@@ -112,6 +112,18 @@ class StabilityTracker:
         self._compact_if_needed()
         return True
 
+    def hold(self, path: Path, size: int, mtime_ns: int, for_s: float) -> None:
+        """Track ``path`` as if it had just changed, due in ``max(stability_s, for_s)``: a file
+        that looked settled but is still held open by a writer."""
+        now = self._clock()
+        due = now + max(self.stability_s, for_s)
+        self._next_seq += 1
+        key = str(path)
+        # changed_at is set so that a compaction recomputes the same deadline.
+        self._entries[key] = _Seen(size, mtime_ns, due - self.stability_s, self._next_seq)
+        heapq.heappush(self._heap, (due, self._next_seq, key))
+        self._compact_if_needed()
+
     def forget(self, path: Path) -> None:
         """Stop tracking ``path`` (deleted, moved away, claimed). Unknown paths are fine."""
         if self._entries.pop(str(path), None) is not None:

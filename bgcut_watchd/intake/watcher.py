@@ -4,7 +4,10 @@ The handler only forwards paths: watchdog runs every handler of an observer on o
 it must never block (house style, habit 6). It forwards file creations, writes closed, writes,
 attribute changes, moves (both ends: the source so a tracker can forget it, the destination
 because a file renamed into place is the common way to publish one) and deletions; and new or
-moved-in folders to ``on_dir``, for the caller to scan on its own thread.
+moved-in folders to ``on_dir``, for the caller to scan on its own thread. With inotify, opens
+(``FileOpenedEvent``) go to ``on_open`` and closes (``FileClosedEvent`` after writing,
+``FileClosedNoWriteEvent`` after reading) to ``on_close``, so the caller can tell a file still
+held open by a paused writer (``intake.writers``); inotify does not say an open's mode.
 
 Fallback: creating the inotify observer fails with ENOSPC when ``fs.inotify.max_user_watches``
 is exhausted and with EMFILE when ``fs.inotify.max_user_instances`` is. The folder is then
@@ -26,10 +29,12 @@ from watchdog.events import (
     DirMovedEvent,
     FileAttribEvent,
     FileClosedEvent,
+    FileClosedNoWriteEvent,
     FileCreatedEvent,
     FileDeletedEvent,
     FileModifiedEvent,
     FileMovedEvent,
+    FileOpenedEvent,
     FileSystemEvent,
     FileSystemEventHandler,
 )
@@ -45,7 +50,7 @@ ObserverFactory = Callable[[WatchMode, float], BaseObserver]
 
 EVENT_TYPES: list[type[FileSystemEvent]] = [
     FileCreatedEvent, FileClosedEvent, FileModifiedEvent, FileAttribEvent, FileMovedEvent,
-    FileDeletedEvent, DirCreatedEvent, DirMovedEvent,
+    FileDeletedEvent, DirCreatedEvent, DirMovedEvent, FileOpenedEvent, FileClosedNoWriteEvent,
 ]
 _INOTIFY_LIMITS = {
     errno.ENOSPC: "fs.inotify.max_user_watches",
@@ -94,6 +99,7 @@ class _ForwardingHandler(FileSystemEventHandler):
     def __init__(
         self, folder_name: str, inbox: Path, watched: str, recursive: bool,
         on_path: PathCallback, on_dir: PathCallback,
+        on_open: PathCallback | None = None, on_close: PathCallback | None = None,
     ) -> None:
         self._folder_name = folder_name
         self._inbox = inbox
@@ -101,6 +107,8 @@ class _ForwardingHandler(FileSystemEventHandler):
         self._recursive = recursive
         self._on_path = on_path
         self._on_dir = on_dir
+        self._on_open = on_open
+        self._on_close = on_close
 
     def _path(self, raw: bytes | str) -> Path:
         text = os.fsdecode(raw)
@@ -122,10 +130,24 @@ class _ForwardingHandler(FileSystemEventHandler):
             elif self._recursive and isinstance(event, DirCreatedEvent):
                 self._on_dir(self._folder_name, self._path(event.src_path))
             return
+        if isinstance(event, FileOpenedEvent | FileClosedNoWriteEvent | FileClosedEvent):
+            self._route_open_close(event)
+            return
         if event.src_path:
             self._on_path(self._folder_name, self._path(event.src_path))
         if isinstance(event, FileMovedEvent) and event.dest_path:
             self._on_path(self._folder_name, self._path(event.dest_path))
+
+
+    def _route_open_close(self, event: FileSystemEvent) -> None:
+        path = self._path(event.src_path)
+        if isinstance(event, FileOpenedEvent):
+            if self._on_open is not None:
+                self._on_open(self._folder_name, path)
+        elif self._on_close is not None:
+            self._on_close(self._folder_name, path)
+        elif isinstance(event, FileClosedEvent):  # written: what on_path has always had
+            self._on_path(self._folder_name, path)
 
 
 class FolderWatcher:
@@ -133,7 +155,9 @@ class FolderWatcher:
 
     ``on_path(folder_name, path)`` is called on watchdog's thread for every file event (the
     path may already be gone); ``on_dir(folder_name, dir)`` for a folder created or moved in
-    (recursive folders only), or ``on_path`` when ``on_dir`` is None. Both must be quick.
+    (recursive folders only), or ``on_path`` when ``on_dir`` is None; ``on_open`` and
+    ``on_close`` for a file opened and closed (inotify only; without ``on_close`` a close after
+    writing goes to ``on_path``). All must be quick.
     """
 
     def __init__(
@@ -146,6 +170,8 @@ class FolderWatcher:
         on_path: PathCallback,
         *,
         on_dir: PathCallback | None = None,
+        on_open: PathCallback | None = None,
+        on_close: PathCallback | None = None,
         observer_factory: ObserverFactory = default_observer_factory,
     ) -> None:
         self.folder_name = folder_name
@@ -158,7 +184,8 @@ class FolderWatcher:
         # and report nothing, so the real folder is watched and paths are mapped back.
         self._watched = os.path.realpath(inbox)
         self._handler = _ForwardingHandler(
-            folder_name, inbox, self._watched, recursive, on_path, on_dir or on_path
+            folder_name, inbox, self._watched, recursive, on_path, on_dir or on_path,
+            on_open, on_close,
         )
         self._observer: BaseObserver | None = None
         self._lock = threading.Lock()

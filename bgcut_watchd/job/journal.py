@@ -5,6 +5,16 @@ A job moves forward through :class:`JobState` and never back, with one documente
 write is durable (``fsops.atomic_write_json``: temp file, fsync, rename over ``job.json``, fsync
 the job directory), so after ``kill -9`` or a power cut the journal holds the old or the new record.
 
+Format 2 added what makes a job's identity hold under faults (issue 9); format-1 journals are
+read with their defaults: ``variants`` (the full definitions the job was claimed with: a reload
+applies to new jobs only; empty: the folder's), ``input_fingerprint`` (size, mtime_ns, inode
+of the claimed input: it must not change before the job pays or disposes of it),
+``extra_settle_used`` (the one more settling period a "truncated" verdict got),
+``process_sent_at`` and ``ambiguous_since`` (an unanswered process call: look for its outputs
+before paying again), ``remote_round`` (the remote paths' generation, new after a resettle),
+``dispose_target`` and ``quarantine_target`` (where the input is being moved, journaled before
+the move, so a move interrupted after its copy is finished, not repeated).
+
 File names may be invalid UTF-8: ``original_relpath`` is the ``os.fsdecode`` of the name and may
 hold lone surrogates. The JSON is written with ``ensure_ascii=True``, which escapes them as
 ``\\udcxx`` and reads them back unchanged, so names round-trip byte for byte.
@@ -14,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -21,11 +32,24 @@ from pathlib import Path
 from typing import Any
 
 from bgcut_watchd.clock import WallClock, iso_utc, utc_now
+from bgcut_watchd.config.model import Variant
 from bgcut_watchd.fsops import atomic_write_json
 
 JOURNAL_NAME = "job.json"
-_FORMAT_VERSION = 1
+_FORMAT_VERSION = 2
 
+Fingerprint = tuple[int, int, int]
+"""What identifies a claimed input's content cheaply: (size, mtime_ns, inode)."""
+
+
+def fingerprint_of(path: Path) -> Fingerprint | None:
+    """``(size, mtime_ns, inode)`` of ``path`` (not followed), or None when it cannot be
+    stat-ed (gone: the next step tells why). Raises nothing."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    return (st.st_size, st.st_mtime_ns, st.st_ino)
 
 
 class JobState(StrEnum):
@@ -70,11 +94,21 @@ class JobRecord:
     # never archived nor quarantined. ``output_dir`` replaces the folder's outbox (--output).
     detached: bool = False
     output_dir: str | None = None
+    variants: tuple[Variant, ...] = ()
+    input_fingerprint: Fingerprint | None = None
+    extra_settle_used: bool = False
+    process_sent_at: str | None = None
+    ambiguous_since: str | None = None
+    remote_round: int = 0
+    dispose_target: str | None = None
+    quarantine_target: str | None = None
 
     @classmethod
-    def start(cls, job_id: str, folder: str, original_relpath: str, now: str) -> JobRecord:
+    def start(cls, job_id: str, folder: str, original_relpath: str, now: str,
+              variants: tuple[Variant, ...] = ()) -> JobRecord:
         """A new record in state ``claiming``, first seen and updated at ``now``."""
-        return cls(job_id, folder, original_relpath, JobState.CLAIMING, 0, now, now)
+        return cls(job_id, folder, original_relpath, JobState.CLAIMING, 0, now, now,
+                   variants=variants)
 
     def advance(self, state: JobState, /, **changes: Any) -> JobRecord:
         """A copy in ``state`` (the same or a later one) with ``changes`` applied.
@@ -103,8 +137,25 @@ class JobRecord:
         if self.state is not JobState.CLAIMED and self.state not in _REMOTE_STATES:
             raise ValueError(f"job {self.job_id}: cannot restart remote work from {self.state}")
         cleared = {"remote_input": None, "remote_outputs": (), "temp_outputs": (),
-                   "output_sha256s": ()}
+                   "output_sha256s": (), "process_sent_at": None, "ambiguous_since": None}
         return dataclasses.replace(self, state=JobState.CLAIMED, **{**cleared, **changes})
+
+    def resettle(self, fingerprint: Fingerprint) -> JobRecord:
+        """Back to ``claimed``, starting over from the claim: the input changed since it was
+        fingerprinted (a writer resumed, or rewrote it in place).
+
+        Everything derived from the old content is cleared (hash, remote and local outputs,
+        chosen names, the disposal target); the remote paths move to a new round so nothing
+        the old content produced can be taken for the new one's. The caller deletes the job's
+        temporaries first. Raises ValueError when the record is disposed or quarantined.
+        """
+        if self.state in TERMINAL_STATES:
+            raise ValueError(f"job {self.job_id} is {self.state}: it cannot settle again")
+        return dataclasses.replace(
+            self, state=JobState.CLAIMED, sha256=None, remote_input=None, remote_outputs=(),
+            temp_outputs=(), final_outputs=(), process_sent_at=None, ambiguous_since=None,
+            dispose_target=None, extra_settle_used=False, input_fingerprint=fingerprint,
+            remote_round=self.remote_round + 1, last_stage="resettle")
 
     def original_path(self, inbox: Path) -> Path:
         """Where the input was in the inbox before the claim."""
@@ -114,6 +165,9 @@ class JobRecord:
         """A JSON-ready dict (lone surrogates survive ``json.dumps(ensure_ascii=True)``)."""
         data = dataclasses.asdict(self)
         data["state"] = self.state.value
+        data["variants"] = [dataclasses.asdict(v) for v in self.variants]
+        data["input_fingerprint"] = (None if self.input_fingerprint is None
+                                     else list(self.input_fingerprint))
         data["format"] = _FORMAT_VERSION
         return data
 
@@ -139,9 +193,57 @@ class JobRecord:
                 last_stage=_opt_str(data, "last_stage"),
                 detached=data.get("detached", False) is True,
                 output_dir=_opt_str(data, "output_dir"),
+                **_identity_fields(data),
             )
         except KeyError as exc:
             raise ValueError(f"journal field missing: {exc}") from exc
+
+
+def _identity_fields(data: Mapping[str, Any]) -> dict[str, Any]:
+    """The format-2 fields, with their defaults when a format-1 journal lacks them. A format-1
+    job found in ``uploaded`` may have sent its process call: it is taken as sent."""
+    sent = _opt_str(data, "process_sent_at")
+    if data.get("format", 1) == 1 and data.get("state") == JobState.UPLOADED.value:
+        sent = _str(data, "updated_at")
+    return {
+        "variants": _variants(data), "input_fingerprint": _fingerprint(data),
+        "extra_settle_used": _bool(data, "extra_settle_used"), "process_sent_at": sent,
+        "ambiguous_since": _opt_str(data, "ambiguous_since"),
+        "remote_round": _int(data, "remote_round") if "remote_round" in data else 0,
+        "dispose_target": _opt_str(data, "dispose_target"),
+        "quarantine_target": _opt_str(data, "quarantine_target"),
+    }
+
+
+_VARIANT_FIELDS = frozenset(f.name for f in dataclasses.fields(Variant))
+
+
+def _variants(data: Mapping[str, Any]) -> tuple[Variant, ...]:
+    value = data.get("variants") or []
+    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+        raise ValueError("journal field 'variants' is not a list of objects")
+    try:
+        return tuple(Variant(**{k: v for k, v in item.items() if k in _VARIANT_FIELDS})
+                     for item in value)
+    except TypeError as exc:  # a variant without its name
+        raise ValueError(f"journal field 'variants': {exc}") from exc
+
+
+def _fingerprint(data: Mapping[str, Any]) -> Fingerprint | None:
+    value = data.get("input_fingerprint")
+    if value is None:
+        return None
+    if (not isinstance(value, list) or len(value) != 3
+            or not all(isinstance(n, int) and not isinstance(n, bool) for n in value)):
+        raise ValueError("journal field 'input_fingerprint' is not three integers")
+    return (value[0], value[1], value[2])
+
+
+def _bool(data: Mapping[str, Any], key: str) -> bool:
+    value = data.get(key, False)
+    if not isinstance(value, bool):
+        raise ValueError(f"journal field {key!r} is not a boolean")
+    return value
 
 
 def _str(data: Mapping[str, Any], key: str) -> str:

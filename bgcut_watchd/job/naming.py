@@ -180,15 +180,18 @@ def is_job_temp(name: str, job_id: str) -> bool:
     return index.isascii() and index.isdigit()
 
 
-def remote_upload_path(upload_prefix: str, job_id: str) -> str:
-    """The job's own remote folder (api-v3.md: a unique ``upload_path`` per job)."""
-    return f"{upload_prefix}/{job_id}"
+def remote_upload_path(upload_prefix: str, job_id: str, remote_round: int = 0) -> str:
+    """The job's own remote folder (api-v3.md: a unique ``upload_path`` per job); a job that
+    started over from its claim (its input changed) uses a new one per round, ``.../r<n>``,
+    so nothing made from the old content is ever taken for the new content's."""
+    base = f"{upload_prefix}/{job_id}"
+    return base if remote_round == 0 else f"{base}/r{remote_round}"
 
 
-def remote_output_paths(upload_prefix: str, job_id: str,
-                        variants: Sequence[Variant]) -> list[str]:
+def remote_output_paths(upload_prefix: str, job_id: str, variants: Sequence[Variant],
+                        remote_round: int = 0) -> list[str]:
     """The remote ``output_file_path`` of each variant, in variant order."""
-    prefix = f"{remote_upload_path(upload_prefix, job_id)}/out"
+    prefix = f"{remote_upload_path(upload_prefix, job_id, remote_round)}/out"
     return [f"{prefix}/{i}-{v.name}.{v.ext}" for i, v in enumerate(variants)]
 
 

@@ -9,6 +9,12 @@ its ``<name>`` beside it:
 
 A crash after 2 leaves the input with a hidden pending record: :func:`complete_pending` (run at
 startup, before any job) reveals it, or removes pending records whose input never arrived.
+
+Across filesystems step 2 is a copy, then the unlink of the input. The job journals the chosen
+``<name>`` before step 2 (``before_move``); when the unlink did not happen (a crash, a failure),
+the job finds it with :func:`interrupted_quarantine` and finishes it (``resume_at``): the same
+bytes there mean only the unlink is left, so the input is never quarantined twice (``x.jpg``
+and ``x-1.jpg``).
 Requeue undoes it in the reverse order: the error file goes first, then the input moves back.
 """
 
@@ -18,7 +24,7 @@ import dataclasses
 import json
 import logging
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -32,7 +38,9 @@ from bgcut_watchd.fsops import (
     local_disk,
     make_dirs,
     move_file,
+    remove_file,
     rename_noreplace,
+    same_content,
     show_path,
     temp_path_beside,
     write_new_file,
@@ -113,6 +121,9 @@ def _try_pair(input_path: StrPath, paths: list[Path], data: bytes) -> bool:
         fsync_dir(final.parent)
         move_file(input_path, final, overwrite=False)
     except BaseException as exc:
+        if not isinstance(exc, FileExistsError) and same_content(input_path, final):
+            _reveal(pending, error_file, data)  # the copy is in place: keep the pair whole
+            raise
         pending.unlink(missing_ok=True)
         if isinstance(exc, FileExistsError):
             return False
@@ -121,23 +132,67 @@ def _try_pair(input_path: StrPath, paths: list[Path], data: bytes) -> bool:
     return True
 
 
+def _finish_at(input_path: StrPath, target: Path, data: bytes) -> bool:
+    """Finish a quarantine interrupted after its copy reached ``target``; False when ``target``
+    does not hold the input's bytes (nothing done)."""
+    if not os.path.lexists(target) or not same_content(input_path, target):
+        return False
+    error_file = target.with_name(target.name + ERROR_SUFFIX)
+    if not os.path.lexists(error_file):
+        pending = target.with_name(f".{target.name}{ERROR_SUFFIX}{PENDING_SUFFIX}")
+        if os.path.lexists(pending):
+            durable_rename(pending, error_file, overwrite=True)
+        else:
+            atomic_write_bytes(error_file, data)
+    remove_file(input_path)
+    return True
+
+
+def interrupted_quarantine(input_path: StrPath, target: StrPath) -> QuarantineRecord | None:
+    """The error record of a quarantine interrupted after its copy reached ``target`` (the name
+    journaled before the move), or None when ``target`` does not hold the input's bytes or has
+    no readable error record (visible, or still pending). Changes nothing; raises nothing.
+    """
+    destination = Path(target)
+    if not same_content(input_path, destination):
+        return None
+    error_file = destination.with_name(destination.name + ERROR_SUFFIX)
+    pending = destination.with_name(f".{destination.name}{ERROR_SUFFIX}{PENDING_SUFFIX}")
+    for candidate in (error_file, pending):
+        try:
+            return QuarantineRecord.from_json(candidate.read_text("ascii"))
+        except (OSError, ValueError, TypeError):
+            continue
+    return None
+
+
+def _nothing(_target: Path) -> None:
+    return None
+
+
 def quarantine(
     input_path: StrPath, quarantine_root: StrPath, subfolder: StrPath, original_name: str,
-    error: QuarantineRecord,
+    error: QuarantineRecord, *, resume_at: StrPath | None = None,
+    before_move: Callable[[Path], None] = _nothing,
 ) -> Path:
     """Move the input to ``<quarantine_root>/<subfolder>/<name>`` beside ``<name>.error.json``.
 
     ``<name>`` is ``original_name`` or, if it or its error file exists, ``stem-N.ext``. Works
-    across filesystems. Returns the quarantined input's path. Raises LocalDiskError (the input
-    stays where it was), ValueError for an invalid name.
+    across filesystems. ``before_move(path)`` is called with the chosen path before the input
+    moves (to journal it); ``resume_at``, such a journaled path, is finished instead when it
+    already holds the input's bytes. Returns the quarantined input's path. Raises
+    LocalDiskError (the input stays where it was), ValueError for an invalid name.
     """
     folder = Path(quarantine_root) / subfolder
     stem, suffix = split_name(original_name)
     data = error.to_json().encode("ascii")
     with local_disk("quarantining input", input_path):
         make_dirs(folder)
+        if resume_at is not None and _finish_at(input_path, Path(resume_at), data):
+            return Path(resume_at)
         for _ in range(MAX_NAME_RACES):
             paths = choose_output_set(folder, _pair_names(suffix), stem, "rename")
+            before_move(paths[0])
             if _try_pair(input_path, paths, data):
                 return paths[0]
     raise LocalDiskError(f"no free quarantine name for {show_path(original_name)}")

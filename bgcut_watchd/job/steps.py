@@ -6,12 +6,21 @@ a retry, a pause) resumes from the last durable state: an upload is never repeat
 remote path is journaled, a process call never once its outputs are, and a restart after the
 downloads publishes the files already on disk without any API call.
 
+The job's identity holds under faults (issue 9): it keeps the variant set journaled at its
+claim, whatever a reload changes since; its input is frozen before it is paid for
+(``job.settle``: checked against the fingerprint journaled at the claim before the upload, after
+it, before a quarantine and before disposal, and waited for while it changes); an unanswered
+process call is never re-sent blindly (its outputs are looked for, with backoff, for
+``api.process_timeout_s`` first); and a move to the archive or the quarantine is journaled
+before it starts, so one interrupted after its copy is finished, never repeated.
+
 Failures leave this module as exceptions of the tree in ``errors.py``; the failure policy
 (``engine.failures``) decides from their class and calls :meth:`JobRunner.quarantine` when needed.
 
-Over 300 lines on purpose: the steps read in order as one story, and the quarantine half
-shares the runner's folder, ledger and naming helpers; duplicate reuse and single flight are
-apart (``duplicates``).
+Over 300 lines on purpose: the steps read in order as one story, with the naming helpers they
+share; what could stand apart does: duplicate reuse and single flight (``duplicates``), the
+input checks (``settle``), the look-out of an unanswered call (``lookout``), quarantine
+(``quarantining``).
 """
 
 from __future__ import annotations
@@ -22,20 +31,23 @@ import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from functools import cached_property, partial
 from pathlib import Path
 from typing import Protocol, TypeVar
 
 from bgcut_watchd.api import AmbiguousOutcomeError, BackgroundCutClient
-from bgcut_watchd.clock import iso_utc_seconds
-from bgcut_watchd.config.model import ApiConfig, DaemonConfig, FolderConfig, variant_key
+from bgcut_watchd.clock import WallClock, iso_utc, utc_now
+from bgcut_watchd.config.model import (
+    ApiConfig,
+    DaemonConfig,
+    FolderConfig,
+    Variant,
+    variant_key,
+)
 from bgcut_watchd.errors import (
     ApiError,
-    BgcutError,
     InputError,
     LocalDiskError,
-    LocalInputError,
     RemoteFileMissingError,
 )
 from bgcut_watchd.fsops import (
@@ -45,7 +57,7 @@ from bgcut_watchd.fsops import (
     sha256_of_regular_file,
     show_path,
 )
-from bgcut_watchd.job.dispose import archive, delete_input
+from bgcut_watchd.job.dispose import archive_target, delete_input, move_to_target
 from bgcut_watchd.job.duplicates import (
     SameContentInFlight,
     SingleFlight,
@@ -54,6 +66,7 @@ from bgcut_watchd.job.duplicates import (
 )
 from bgcut_watchd.job.journal import JobState
 from bgcut_watchd.job.logfields import job_fields
+from bgcut_watchd.job.lookout import PROCESS_AMBIGUOUS, earlier_call_ran, mark_ambiguous
 from bgcut_watchd.job.naming import (
     MAX_NAME_RACES,
     choose_output_set,
@@ -66,8 +79,10 @@ from bgcut_watchd.job.naming import (
     temp_path_for,
 )
 from bgcut_watchd.job.publish import discard_temps, publish_set
-from bgcut_watchd.job.quarantine import QuarantineRecord, error_file_beside, quarantine
-from bgcut_watchd.job.unsettled import check_again_later, second_look_s
+from bgcut_watchd.job.quarantining import STAGE_OF as STAGE_OF
+from bgcut_watchd.job.quarantining import JobQuarantine
+from bgcut_watchd.job.settle import InputFreeze
+from bgcut_watchd.job.unsettled import second_look_s
 from bgcut_watchd.job.validate import PixelBudget, validate_input
 from bgcut_watchd.job.workarea import ClaimedJob
 from bgcut_watchd.ledger import Ledger
@@ -76,15 +91,8 @@ log = logging.getLogger("bgcut_watchd.job")
 
 T = TypeVar("T")
 
-PROCESS_AMBIGUOUS = "process-ambiguous"  # last_stage: the process call may have run
 DOWNLOAD_MISSING = "download-missing"    # last_stage: a download answered 404 once
 
-# The stage each state's next step belongs to (the quarantine file's "stage").
-STAGE_OF = {
-    JobState.CLAIMING: "validate", JobState.CLAIMED: "upload", JobState.UPLOADED: "process",
-    JobState.PROCESSED: "download", JobState.DOWNLOADED: "publish",
-    JobState.PUBLISHED: "publish",
-}
 
 
 class ApiCaller(Protocol):
@@ -106,23 +114,42 @@ class JobRunner:
     monotonic: Callable[[], float] = time.monotonic
     decode_budget: PixelBudget | None = None  # shared by every folder's runner
     in_flight: SingleFlight | None = None  # shared likewise; None: no single flight
+    wall_clock: WallClock = utc_now  # journaled times (the look-out of an unanswered call)
+
+    @cached_property
+    def freeze(self) -> InputFreeze:
+        """The checks that keep this folder's claimed inputs as claimed (``job.settle``)."""
+        return InputFreeze(self.folder.name, self.limits.stability_s,
+                           network_wait_s=second_look_s(self.folder, self.limits.stability_s))
+
+    @cached_property
+    def quarantiner(self) -> JobQuarantine:
+        """Quarantines this folder's jobs (``job.quarantining``)."""
+        return JobQuarantine(self.folder, self.ledger)
 
     @cached_property
     def variant_key(self) -> str:
         """The folder's variant set as the ledger keys it (hashed once, read per job)."""
         return variant_key(self.folder.variants)
 
-    @cached_property
-    def second_look_s(self) -> float | None:
-        """On a network folder, how soon an unfinished-looking input is checked again."""
-        return second_look_s(self.folder, self.limits.stability_s)
+    def variants_of(self, job: ClaimedJob) -> tuple[Variant, ...]:
+        """The variant set ``job`` was claimed with (the folder's, for a job journaled before
+        variant sets were): every step uses it, so a reload applies to new jobs only."""
+        return job.record.variants or self.folder.variants
+
+    def variant_key_of(self, job: ClaimedJob) -> str:
+        """The ledger's key of the variant set ``job`` was claimed with."""
+        if not job.record.variants:
+            return self.variant_key
+        return variant_key(job.record.variants)
 
     def run(self, job: ClaimedJob) -> list[Path]:
         """Advance ``job`` to disposal; return its published outputs.
 
         Raises InputError (quarantine it), TransientError/PauseError (retry later, the job
-        stays resumable), LocalDiskError (pause the folder), SameContentInFlight (another job
-        is paying for the same content: run it again shortly).
+        stays resumable), LocalDiskError (pause the folder), NotReadyError (the input is
+        settling, or an unanswered call may still run: run it again later),
+        SameContentInFlight (another job is paying for the same content: run it again soon).
         """
         try:
             return self._carry(job)
@@ -137,10 +164,16 @@ class JobRunner:
             JobState.PROCESSED: self._download, JobState.DOWNLOADED: self._publish,
             JobState.PUBLISHED: self._dispose,
         }
+        if job.record.quarantine_target is not None:
+            self.quarantiner.check_interrupted(job)
         while job.record.state in steps:
-            steps[job.record.state](job)
+            try:
+                steps[job.record.state](job)
+            except InputError as exc:
+                self.freeze.before_blaming(job, self._out_dir(job), exc)
+                raise
         outputs = [Path(p) for p in job.record.final_outputs]
-        self.ledger.finish_done(job.job_id, self._by_variant_name(outputs),
+        self.ledger.finish_done(job.job_id, self._by_variant_name(job, outputs),
                                 self.monotonic() - started, sha256s=self._output_sha256s(job))
         log.info("job %s [%s] %s: done, %d output(s) in %s", job.job_id, self.folder.name,
                  show_path(job.record.original_relpath), len(outputs),
@@ -151,42 +184,56 @@ class JobRunner:
     # -- steps ----------------------------------------------------------------------------
 
     def _upload(self, job: ClaimedJob) -> None:
+        self.freeze.ensure_unchanged(job, self._out_dir(job), look_for_writers=True)
         self._wait_while_in_flight(job, job.record.sha256)  # before decoding the input again
-        try:
-            checked = validate_input(job.input_path, max_bytes=self.limits.max_input_bytes,
-                                     max_pixels=self.limits.max_input_pixels,
-                                     budget=self.decode_budget)
-        except LocalInputError as exc:
-            check_again_later(job, exc, self.second_look_s)  # a share's writer may not be done
-            raise
+        checked = validate_input(job.input_path, max_bytes=self.limits.max_input_bytes,
+                                 max_pixels=self.limits.max_input_pixels,
+                                 budget=self.decode_budget)
         job.save(job.record.advance(JobState.CLAIMED, sha256=checked.sha256))
         self.ledger.update(job.job_id, sha256=checked.sha256, stage="upload")
         if self._reuse_duplicate(job, checked.sha256):
             return
-        upload_path = remote_upload_path(self.api.upload_prefix, job.job_id)
+        upload_path = remote_upload_path(self.api.upload_prefix, job.job_id,
+                                         job.record.remote_round)
         remote = self.guard.call("upload", lambda: self.client.upload(
             job.input_path, upload_path, self._input_name(job)))
+        # What was checked and uploaded is what was claimed: only then is it paid for.
+        self.freeze.ensure_unchanged(job, self._out_dir(job))
         job.save(job.record.advance(JobState.UPLOADED, remote_input=remote))
 
     def _process(self, job: ClaimedJob) -> None:
         remote_input = job.record.remote_input
         assert remote_input is not None  # journaled with state "uploaded"
-        wanted = remote_output_paths(self.api.upload_prefix, job.job_id, self.folder.variants)
-        if job.record.last_stage == PROCESS_AMBIGUOUS and self._outputs_exist(wanted):
-            job.save(job.record.advance(JobState.PROCESSED, remote_outputs=tuple(wanted)))
+        variants = self.variants_of(job)
+        wanted = remote_output_paths(self.api.upload_prefix, job.job_id, variants,
+                                     job.record.remote_round)
+        if job.record.last_stage == PROCESS_AMBIGUOUS and earlier_call_ran(
+                job, wanted, partial(self._outputs_exist, wanted), self.api.process_timeout_s,
+                self.wall_clock, self.folder.name):
             return
         try:
-            outputs = self.guard.call("process", lambda: self.client.process(
-                remote_input, self.folder.variants, wanted))
+            outputs = self.guard.call("process", lambda: self._send_process(
+                job, remote_input, variants, wanted))
         except AmbiguousOutcomeError:
             # The call may have run (and been paid for): look before sending it again.
-            job.save(job.record.advance(JobState.UPLOADED, last_stage=PROCESS_AMBIGUOUS))
+            mark_ambiguous(job, self._now())
             raise
         except RemoteFileMissingError:  # the upload expired or lives in another region
             self._restart_remote(job)
             raise
+        except ApiError:  # answered: the call did not run, a restart need not look for it
+            if job.record.process_sent_at is not None:
+                job.save(job.record.advance(JobState.UPLOADED, process_sent_at=None))
+            raise
         job.save(job.record.advance(JobState.PROCESSED, remote_outputs=tuple(outputs),
                                     last_stage="process"))
+
+    def _send_process(self, job: ClaimedJob, remote_input: str, variants: tuple[Variant, ...],
+                      wanted: list[str]) -> list[str]:
+        """Journal that the paid call is being sent (a restart then looks for its outputs
+        first), then send it. Raises ApiError subclasses, OSError."""
+        job.save(job.record.advance(JobState.UPLOADED, process_sent_at=self._now()))
+        return self.client.process(remote_input, variants, wanted)
 
     def _download(self, job: ClaimedJob) -> None:
         out_dir = self._out_dir(job)
@@ -243,15 +290,31 @@ class JobRunner:
                              f"{MAX_NAME_RACES} tries: another writer keeps taking them")
 
     def _dispose(self, job: ClaimedJob) -> None:
+        self.freeze.ensure_unchanged(job, self._out_dir(job))  # outputs of what is disposed of
         source = job.input_path
         if os.path.lexists(source):
-            name = Path(job.record.original_relpath).name
             if self.folder.on_success == "delete" or job.record.detached:
                 delete_input(source)
             else:
-                assert self.folder.archive is not None  # config requires it with "archive"
-                archive(source, self.folder.archive, self._subfolder(job), name)
+                self._archive(job, source)
         job.save(job.record.advance(JobState.DISPOSED))
+
+    def _archive(self, job: ClaimedJob, source: Path) -> None:
+        """Journal the archive target, then move there: a move interrupted after its copy
+        (another filesystem) is finished on resume, never repeated under a ``-1`` name."""
+        assert self.folder.archive is not None  # config requires it with "archive"
+        for _ in range(MAX_NAME_RACES):
+            if job.record.dispose_target is None:
+                target = archive_target(self.folder.archive, self._subfolder(job),
+                                        Path(job.record.original_relpath).name)
+                job.save(job.record.advance(JobState.PUBLISHED,
+                                            dispose_target=os.fsdecode(target)))
+            assert job.record.dispose_target is not None
+            if move_to_target(source, Path(job.record.dispose_target)):
+                return
+            job.save(job.record.advance(JobState.PUBLISHED, dispose_target=None))
+        raise LocalDiskError(f"no free archive name for {show_path(job.record.original_relpath)}"
+                             f" after {MAX_NAME_RACES} tries: another writer keeps taking them")
 
     # -- quarantine -----------------------------------------------------------------------
 
@@ -261,49 +324,7 @@ class JobRunner:
         Returns the quarantined path (None when the input was already gone). Raises
         LocalDiskError when the quarantine folder cannot be written (the input stays).
         """
-        stage = STAGE_OF.get(job.record.state, "validate")
-        if isinstance(exc, InputError) and not isinstance(exc, ApiError):
-            stage = "validate"
-        discard_temps(self._out_dir(job), job.job_id)
-        record = self._quarantine_record(job, exc, stage)
-        target = None
-        if job.record.detached:  # a copy: its error file beside the outputs, the copy gone
-            target = error_file_beside(self._out_dir(job), Path(job.record.original_relpath).name,
-                                       record)
-            if os.path.lexists(job.input_path):
-                delete_input(job.input_path)
-        elif os.path.lexists(job.input_path):
-            target = quarantine(job.input_path, self.folder.quarantine, self._subfolder(job),
-                                Path(job.record.original_relpath).name, record)
-        job.save(job.record.advance(JobState.QUARANTINED, last_error=record.detail,
-                                    last_stage=stage))
-        self.ledger.finish_quarantined(job.job_id, stage, record.reason, record.detail,
-                                       record.http_status, where=target)
-        log.warning("job %s [%s] %s: quarantined at %s: %s (%s)", job.job_id, self.folder.name,
-                    show_path(job.record.original_relpath), stage, record.reason, record.detail,
-                    extra=self.log_fields(job, stage=stage, reason=record.reason))
-        job.finish()
-        return target
-
-    def _quarantine_record(self, job: ClaimedJob, exc: BaseException,
-                           stage: str) -> QuarantineRecord:
-        if isinstance(exc, InputError):
-            reason = exc.reason
-        elif isinstance(exc, BgcutError):
-            reason = "retries_exhausted"
-        else:  # a bug of ours: say so rather than blame the network
-            reason = "internal_error"
-        detail = getattr(exc, "detail", None) or str(exc) or type(exc).__name__
-        return QuarantineRecord(
-            file=os.fsdecode(self.folder.inbox / job.record.original_relpath),
-            folder=self.folder.name, stage=stage, reason=reason,
-            http_status=getattr(exc, "http_status", None), detail=str(detail),
-            attempts=max(1, job.record.attempts),
-            sha256=job.record.sha256 or sha256_of_regular_file(job.input_path),
-            variants=tuple(v.name for v in self.folder.variants),
-            first_seen=iso_utc_seconds(job.record.first_seen),
-            quarantined_at=iso_utc_seconds(datetime.now(UTC)),
-        )
+        return self.quarantiner.quarantine(job, exc, self.variants_of(job))
 
     # -- helpers --------------------------------------------------------------------------
 
@@ -341,14 +362,15 @@ class JobRunner:
         pay nothing. Raises SameContentInFlight while another job pays for this content."""
         if self.folder.reprocess_duplicates:
             return False
+        key = self.variant_key_of(job)
         if self.in_flight is not None and not self.in_flight.begin(
-                flight_key(sha256, self.variant_key), job.job_id):
+                flight_key(sha256, key), job.job_id):
             log.info("job %s [%s] %s: the same content is being processed by another job: "
                      "waiting for its outputs", job.job_id, self.folder.name,
                      show_path(job.record.original_relpath), extra=self.log_fields(job))
             raise SameContentInFlight(f"job {job.job_id}: the same content is in flight")
-        copied = copy_earlier_outputs(self.ledger, sha256, self.variant_key,
-                                      self.folder.variants, self._out_dir(job), job.job_id)
+        copied = copy_earlier_outputs(self.ledger, sha256, key, self.variants_of(job),
+                                      self._out_dir(job), job.job_id)
         if copied is None:
             return False
         log.info("job %s [%s] %s: same content and variants as an earlier job: outputs "
@@ -363,7 +385,8 @@ class JobRunner:
         says it holds: a waiting job is run again often, and must not decode its input then."""
         if (self.in_flight is not None and sha256 is not None
                 and not self.folder.reprocess_duplicates
-                and self.in_flight.busy(flight_key(sha256, self.variant_key), job.job_id)):
+                and self.in_flight.busy(flight_key(sha256, self.variant_key_of(job)),
+                                        job.job_id)):
             raise SameContentInFlight(f"job {job.job_id}: the same content is in flight")
 
     def _hash_temps(self, job: ClaimedJob, temps: list[Path]) -> None:
@@ -382,7 +405,7 @@ class JobRunner:
         hashes = list(job.record.output_sha256s)
         if not hashes or len(hashes) != len(job.record.final_outputs):
             return None
-        return self._by_variant_name(hashes)
+        return self._by_variant_name(job, hashes)
 
     def _restart_remote(self, job: ClaimedJob) -> None:
         discard_temps(self._out_dir(job), job.job_id)
@@ -394,10 +417,10 @@ class JobRunner:
 
     def _choose_names(self, job: ClaimedJob) -> list[Path]:
         stem, _ = split_name(Path(job.record.original_relpath).name)
-        folder = self.folder
+        folder, variants = self.folder, self.variants_of(job)
         return choose_output_set(
             self._out_dir(job),
-            lambda s: output_names(folder.output_name, s, folder.variants, folder.name),
+            lambda s: output_names(folder.output_name, s, variants, folder.name),
             stem, folder.on_conflict)
 
     def _subfolder(self, job: ClaimedJob) -> Path:
@@ -410,8 +433,11 @@ class JobRunner:
     def _input_name(self, job: ClaimedJob) -> str:
         return Path(job.record.original_relpath).name
 
-    def _by_variant_name(self, outputs: Sequence[T]) -> list[T]:
+    def _by_variant_name(self, job: ClaimedJob, outputs: Sequence[T]) -> list[T]:
         """Outputs (or their hashes) ordered by variant name: how duplicates are matched to
         variants later."""
-        pairs = zip(self.folder.variants, outputs, strict=False)
+        pairs = zip(self.variants_of(job), outputs, strict=False)
         return [p for _, p in sorted(pairs, key=lambda vp: vp[0].name)]
+
+    def _now(self) -> str:
+        return iso_utc(self.wall_clock())

@@ -5,10 +5,12 @@ lock file ``lock``. Being inside the inbox, the claim is one atomic same-filesys
 owner holds ``flock(LOCK_EX)`` on ``lock``; the kernel drops it when the process dies (even by
 ``kill -9``), so recovery takes exactly the jobs no live process owns.
 
-Claim order (product.md, step 4): mkdir, journal ``claiming``, rename the input in (ENOENT/ENOTDIR:
-someone else took it), journal ``claimed``. The flock is taken right after the mkdir, before
-the first journal write, so another daemon's recovery never sees our half-made dir unlocked
-and removes it under us; after a crash the states on disk are the same either way.
+Claim order (product.md, step 4): mkdir, journal ``claiming`` (with the variant set the job
+keeps), rename the input in (ENOENT/ENOTDIR: someone else took it), journal ``claimed`` with the
+input's fingerprint (``job.settle``: it must not change before the job pays). The flock is taken
+right after the mkdir, before the first journal write, so another daemon's recovery never sees
+our half-made dir unlocked and removes it under us; after a crash the states on disk are the same
+either way.
 
 Removal order: every other file first, then the flock is released (its fd closed), and only
 then is the lock file unlinked and the directory removed. On NFS and FUSE (sshfs, SMB through
@@ -34,8 +36,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bgcut_watchd.clock import WallClock, iso_utc, utc_now
+from bgcut_watchd.config.model import Variant
 from bgcut_watchd.fsops import copy_file_durably, fsync_dir
-from bgcut_watchd.job.journal import TERMINAL_STATES, JobRecord, JobState, Journal
+from bgcut_watchd.job.journal import (
+    TERMINAL_STATES,
+    JobRecord,
+    JobState,
+    Journal,
+    fingerprint_of,
+)
 from bgcut_watchd.job.naming import INPUT_STEM, input_name_for, is_unlink_placeholder
 from bgcut_watchd.job.publish import discard_temps
 
@@ -176,8 +185,10 @@ class WorkArea:
         self._clock = clock
         self._new_job_id = new_job_id
 
-    def claim(self, folder_name: str, path: Path) -> ClaimedJob | None:
-        """Move ``path`` (a file in the inbox) into a new job dir and own that job.
+    def claim(self, folder_name: str, path: Path,
+              variants: tuple[Variant, ...] = ()) -> ClaimedJob | None:
+        """Move ``path`` (a file in the inbox) into a new job dir and own that job, journaling
+        ``variants`` (the folder's set now: the job keeps it whatever a reload changes).
 
         Returns None when the file vanished before the rename (another claimer took it).
         Raises ValueError when ``path`` is not inside the inbox or is inside the work area;
@@ -188,7 +199,8 @@ class WorkArea:
         locked = self._new_locked_job_dir()
         if locked is None:
             return None
-        return self._move_in(folder_name, path, relpath, *locked)
+        start = JobRecord.start(locked[0].name, folder_name, relpath, self._now(), variants)
+        return self._move_in(start, path, *locked)
 
     def _new_locked_job_dir(self) -> tuple[Path, int] | None:
         """A new job dir and its flock fd; None when another daemon's recovery took it.
@@ -211,13 +223,13 @@ class WorkArea:
         return job_dir, lock_fd
 
     def _move_in(
-        self, folder_name: str, path: Path, relpath: str, job_dir: Path, lock_fd: int,
+        self, start: JobRecord, path: Path, job_dir: Path, lock_fd: int,
     ) -> ClaimedJob | None:
         """Journal ``claiming``, rename the input in, fsync both dirs, journal ``claimed``."""
         journal = Journal(job_dir, clock=self._clock)
         try:
-            record = journal.write(JobRecord.start(job_dir.name, folder_name, relpath, self._now()))
-            path.rename(job_dir / input_name_for(relpath))
+            record = journal.write(start)
+            path.rename(job_dir / input_name_for(start.original_relpath))
         except BaseException as exc:
             release = _closer(lock_fd)
             try:
@@ -232,13 +244,14 @@ class WorkArea:
         try:
             fsync_dir(path.parent)
             fsync_dir(job_dir)
-            job.save(record.advance(JobState.CLAIMED))
+            _journal_claimed(job)
         except BaseException:
             job.release()  # the dir stays in "claiming" with its input: recovery resumes it
             raise
         return job
 
     def claim_copy(self, folder_name: str, source: Path, relpath: str,
+                   variants: tuple[Variant, ...] = (),
                    output_dir: Path | None = None) -> ClaimedJob | None:
         """Copy ``source`` (a regular file anywhere; never moved) into a new job dir and own it.
 
@@ -261,27 +274,28 @@ class WorkArea:
         if locked is None:
             return None
         job_dir, lock_fd = locked
+        output = None if output_dir is None else os.fsdecode(output_dir)
+        start = dataclasses.replace(
+            JobRecord.start(job_dir.name, folder_name, relpath, self._now(), variants),
+            detached=True, output_dir=output)
         try:
-            return self._copy_in(folder_name, source, relpath, job_dir, lock_fd, output_dir)
+            return self._copy_in(start, source, job_dir, lock_fd)
         except BaseException:
             # Only our copy is lost: the source never moved. The lock is released either way.
             _remove_job_dir(job_dir, _closer(lock_fd))
             raise
 
-    def _copy_in(
-        self, folder_name: str, source: Path, relpath: str, job_dir: Path, lock_fd: int,
-        output_dir: Path | None,
-    ) -> ClaimedJob:
+    def _copy_in(self, start: JobRecord, source: Path, job_dir: Path,
+                 lock_fd: int) -> ClaimedJob:
         journal = Journal(job_dir, clock=self._clock)
-        start = JobRecord.start(job_dir.name, folder_name, relpath, self._now())
-        output = None if output_dir is None else os.fsdecode(output_dir)
-        record = journal.write(dataclasses.replace(start, detached=True, output_dir=output))
+        record = journal.write(start)
         temp = job_dir / COPY_TEMP_NAME
         copy_file_durably(source, temp)
-        temp.rename(job_dir / input_name_for(relpath))
+        temp.rename(job_dir / input_name_for(start.original_relpath))
         fsync_dir(job_dir)
-        return ClaimedJob(job_dir, journal, journal.write(record.advance(JobState.CLAIMED)),
-                          lock_fd)
+        job = ClaimedJob(job_dir, journal, record, lock_fd)
+        _journal_claimed(job)
+        return job
 
     def recover(self, folder_name: str) -> list[ClaimedJob]:
         """Take every job dir no live process owns; return the unfinished ones to resume.
@@ -339,7 +353,7 @@ class WorkArea:
             _remove_job_dir(job.job_dir, job.release)
             return None
         if state is JobState.CLAIMING:
-            job.save(job.record.advance(JobState.CLAIMED))
+            _journal_claimed(job)
         elif state not in TERMINAL_STATES and not has_input:
             self._close_inputless(job)
         if job.record.state in TERMINAL_STATES:
@@ -371,7 +385,7 @@ class WorkArea:
         record = JobRecord.start(job_dir.name, folder_name, relpath, self._now())
         job = ClaimedJob(job_dir, journal, record, lock_fd)
         try:
-            job.save(record.advance(JobState.CLAIMED))
+            _journal_claimed(job)
         except BaseException:
             job.release()
             raise
@@ -399,6 +413,12 @@ class WorkArea:
 
     def _now(self) -> str:
         return iso_utc(self._clock())
+
+
+def _journal_claimed(job: ClaimedJob) -> None:
+    """Journal ``claimed`` with the fingerprint of the input now in the job dir. Raises OSError."""
+    job.save(job.record.advance(JobState.CLAIMED,
+                                input_fingerprint=fingerprint_of(job.input_path)))
 
 
 def _discard_temp_outputs(record: JobRecord) -> None:

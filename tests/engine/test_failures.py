@@ -101,6 +101,22 @@ def test_an_input_error_quarantines_at_once(parts: Parts) -> None:
     assert not api_pause.state().paused and folder_pauses.snapshot() == {}
 
 
+@pytest.mark.parametrize("exc", [
+    errors.InputUnsettledError("the input changed since it was claimed", 0.7),
+    errors.OutputsPendingError("process: no answer; looking for its outputs", 0.7),
+])
+def test_not_ready_runs_the_job_again_later_without_spending_an_attempt(
+        parts: Parts, exc: errors.NotReadyError) -> None:
+    policy, api_pause, folder_pauses, held = parts
+    runner, claimed = FakeRunner(), job(attempts=2)
+    outcome = policy.outcome(runner, TICKET, claimed, exc, (2, 0))
+    assert outcome.kind is OutcomeKind.PAUSED and outcome.delay_s == 0.7
+    assert outcome.ticket is not None and outcome.ticket.job_id == "j1"
+    assert runner.failures == [] and runner.quarantined == [] and held.forgotten == []
+    assert claimed.record.attempts == 2
+    assert not api_pause.state().paused and folder_pauses.snapshot() == {}
+
+
 @pytest.mark.parametrize(("exc", "reason", "pause_s"), [
     (errors.AuthError("upload", "Invalid token", 401), PauseReason.AUTH, 300.0),
     (errors.CreditsError("process", "Insufficient credits", 402), PauseReason.CREDITS, 900.0),
@@ -145,28 +161,6 @@ def test_a_429_waits_at_least_its_retry_after(parts: Parts) -> None:
     exc = errors.RateLimitedError("process", "slow down", retry_after_s=30.0)
     outcome = policy.outcome(FakeRunner(), TICKET, job(), exc, (2, 0))
     assert outcome.kind is OutcomeKind.RETRY and outcome.delay_s >= 30.0
-
-
-def test_an_unsettled_input_is_checked_again_after_one_more_settling_period(
-        parts: Parts) -> None:
-    policy, api_pause, folder_pauses, _ = parts
-    runner = FakeRunner()
-    exc = errors.UnsettledInputError("a JPEG signature, but it does not decode fully",
-                                     "invalid_image", retry_after_s=32.0)
-    outcome = policy.outcome(runner, TICKET, job(attempts=0), exc, (2, 0))
-    assert outcome.kind is OutcomeKind.RETRY and 32.0 <= outcome.delay_s <= RETRY.max_delay_s
-    assert runner.quarantined == [] and [a for a, _ in runner.failures] == [1]
-    assert not api_pause.state().paused and folder_pauses.snapshot() == {}
-
-
-def test_an_unsettled_input_without_retries_left_quarantines_with_its_reason() -> None:
-    policy = FailurePolicy(RetryConfig(max_attempts=1), ProbedPause(), FolderPauses(),
-                           FakeHeld(), rng=random.Random(3))
-    runner = FakeRunner()
-    exc = errors.UnsettledInputError("truncated", "invalid_image", retry_after_s=32.0)
-    outcome = policy.outcome(runner, TICKET, job(attempts=0), exc, (2, 0))
-    assert outcome.kind is OutcomeKind.QUARANTINED and runner.quarantined == [exc]
-    assert exc.reason == "invalid_image"  # what the error file will say, not retries_exhausted
 
 
 def test_after_max_attempts_without_progress_it_quarantines(parts: Parts) -> None:
@@ -229,7 +223,6 @@ EXPECTED = {
     "ConfigError": Decision.UNEXPECTED,
     "InputError": Decision.QUARANTINE,
     "LocalInputError": Decision.QUARANTINE,
-    "UnsettledInputError": Decision.RETRY,  # a network folder's file may still be arriving
     "ApiError": Decision.UNEXPECTED,
     "ApiInputError": Decision.QUARANTINE,
     "TransientError": Decision.RETRY,
@@ -241,6 +234,10 @@ EXPECTED = {
     "AuthError": Decision.PAUSE_AUTH,
     "CreditsError": Decision.PAUSE_CREDITS,
     "LocalDiskError": Decision.PAUSE_FOLDER,
+    "QuarantineUnfinishedError": Decision.QUARANTINE,
+    "NotReadyError": Decision.WAIT,
+    "InputUnsettledError": Decision.WAIT,
+    "OutputsPendingError": Decision.WAIT,
 }
 
 

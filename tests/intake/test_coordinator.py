@@ -349,3 +349,46 @@ def test_network_settle_zero_treats_a_share_like_a_local_folder(tmp_path: Path) 
     coordinator = IntakeCoordinator([folder], 2.0, FakeClock(), mountinfo_path=mountinfo)
     coordinator.notice("studio", path)
     assert coordinator.next_deadline() == 2.0
+
+
+def test_a_settled_file_still_open_is_held_until_closed(tmp_path: Path) -> None:
+    clock = FakeClock()
+    folder = _folder(tmp_path)
+    path = folder.inbox / "scan.jpg"
+    path.write_bytes(b"half")
+    coordinator = IntakeCoordinator([folder], 1.0, clock)
+    coordinator.notice_open("studio", path)  # its writer opened it and paused
+    coordinator.notice("studio", path)
+    clock.now = 5.0
+    assert coordinator.poll_due(5.0) == []  # quiet for long, but open
+    assert coordinator.in_flight_count() == 0 and coordinator.waiting_counts() == {"studio": 1}
+    coordinator.notice_close("studio", path)
+    assert coordinator.poll_due(5.5) == []  # held again for a fresh settling period
+    assert coordinator.poll_due(6.0) == [("studio", path)]
+
+
+def test_a_settled_file_open_for_writing_by_a_process_is_held(tmp_path: Path) -> None:
+    clock = FakeClock()
+    folder = _folder(tmp_path)
+    path = folder.inbox / "scan.jpg"
+    path.write_bytes(b"half")
+    coordinator = IntakeCoordinator([folder], 1.0, clock)
+    coordinator.notice("studio", path)  # no open event seen: only /proc tells
+    with path.open("ab"):
+        clock.now = 2.0
+        assert coordinator.poll_due(2.0) == []
+    clock.now = 3.0
+    assert coordinator.poll_due(3.0) == [("studio", path)]
+
+
+def test_inotify_holds_a_file_its_writer_keeps_open(
+        tmp_path: Path, coordinators: list[IntakeCoordinator]) -> None:
+    folder = _folder(tmp_path)
+    coordinator = _live(coordinators, folder)
+    path = folder.inbox / "held.jpg"
+    with path.open("wb") as stream:
+        stream.write(b"first half")
+        stream.flush()
+        time.sleep(3 * STABILITY_S)  # the scenario: a writer pausing with the file open
+        assert coordinator.poll_due() == []
+    assert _collect(coordinator, lambda got: path in got) == [("studio", path)]

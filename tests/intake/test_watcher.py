@@ -234,3 +234,21 @@ def test_stop_stops(watchers: list[FolderWatcher], inbox: Path, recorder: Record
     assert not watcher.is_alive()
     assert watcher.ensure_alive() is False  # a deliberate stop is not a crash
     assert not watcher.is_alive()
+
+
+def test_inotify_reports_opens_and_closes_of_readers_and_writers(
+        watchers: list[FolderWatcher], inbox: Path, recorder: Recorder) -> None:
+    opened, closed = Recorder(), Recorder()
+    watcher = FolderWatcher("studio", inbox, True, "inotify", 0.1, recorder, on_open=opened,
+                            on_close=closed)
+    watchers.append(watcher)
+    watcher.start()
+    with (inbox / "w.jpg").open("wb") as stream:
+        stream.write(b"half")
+        stream.flush()
+        assert wait_for(lambda: inbox / "w.jpg" in opened.paths())
+        assert inbox / "w.jpg" not in closed.paths()  # still held by its writer
+    assert wait_for(lambda: inbox / "w.jpg" in closed.paths())
+    (inbox / "w.jpg").read_bytes()  # a reader: open, then a close without writing
+    assert wait_for(lambda: [p for _, p in closed.calls()].count(inbox / "w.jpg") == 2)
+    assert [p for _, p in opened.calls()].count(inbox / "w.jpg") == 2

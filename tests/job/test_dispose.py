@@ -105,3 +105,34 @@ def test_delete_failure_is_a_local_disk_error(tmp_path: Path) -> None:
     folder.mkdir()
     with pytest.raises(LocalDiskError, match=r"a-folder\.jpg"):
         dispose.delete_input(folder)
+
+
+# -- a journaled target: an interrupted move is finished, never repeated -------------------
+
+def test_archive_target_is_the_first_free_name(tmp_path: Path) -> None:
+    assert dispose.archive_target(tmp_path / "a", "sub", "x.jpg") == tmp_path / "a/sub/x.jpg"
+    (tmp_path / "a" / "sub" / "x.jpg").write_bytes(b"earlier")
+    assert dispose.archive_target(tmp_path / "a", "sub", "x.jpg") == tmp_path / "a/sub/x-1.jpg"
+
+
+def test_move_to_target_finishes_a_move_interrupted_before_its_unlink(
+    tmp_path: Path, other_fs: Path,
+) -> None:
+    source = claimed(tmp_path, b"img bytes")
+    target = other_fs / "sub" / "x.jpg"
+    target.parent.mkdir()
+    target.write_bytes(b"img bytes")  # the copy a crash left before the unlink
+    assert dispose.move_to_target(source, target) is True
+    assert not source.exists()
+    assert os.listdir(other_fs / "sub") == ["x.jpg"]  # no x-1.jpg
+
+
+def test_move_to_target_refuses_a_name_taken_by_other_content(tmp_path: Path) -> None:
+    source = claimed(tmp_path, b"mine")
+    target = tmp_path / "archive" / "x.jpg"
+    target.parent.mkdir()
+    target.write_bytes(b"theirs")
+    assert dispose.move_to_target(source, target) is False
+    assert source.read_bytes() == b"mine" and target.read_bytes() == b"theirs"
+    assert dispose.move_to_target(source, tmp_path / "archive" / "new" / "x.jpg") is True
+    assert not source.exists()

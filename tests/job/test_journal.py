@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from datetime import UTC, datetime, timedelta
@@ -7,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from bgcut_watchd.job.journal import JobRecord, JobState, Journal
+from bgcut_watchd.config.model import Variant
+from bgcut_watchd.job.journal import JobRecord, JobState, Journal, fingerprint_of
 
 T0 = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
 # Invalid UTF-8 (a lone surrogate after fsdecode), a newline and a non-ASCII letter.
@@ -157,3 +159,88 @@ def test_unreadable_journal_raises_value_error(tmp_path: Path, content: bytes) -
 def test_missing_journal_raises_file_not_found(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         Journal(tmp_path).read()
+
+
+# -- format 2: the job's identity (issue 9) ---------------------------------------------------
+
+VARIANTS = (Variant("full"), Variant("thumb", format="webp", max_resolution=250_000,
+                                     quality="medium", autocrop=True),
+            Variant("white", format="jpeg", background_color="#ffffff"))
+
+
+def identity_record() -> JobRecord:
+    return dataclasses.replace(
+        full_record(), state=JobState.PUBLISHED, variants=VARIANTS,
+        input_fingerprint=(1234, 1_700_000_000_123_456_789, 42), extra_settle_used=True,
+        process_sent_at="2025-01-01T00:00:02+00:00", ambiguous_since="2025-01-01T00:00:03+00:00",
+        remote_round=2, dispose_target=f"/archive/{ODD_NAME}", quarantine_target=None,
+        final_outputs=("/out/a.full.png", "/out/a.thumb.webp", "/out/a.white.jpg"))
+
+
+def test_the_identity_fields_round_trip(tmp_path: Path) -> None:
+    journal = Journal(tmp_path, clock=StepClock())
+    written = journal.write(identity_record())
+    assert journal.read() == written
+    assert json.loads(journal.path.read_text("ascii"))["format"] == 2
+
+
+def test_a_format_1_journal_is_read_with_the_defaults(tmp_path: Path) -> None:
+    old = {key: value for key, value in full_record().to_json().items()
+           if key in FORMAT_1_FIELDS}
+    (tmp_path / "job.json").write_text(json.dumps({**old, "format": 1}), "ascii")
+    record = Journal(tmp_path).read()
+    assert record == full_record()  # every new field at its default
+    assert (record.variants, record.input_fingerprint, record.remote_round) == ((), None, 0)
+
+
+def test_a_format_1_journal_in_uploaded_is_taken_as_having_sent_its_call(
+        tmp_path: Path) -> None:
+    old = {key: value for key, value in full_record().to_json().items()
+           if key in FORMAT_1_FIELDS}
+    old.update(state="uploaded", format=1)
+    (tmp_path / "job.json").write_text(json.dumps(old), "ascii")
+    assert Journal(tmp_path).read().process_sent_at == old["updated_at"]
+
+
+@pytest.mark.parametrize("bad", [
+    {"variants": [{"format": "png"}]}, {"variants": "full"},
+    {"input_fingerprint": [1, 2]}, {"input_fingerprint": [1, 2, "3"]},
+    {"extra_settle_used": "yes"}, {"remote_round": "1"},
+])
+def test_wrong_identity_fields_are_refused(tmp_path: Path, bad: dict[str, object]) -> None:
+    (tmp_path / "job.json").write_text(json.dumps({**identity_record().to_json(), **bad}))
+    with pytest.raises(ValueError):
+        Journal(tmp_path).read()
+
+
+def test_resettle_starts_over_from_the_claim_in_a_new_remote_round() -> None:
+    again = identity_record().resettle((2468, 1_700_000_001_000_000_000, 42))
+    assert again.state is JobState.CLAIMED
+    assert again.input_fingerprint == (2468, 1_700_000_001_000_000_000, 42)
+    assert (again.sha256, again.remote_input, again.remote_outputs, again.temp_outputs,
+            again.final_outputs, again.dispose_target) == (None, None, (), (), (), None)
+    assert (again.process_sent_at, again.ambiguous_since, again.extra_settle_used) == (
+        None, None, False)
+    assert again.remote_round == 3 and again.variants == VARIANTS  # the job keeps its set
+    with pytest.raises(ValueError):
+        again.advance(JobState.QUARANTINED).resettle((1, 2, 3))
+
+
+def test_restart_remote_forgets_a_process_call_sent() -> None:
+    restarted = dataclasses.replace(identity_record(), state=JobState.UPLOADED).restart_remote()
+    assert (restarted.process_sent_at, restarted.ambiguous_since) == (None, None)
+
+
+def test_fingerprint_of_is_size_mtime_and_inode(tmp_path: Path) -> None:
+    path = tmp_path / "x.jpg"
+    path.write_bytes(b"12345")
+    os.utime(path, ns=(1, 2_000_000_123))
+    assert fingerprint_of(path) == (5, 2_000_000_123, path.stat().st_ino)
+    assert fingerprint_of(tmp_path / "gone.jpg") is None
+
+
+FORMAT_1_FIELDS = frozenset({
+    "job_id", "folder", "original_relpath", "state", "attempts", "first_seen", "updated_at",
+    "sha256", "remote_input", "remote_outputs", "temp_outputs", "final_outputs", "last_error",
+    "last_stage", "output_sha256s",  # the last written by a version with format 1
+})

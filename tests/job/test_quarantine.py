@@ -212,3 +212,64 @@ def test_requeue_refuses_paths_outside_or_missing(tmp_path: Path) -> None:
         q.requeue(tmp_path / "q", tmp_path / "inbox", [tmp_path / "elsewhere.jpg"])
     with pytest.raises(FileNotFoundError):
         q.requeue(tmp_path / "q", tmp_path / "inbox", [tmp_path / "q" / "nothing.jpg"])
+
+
+# -- across filesystems: a quarantine interrupted after its copy is finished, not repeated ------
+
+def _unlink_fails_for(monkeypatch: pytest.MonkeyPatch, victim: Path) -> None:
+    real_unlink = Path.unlink
+
+    def unlink(path: Path, missing_ok: bool = False) -> None:
+        if path == victim:
+            raise PermissionError(errno.EPERM, "Operation not permitted", str(path))
+        real_unlink(path, missing_ok=missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", unlink)
+
+
+def test_an_unlink_failing_after_the_copy_keeps_the_pair_whole_and_resumes(
+    tmp_path: Path, other_fs: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    source = claimed(tmp_path)
+    journaled: list[Path] = []
+    _unlink_fails_for(monkeypatch, source)
+    with pytest.raises(LocalDiskError, match="not permitted"):
+        q.quarantine(source, other_fs, Path("a"), "photo.jpg", record(),
+                     before_move=journaled.append)
+    monkeypatch.undo()
+    assert journaled == [other_fs / "a" / "photo.jpg"]
+    assert sorted(os.listdir(other_fs / "a")) == ["photo.jpg", "photo.jpg.error.json"]
+    earlier = q.interrupted_quarantine(source, journaled[0])
+    assert earlier == record()
+    result = q.quarantine(source, other_fs, Path("a"), "photo.jpg", record(),
+                          resume_at=journaled[0])
+    assert result == journaled[0] and not source.exists()
+    assert sorted(os.listdir(other_fs / "a")) == ["photo.jpg", "photo.jpg.error.json"]
+
+
+def test_a_crash_before_the_unlink_is_finished_from_the_pending_record(
+    tmp_path: Path, other_fs: Path,
+) -> None:
+    source = claimed(tmp_path)
+    folder = other_fs / "a"
+    folder.mkdir()
+    (folder / "photo.jpg").write_bytes(source.read_bytes())  # the copy, then kill -9
+    (folder / ".photo.jpg.error.json.pending").write_text(record().to_json(), "ascii")
+    assert q.interrupted_quarantine(source, folder / "photo.jpg") == record()
+    q.quarantine(source, other_fs, Path("a"), "photo.jpg", record(),
+                 resume_at=folder / "photo.jpg")
+    assert not source.exists()
+    assert sorted(os.listdir(folder)) == ["photo.jpg", "photo.jpg.error.json"]
+
+
+def test_a_journaled_target_with_other_content_is_not_taken_for_the_input(
+    tmp_path: Path,
+) -> None:
+    source = claimed(tmp_path, b"mine")
+    folder = tmp_path / "q"
+    folder.mkdir()
+    (folder / "photo.jpg").write_bytes(b"someone else's")
+    assert q.interrupted_quarantine(source, folder / "photo.jpg") is None
+    result = q.quarantine(source, folder, Path("."), "photo.jpg", record(),
+                          resume_at=folder / "photo.jpg")
+    assert result == folder / "photo-1.jpg" and result.read_bytes() == b"mine"

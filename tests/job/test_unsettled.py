@@ -1,15 +1,18 @@
-"""The second look at a network folder's input that the local check found unfinished."""
+"""The second look at a network folder's input that the local check found unfinished
+(granted by ``job.settle.InputFreeze.before_blaming``, the one place for any folder)."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
 
 from bgcut_watchd.config import FolderConfig, Variant
-from bgcut_watchd.errors import LocalInputError, UnsettledInputError
+from bgcut_watchd.errors import InputUnsettledError, LocalInputError
 from bgcut_watchd.job.journal import Journal
-from bgcut_watchd.job.unsettled import SECOND_LOOK, check_again_later, second_look_s
+from bgcut_watchd.job.settle import InputFreeze
+from bgcut_watchd.job.unsettled import second_look_s
 from bgcut_watchd.job.workarea import ClaimedJob, WorkArea
 
 
@@ -45,25 +48,34 @@ def test_a_second_look_on_network_folders_only(tmp_path: Path, fstype: str,
     assert second_look_s(folder, 2.0, _mountinfo(tmp_path, fstype)) == expected
 
 
+def _freeze(network_wait_s: float | None) -> InputFreeze:
+    """The input checks, with a wall clock a day ahead: no write counts as recent, so only the
+    network folder's rule can grant a second look."""
+    return InputFreeze("studio", 2.0, writers=lambda path: False,
+                       wall_ns=lambda: time.time_ns() + 86_400 * 10**9,
+                       network_wait_s=network_wait_s)
+
+
 @pytest.mark.parametrize("reason", ["invalid_image", "empty_file"])
 def test_a_first_unfinished_verdict_on_a_share_waits_and_is_journaled(
-        job: ClaimedJob, reason: str) -> None:
+        job: ClaimedJob, tmp_path: Path, reason: str) -> None:
     exc = LocalInputError("a JPEG signature, but it does not decode fully", reason)
-    with pytest.raises(UnsettledInputError) as raised:
-        check_again_later(job, exc, 32.0)
-    again = raised.value
-    assert (again.reason, again.detail, again.retry_after_s) == (reason, exc.detail, 32.0)
-    assert again.__cause__ is exc
-    assert Journal(job.job_dir).read().last_stage == SECOND_LOOK
-    check_again_later(job, exc, 32.0)  # the second verdict counts: the caller raises it
+    with pytest.raises(InputUnsettledError) as raised:
+        _freeze(32.0).before_blaming(job, tmp_path / "out", exc)
+    assert raised.value.retry_in_s == 32.0 and reason in raised.value.detail
+    assert Journal(job.job_dir).read().extra_settle_used
+    _freeze(32.0).before_blaming(job, tmp_path / "out", exc)  # the second verdict counts
 
 
 @pytest.mark.parametrize("reason", ["unsupported_format", "too_large", "not_regular_file"])
-def test_verdicts_a_writer_cannot_explain_count_at_once(job: ClaimedJob, reason: str) -> None:
-    check_again_later(job, LocalInputError("refused", reason), 32.0)
-    assert Journal(job.job_dir).read().last_stage is None
+def test_verdicts_a_writer_cannot_explain_count_at_once(job: ClaimedJob, tmp_path: Path,
+                                                        reason: str) -> None:
+    _freeze(32.0).before_blaming(job, tmp_path / "out", LocalInputError("refused", reason))
+    assert not Journal(job.job_dir).read().extra_settle_used
 
 
-def test_a_local_folder_counts_the_first_verdict(job: ClaimedJob) -> None:
-    check_again_later(job, LocalInputError("truncated", "invalid_image"), None)
-    assert Journal(job.job_dir).read().last_stage is None
+def test_a_local_folder_counts_an_old_files_first_verdict(job: ClaimedJob,
+                                                         tmp_path: Path) -> None:
+    exc = LocalInputError("truncated", "invalid_image")
+    _freeze(None).before_blaming(job, tmp_path / "out", exc)
+    assert not Journal(job.job_dir).read().extra_settle_used

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from bgcut_watchd.config.model import Variant
 from bgcut_watchd.job.journal import JobRecord, JobState, Journal
 from bgcut_watchd.job.workarea import ClaimedJob, WorkArea
 
@@ -375,3 +376,32 @@ def test_recovery_removes_a_stale_placeholder(inbox: Path, placeholder: str) -> 
     (leftover / placeholder).write_bytes(b"")  # its client died before it could remove it
     assert WorkArea(inbox).recover(FOLDER) == []
     assert not leftover.exists()
+
+
+def test_the_claim_journals_the_variant_set_and_the_input_fingerprint(inbox: Path) -> None:
+    variants = (Variant("full"), Variant("thumb", format="webp", autocrop=True))
+    source = drop(inbox, "a.jpg", b"pixels")
+    inode = source.stat().st_ino
+    job = WorkArea(inbox).claim(FOLDER, source, variants)
+    assert job is not None
+    try:
+        record = Journal(job.job_dir).read()
+        assert record.variants == variants
+        assert record.input_fingerprint == (6, job.input_path.stat().st_mtime_ns, inode)
+    finally:
+        job.release()
+
+
+def test_a_copy_claim_journals_its_variant_set_and_the_copy_fingerprint(
+        inbox: Path, tmp_path: Path) -> None:
+    outside = tmp_path / "elsewhere.jpg"
+    outside.write_bytes(b"pixels!")
+    job = WorkArea(inbox).claim_copy(FOLDER, outside, "elsewhere.jpg", (Variant("full"),))
+    assert job is not None
+    try:
+        assert job.record.variants == (Variant("full"),)
+        assert job.record.input_fingerprint is not None
+        assert job.record.input_fingerprint[0] == 7
+        assert job.record.input_fingerprint[2] == job.input_path.stat().st_ino
+    finally:
+        job.release()
