@@ -117,7 +117,7 @@ def test_folder_option_limits_the_requeue(
         inbox = tmp_path / name / "inbox"
         inbox.mkdir(parents=True, exist_ok=True)
         make_text_named_jpg(inbox)
-        assert main(["process", "-c", str(config), str(inbox)]) == 1
+        assert main(["process", "-c", str(config), "--folder", name, str(inbox)]) == 1
     studio_bad = tmp_path / "studio" / "quarantine" / "notes.jpg"
     capsys.readouterr()
 
