@@ -44,8 +44,10 @@ from bgcut_watchd.commands.common import load, print_warnings
 from bgcut_watchd.commands.process_inputs import Collected, Input, collect_inputs, describe_skipped
 from bgcut_watchd.config.model import Config
 from bgcut_watchd.config.secrets import load_api_key
+from bgcut_watchd.control.pause import PauseReason
 from bgcut_watchd.control.tickets import JobTicket, Outcome, OutcomeKind
 from bgcut_watchd.daemon.logsetup import add_redaction
+from bgcut_watchd.daemon.wakeup import Wakeup
 from bgcut_watchd.engine import Engine
 from bgcut_watchd.exitcodes import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 from bgcut_watchd.fsops import show_path
@@ -76,7 +78,7 @@ class _Run:
 
     def __init__(self, bar: tqdm[Never]) -> None:
         self.lock = threading.Lock()
-        self.changed = threading.Event()
+        self.changed = Wakeup()  # rung by workers and signal handlers: no lock (daemon.wakeup)
         self.jobs: dict[str, Input] = {}  # claimed, not finished: job id -> input
         self.results: list[Result] = []
         self.bar = bar
@@ -133,7 +135,10 @@ def process_paths(config: Config, api_key: str, folder_name: str | None, paths: 
     run = _Run(bar)
     redirect = logging_redirect_tqdm() if show_bar else contextlib.nullcontext()
     with bar, redirect:
-        stopped, reasons = _run_engine(config, api_key, collected.inputs, run)
+        try:
+            stopped, reasons = _run_engine(config, api_key, collected.inputs, run)
+        finally:
+            run.changed.close()
     _print_summary(collected, run.results, reasons, stopped)
     ok = all(r.outcome == "done" for r in run.results) and not collected.refused
     return EXIT_OK if ok and stopped is None else EXIT_FAILURE
@@ -142,7 +147,7 @@ def process_paths(config: Config, api_key: str, folder_name: str | None, paths: 
 class _Signals:
     """SIGINT/SIGTERM only set a flag, as in the daemon: the loop notices. Two: stop waiting."""
 
-    def __init__(self, wake: threading.Event) -> None:
+    def __init__(self, wake: Wakeup) -> None:
         self.count = 0
         self.last = ""
         self.wake = wake
@@ -225,9 +230,10 @@ def _submit(engine: Engine, item: Input, run: _Run) -> None:
 
 
 def _stop_reason(engine: Engine) -> str | None:
-    """Why waiting is pointless: the account or key is refused, or a folder's disk failed."""
+    """Why waiting is pointless: the account or key is refused, or a folder's disk failed.
+    An unreachable service is waited for, as the daemon does: it comes back by itself."""
     state = engine.api_pause.state()
-    if state.paused and state.reason is not None:
+    if state.paused and state.reason is not None and state.reason is not PauseReason.UNREACHABLE:
         detail = f": {state.detail}" if state.detail else ""
         return f"API work paused, {state.reason.description}{detail}"
     for folder, pause in engine.folder_pauses.snapshot().items():

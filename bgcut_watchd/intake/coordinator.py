@@ -27,11 +27,12 @@ from dataclasses import dataclass
 from pathlib import Path, PurePath
 
 from bgcut_watchd.config.model import FolderConfig
-from bgcut_watchd.intake.fstype import MOUNTINFO_PATH, choose_watch_mode
+from bgcut_watchd.intake.fstype import MOUNTINFO_PATH
 from bgcut_watchd.intake.ignore import IgnoreRules
 from bgcut_watchd.intake.scan import is_candidate, scan_folder
 from bgcut_watchd.intake.stability import Observation, StabilityTracker
-from bgcut_watchd.intake.watcher import FolderWatcher, ObserverFactory, default_observer_factory
+from bgcut_watchd.intake.watcher import ObserverFactory, default_observer_factory
+from bgcut_watchd.intake.watchset import WatchSet
 
 logger = logging.getLogger("bgcut_watchd.intake")
 
@@ -66,13 +67,9 @@ class IntakeCoordinator:
         service loop can wake up and schedule its settling deadline."""
         self.clock = clock
         self._on_new = on_new
-        self._folders = {
-            f.name: _Folder(f, IgnoreRules(f.ignore), StabilityTracker(stability_s, clock))
-            for f in folders
-        }
-        self._observer_factory = observer_factory
-        self._mountinfo_path = mountinfo_path
-        self._watchers: dict[str, FolderWatcher] = {}
+        self._stability_s = stability_s
+        self._folders = {f.name: self._new_folder(f, stability_s) for f in folders}
+        self._watch = WatchSet(self.notice, self.notice_dir, observer_factory, mountinfo_path)
         self._in_flight: set[str] = set()  # str, not Path: a third of the memory
         self._pending_dirs: dict[tuple[str, Path], None] = {}  # an ordered set
         self._lock = threading.Lock()
@@ -82,43 +79,48 @@ class IntakeCoordinator:
     def start_watching(self) -> None:
         """Start one watcher per folder. A folder that cannot be watched yet is logged and
         retried by ``check_watchers``. Raises nothing."""
-        for name, folder in self._folders.items():
-            config = folder.config
-            mode = choose_watch_mode(config.inbox, config.watch, self._mountinfo_path)
-            watcher = FolderWatcher(
-                name, config.inbox, config.recursive, mode, config.poll_interval_s,
-                self.notice, on_dir=self.notice_dir, observer_factory=self._observer_factory,
-            )
-            self._watchers[name] = watcher
-            try:
-                watcher.start()
-                logger.info("folder %s: watching %s (%s)", name, config.inbox, watcher.mode)
-            except OSError as exc:
-                logger.warning("folder %s: cannot watch %s yet: %s", name, config.inbox, exc)
+        for folder in list(self._folders.values()):
+            self._watch.start(folder.config)
 
     def stop_watching(self) -> None:
         """Stop every watcher. Raises nothing."""
-        for watcher in self._watchers.values():
-            watcher.stop()
+        self._watch.stop_all()
+
+    def reconfigure(self, folders: Sequence[FolderConfig], stability_s: float) -> None:
+        """Apply a reloaded configuration in place (SIGHUP): one coordinator for the daemon's
+        life, so the workers' ``done`` calls never reach a replaced one. A folder whose settings
+        did not change keeps its watcher, its settling files and its in-flight paths; a changed
+        or new one starts afresh; a removed one stops. Call from the service loop. Raises
+        nothing."""
+        current = self._folders
+        kept = {f.name: current[f.name] for f in folders if stability_s == self._stability_s
+                and f.name in current and current[f.name].config == f}
+        folders_now = {f.name: kept.get(f.name) or self._new_folder(f, stability_s)
+                       for f in folders}
+        with self._lock:
+            self._folders = folders_now
+            self._stability_s = stability_s
+        for name in self._watch.names():
+            if name not in kept:
+                self._watch.stop(name)
+        for name, folder in folders_now.items():
+            if name not in kept:
+                self._watch.start(folder.config)
 
     def check_watchers(self) -> list[str]:
-        """Restart dead watchers and rescan their folders (events were lost meanwhile).
+        """Restart dead watchers and watch replaced inboxes anew (``intake.watchset``), then
+        rescan those folders (events were lost meanwhile).
 
-        Returns the names of the folders restarted. Raises nothing.
+        Returns the names of the folders (re)started. Raises nothing.
         """
-        restarted: list[str] = []
-        for name, watcher in self._watchers.items():
-            if not watcher.is_alive() and watcher.ensure_alive():
-                self.scan(name)
-                restarted.append(name)
+        restarted = self._watch.check()
+        for name in restarted:
+            self.scan(name)
         return restarted
 
     def watch_modes(self) -> dict[str, str]:
         """Per folder: ``inotify``, ``polling`` or ``stopped`` (for ``status``)."""
-        return {
-            name: watcher.mode if watcher.is_alive() else "stopped"
-            for name, watcher in self._watchers.items()
-        }
+        return self._watch.modes()
 
     # --- noticing -------------------------------------------------------------------------
 
@@ -235,6 +237,10 @@ class IntakeCoordinator:
             return len(self._in_flight)
 
     # --- internals ------------------------------------------------------------------------
+
+    def _new_folder(self, config: FolderConfig, stability_s: float) -> _Folder:
+        tracker = StabilityTracker(stability_s, self.clock)
+        return _Folder(config, IgnoreRules(config.ignore), tracker)
 
     def _admissible(self, folder: _Folder, path: Path) -> PurePath | None:
         """``path`` relative to the inbox if it belongs to this folder and is not ignored."""
