@@ -2,7 +2,8 @@
 
 The guard applies pauses, it does not decide them: every API failure is handed at once, before
 any other worker can send another request, to ``on_failure`` (the failure policy,
-``engine.failures``), which pauses all API work after a 401/402. Here, while a pause runs,
+``engine.failures``), which pauses all API work after a 401/402, and every success to
+``on_success`` (it ends a streak of service failures). Here, while a pause runs,
 exactly one call (the probe) goes through; its success ends the pause (for a 402 pause, only a
 process call's success: nothing else can tell). A 429 holds every worker back for the clamped
 Retry-After: that is the rate limiter's business, not a decision about the job.
