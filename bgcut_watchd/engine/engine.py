@@ -181,6 +181,8 @@ class Engine:
                           "recovery pass", ticket.folder, show_path(ticket.path))
             if self._local.job_id is not None:
                 self.claims.release(self._local.job_id)
+            self.folder_pauses.of(ticket.folder).release_probe()
+            self.api_pause.release_probe()
             outcome = Outcome.skipped()
         if not self._local.released:
             self._release_path(ticket)
@@ -190,7 +192,8 @@ class Engine:
 
     def _outcome_of(self, ticket: JobTicket) -> Outcome:
         """The scheduler's ``run_job``. Raises only what a bug raises (``_run_ticket``)."""
-        if ticket.folder not in self.folders:  # removed by a reload: leave the file in place
+        parts = self.folders.get(ticket.folder)  # one read of the wiring for this run
+        if parts is None:  # the folder was removed by a reload: leave the file in place
             if ticket.job_id is not None:
                 self.claims.release(ticket.job_id)
             return Outcome.skipped()
@@ -198,17 +201,18 @@ class Engine:
         wait_s = folder_pause.try_enter()
         if wait_s is not None:
             return Outcome.paused(max(GATE_RETRY_S, wait_s), ticket)
-        held = self._job_for(ticket)
+        held = self._job_for(ticket, parts)
         if held is None:
             folder_pause.release_probe()
             return Outcome.skipped()
         job, parts = held
         return self._run(parts, ticket, job)
 
-    def _job_for(self, ticket: JobTicket) -> tuple[ClaimedJob, FolderParts] | None:
+    def _job_for(self, ticket: JobTicket,
+                 parts: FolderParts) -> tuple[ClaimedJob, FolderParts] | None:
+        """The held job of ``ticket`` with its own parts, or a fresh claim with ``parts``."""
         if ticket.job_id is not None:
             return self.claims.get(ticket.job_id)
-        parts = self.folders[ticket.folder]
         try:
             job = self.claims.claim(ticket.folder, parts, ticket.path)
         except (OSError, ValueError) as exc:
