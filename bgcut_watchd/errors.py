@@ -15,7 +15,9 @@ class of the exception, never from its message. The tree says who is to blame::
     ├── ApiError                       anything the remote API answered or failed to answer
     │   ├── TransientError             retry the job with backoff
     │   │   ├── ServiceError           5xx, timeouts, resets, truncated or malformed bodies
-    │   │   │   └── AmbiguousOutcomeError  the call may have run: look for its outputs first
+    │   │   │   ├── AmbiguousOutcomeError  the call may have run: look for its outputs first
+    │   │   │   └── UnreachableError   never reached the service (refused, DNS, connect
+    │   │   │                          timeout): no file's fault, pauses all API work
     │   │   ├── RateLimitedError       429, carrying the clamped Retry-After
     │   │   └── RemoteFileMissingError 404: regional routing or expiry, redo with a new upload
     │   ├── PauseError                 pause every API call, quarantine nothing
@@ -126,6 +128,12 @@ class AmbiguousOutcomeError(ServiceError):
     malformed 2xx bodies. A ``ServiceError`` like any other for the retry policy; before
     re-sending a process call, look for its expected outputs first (a download tells).
     """
+
+
+class UnreachableError(ServiceError):
+    """The request never reached the service: connection refused, a name that does not
+    resolve, a connect timeout. No input can be to blame, so the failure policy pauses all API
+    work (``engine.failures``) instead of spending the job's attempts."""
 
 
 class RateLimitedError(TransientError):

@@ -126,6 +126,21 @@ def _enable_wal(conn: sqlite3.Connection, tries: int = 50) -> None:
             time.sleep(0.1)  # another process holds the lock for a moment; nothing to poll
 
 
+def _connect(path: Path) -> sqlite3.Connection:
+    """An autocommit connection to ``path`` in WAL mode, migrated. Raises sqlite3.Error,
+    ConfigError (a newer schema)."""
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=5.0)
+    try:
+        conn.execute("PRAGMA busy_timeout = 5000")
+        _enable_wal(conn)
+        conn.execute("PRAGMA synchronous = NORMAL")
+        migrate(conn)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
 def _text(value: str) -> str:
     """``value`` with lone surrogates spelled ``\\udcxx`` (SQLite text must be valid UTF-8)."""
     return value.encode("utf-8", "backslashreplace").decode("utf-8")
@@ -183,16 +198,19 @@ class Ledger:
         self.path = state_dir / LEDGER_NAME
         self._clock = clock
         self._lock = threading.RLock()
-        self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
-                                     timeout=5.0)
-        try:
-            self._conn.execute("PRAGMA busy_timeout = 5000")
-            _enable_wal(self._conn)
-            self._conn.execute("PRAGMA synchronous = NORMAL")
-            migrate(self._conn)
-        except BaseException:
-            self._conn.close()
-            raise
+        self._conn = _connect(self.path)
+
+    def reopen(self) -> None:
+        """Open the file at ``path`` again, creating its folder: the one we had was removed or
+        replaced under us (``rm -rf state_dir``). Later calls use the new file.
+
+        Raises like the constructor; the old connection is kept then.
+        """
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = _connect(self.path)
+        with self._lock:
+            old, self._conn = self._conn, conn
+        old.close()
 
     def close(self) -> None:
         """Close the connection. Raises sqlite3.Error if it fails."""

@@ -11,7 +11,8 @@ Statuses map to the tree of :mod:`bgcut_watchd.errors` by who is to blame::
     502 504                 AmbiguousOutcomeError  a gateway gave up: the call may have run
     other 5xx, 408, others  ServiceError
 
-Transport failures (timeouts, resets, truncated or malformed bodies) are ``ServiceError``;
+Transport failures (timeouts, resets, truncated or malformed bodies) are ``ServiceError``
+(``UnreachableError`` when no connection was made: refused, DNS, connect timeout);
 those that happen once the request may have reached the server are the subclass
 ``AmbiguousOutcomeError``, so the job layer can check for a process call's outputs before
 paying for it twice (api-v3.md, "Credits").
@@ -37,6 +38,7 @@ from bgcut_watchd.errors import (
     RateLimitedError,
     RemoteFileMissingError,
     ServiceError,
+    UnreachableError,
 )
 
 RETRY_AFTER_MAX_S = 3600.0
@@ -146,7 +148,7 @@ def transport_error(
     """
     what = truncate(redact(f"{type(exc).__name__}: {exc}"))
     if not _may_have_been_sent(exc):
-        return ServiceError(endpoint, f"request not sent: {what}")
+        return UnreachableError(endpoint, f"request not sent: {what}")
     if isinstance(exc, requests.Timeout):
         return AmbiguousOutcomeError(endpoint, f"timed out waiting for the answer: {what}")
     return AmbiguousOutcomeError(endpoint, f"connection lost: {what}")

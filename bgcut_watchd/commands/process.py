@@ -55,8 +55,10 @@ from bgcut_watchd.commands.process_inputs import Input, collect_inputs
 from bgcut_watchd.commands.process_report import Result, document, job_ends, print_summary
 from bgcut_watchd.config.model import Config, variant_key
 from bgcut_watchd.config.secrets import load_api_key
+from bgcut_watchd.control.pause import PauseReason
 from bgcut_watchd.control.tickets import JobTicket, Outcome, OutcomeKind
 from bgcut_watchd.daemon.logsetup import add_redaction
+from bgcut_watchd.daemon.wakeup import Wakeup
 from bgcut_watchd.engine import Engine
 from bgcut_watchd.exitcodes import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 from bgcut_watchd.fsops import make_dirs, sha256_of_regular_file, show_path
@@ -78,7 +80,7 @@ class _Run:
 
     def __init__(self, bar: tqdm[Never]) -> None:
         self.lock = threading.Lock()
-        self.changed = threading.Event()
+        self.changed = Wakeup()  # rung by workers and signal handlers: no lock (daemon.wakeup)
         self.jobs: dict[str, Input] = {}  # claimed, not finished: job id -> input
         self.results: list[Result] = []
         self.bar = bar
@@ -143,7 +145,10 @@ def process_paths(config: Config, api_key: str, folder_name: str | None, paths: 
     run = _Run(bar)
     redirect = logging_redirect_tqdm() if show_bar else contextlib.nullcontext()
     with bar, redirect:
-        stopped, ends = _run_engine(config, api_key, collected.inputs, run)
+        try:
+            stopped, ends = _run_engine(config, api_key, collected.inputs, run)
+        finally:
+            run.changed.close()
     ok = (all(r.outcome in ("done", "up_to_date") for r in run.results)
           and not collected.refused and stopped is None)
     if as_json:
@@ -156,7 +161,7 @@ def process_paths(config: Config, api_key: str, folder_name: str | None, paths: 
 class _Signals:
     """SIGINT/SIGTERM only set a flag, as in the daemon: the loop notices. Two: stop waiting."""
 
-    def __init__(self, wake: threading.Event) -> None:
+    def __init__(self, wake: Wakeup) -> None:
         self.count = 0
         self.last = ""
         self.wake = wake
@@ -246,9 +251,10 @@ def _submit(engine: Engine, item: Input, run: _Run) -> None:
 
 
 def _stop_reason(engine: Engine) -> str | None:
-    """Why waiting is pointless: the account or key is refused, or a folder's disk failed."""
+    """Why waiting is pointless: the account or key is refused, or a folder's disk failed.
+    An unreachable service is waited for, as the daemon does: it comes back by itself."""
     state = engine.api_pause.state()
-    if state.paused and state.reason is not None:
+    if state.paused and state.reason is not None and state.reason is not PauseReason.UNREACHABLE:
         detail = f": {state.detail}" if state.detail else ""
         return f"API work paused, {state.reason.description}{detail}"
     for folder, pause in engine.folder_pauses.snapshot().items():

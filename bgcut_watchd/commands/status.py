@@ -6,21 +6,31 @@ reads the ledger's per-folder outcomes and last errors, and the live figures a r
 writes to ``<state_dir>/status.json``. It never loads the API key. Whatever cannot be read
 (a state_dir the caller may not write, a missing inbox) becomes a note, never a traceback.
 
+Whether a daemon runs is asked of the lock every live daemon holds on
+``<state_dir>/daemon.lock`` (``daemon.lock``), never of the status file, which outlives it.
+With no daemon alive, the exit code is 3 (``EXIT_NOT_RUNNING``), no job shows as in progress
+and no API state is claimed; when the lock cannot be checked, the daemon's state is ``null``
+("unknown") and the exit code 1.
+
 ``--json`` prints one object; these keys are stable (values ``null`` when unknown)::
 
     config          path of the configuration file
     state_dir       the daemon's state folder
-    daemon          {"running": bool, "pid": int|null, "updated_at": str|null}
-                    (pid and updated_at from the last status file, even of a stopped daemon)
+    daemon          {"running": bool|null, "pid": int|null, "updated_at": str|null}
+                    (running: from the lock, null when it cannot be checked; pid and
+                    updated_at from the last status file, even of a stopped daemon)
     pause           null, or the running daemon's global pause:
-                    {"reason": "auth"|"credits", "description", "detail",
+                    {"reason": "auth"|"credits"|"unreachable", "description", "detail",
                      "next_try_in_s"}
+    state_dir_problem  null, or what is wrong with the state folder (full, the ledger or the
+                    status file not writable, the lock not held), from the daemon or seen here
     folders         list, in configuration order, of:
       name          the folder's name
       inbox         its inbox path
       waiting       files in the inbox, not ignored, not yet claimed (by a scan)
       in_work_area  job dirs in the inbox's work area (claimed, unfinished or resumable)
-      in_progress   ledger: jobs claimed and not finished
+      in_progress   ledger: jobs claimed and not finished, while a daemon runs; 0 when none
+                    does (its unfinished jobs wait in the work area: ``in_work_area``)
       done          ledger: jobs done
       quarantined_now    ``.error.json`` files in its quarantine folder now
       quarantined_total  ledger: jobs ever quarantined (a requeue does not lower it)
@@ -48,9 +58,10 @@ from typing import Any
 
 from bgcut_watchd.commands.common import load
 from bgcut_watchd.config.model import Config, FolderConfig
+from bgcut_watchd.daemon.lock import LOCK_NAME, REAPPEAR_S, daemon_alive
 from bgcut_watchd.daemon.status import read_status
 from bgcut_watchd.errors import ConfigError
-from bgcut_watchd.exitcodes import EXIT_OK
+from bgcut_watchd.exitcodes import EXIT_FAILURE, EXIT_NOT_RUNNING, EXIT_OK
 from bgcut_watchd.intake.ignore import IgnoreRules
 from bgcut_watchd.intake.scan import scan_folder
 from bgcut_watchd.job.quarantine import ERROR_SUFFIX
@@ -74,31 +85,57 @@ columns:
 API: ok, or paused with the reason (key rejected, out of credits...) and the next try."""
 
 
-def collect_status(config: Config) -> dict[str, Any]:
-    """The whole status document (the ``--json`` shape above). Raises nothing."""
+def collect_status(config: Config, reappear_s: float = REAPPEAR_S) -> dict[str, Any]:
+    """The whole status document (the ``--json`` shape above). ``reappear_s``: how long a
+    missing lock file may take to come back (``daemon.lock.daemon_alive``). Raises nothing."""
     notes: list[str] = []
     state_dir = config.daemon.state_dir
-    live = read_status(state_dir)
-    running = bool(live and live.get("running"))
-    stats, errors = _ledger_figures(state_dir, notes)
-    live_folders: dict[str, Any] = (live or {}).get("folders", {}) if running else {}
+    alive = daemon_alive(state_dir, reappear_s)  # before the ledger creates state_dir
+    if alive is None:
+        notes.append(f"cannot tell whether a daemon runs: {state_dir / LOCK_NAME} cannot be "
+                     "opened; run status as the daemon's user")
+    live = read_status(state_dir) or {}
+    stats, errors = _ledger_figures(state_dir, notes, drop_in_progress=alive is False)
+    live_folders: dict[str, Any] = live.get("folders", {}) if alive else {}
+    problem = _state_dir_problem(state_dir, live if alive else {})
+    if problem:
+        notes.append(f"state_dir: {problem}")
     return {
         "config": str(config.source) if config.source else None,
         "state_dir": str(state_dir),
-        "daemon": {"running": running, "pid": (live or {}).get("pid"),
-                   "updated_at": (live or {}).get("updated_at")},
-        "pause": (live or {}).get("pause") if running else None,
+        "daemon": {"running": alive, "pid": live.get("pid"),
+                   "updated_at": live.get("updated_at")},
+        "pause": live.get("pause") if alive else None,
+        "state_dir_problem": problem,
         "folders": [_folder(f, stats, live_folders.get(f.name), notes) for f in config.folders],
         "recent_errors": [_error(e) for e in errors],
         "notes": notes,
     }
 
 
-def _ledger_figures(state_dir: Path,
-                    notes: list[str]) -> tuple[dict[str, dict[str, int]] | None, list[ErrorEntry]]:
+def _state_dir_problem(state_dir: Path, live: dict[str, Any]) -> str | None:
+    """What the running daemon reported about ``state_dir``, else whether it is full."""
+    reported = live.get("state_dir_problem")
+    if reported:
+        return str(reported)
+    try:
+        full = os.statvfs(state_dir).f_bavail == 0
+    except OSError:
+        return None
+    return f"{state_dir} is full: the ledger and the status file cannot grow" if full else None
+
+
+def _ledger_figures(state_dir: Path, notes: list[str], *, drop_in_progress: bool,
+                    ) -> tuple[dict[str, dict[str, int]] | None, list[ErrorEntry]]:
+    """Per-folder outcome counts and the last errors; with ``drop_in_progress`` (no daemon
+    runs) no job counts as in progress."""
     try:
         with Ledger(state_dir) as ledger:
-            return ledger.folder_stats(), ledger.recent_errors(RECENT_ERRORS)
+            stats, errors = ledger.folder_stats(), ledger.recent_errors(RECENT_ERRORS)
+        if drop_in_progress:
+            for counts in stats.values():
+                counts["in_progress"] = 0
+        return stats, errors
     except (OSError, sqlite3.Error, ConfigError) as exc:
         notes.append(f"cannot read the ledger in {state_dir} ({_why(exc)}): job counts unknown; "
                      "run status as the daemon's user")
@@ -156,7 +193,7 @@ def _why(exc: BaseException) -> str:
 
 def render_table(doc: dict[str, Any]) -> str:
     """The status document for people."""
-    lines = [_daemon_line(doc), f"API: {_pause_line(doc['pause'])}", ""]
+    lines = [_daemon_line(doc), f"API: {_api_line(doc)}", ""]
     width = max([len("folder")] + [len(f["name"]) for f in doc["folders"]])
     lines.append(f"{'folder':<{width}}  " + "  ".join(title for _, title in _COLUMNS)
                  + "  paused")
@@ -174,6 +211,8 @@ def render_table(doc: dict[str, Any]) -> str:
 
 def _daemon_line(doc: dict[str, Any]) -> str:
     daemon = doc["daemon"]
+    if daemon["running"] is None:
+        return "daemon: unknown (its lock cannot be checked)"
     if daemon["running"]:
         return f"daemon: running (pid {daemon['pid']}), figures of {daemon['updated_at']}"
     if daemon["updated_at"]:
@@ -181,7 +220,12 @@ def _daemon_line(doc: dict[str, Any]) -> str:
     return "daemon: not running (never ran with this state_dir)"
 
 
-def _pause_line(pause: dict[str, Any] | None) -> str:
+def _api_line(doc: dict[str, Any]) -> str:
+    if doc["daemon"]["running"] is None:
+        return "unknown"
+    if not doc["daemon"]["running"]:
+        return "- (no daemon running)"
+    pause = doc["pause"]
     if not pause:
         return "ok"
     detail = f" ({pause['detail']})" if pause.get("detail") else ""
@@ -207,8 +251,10 @@ def _short_time(iso: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Print the table or the JSON document; exit 0. Never loads the API key; creates no
-    folder. Raises ConfigError (exit 78)."""
+    """Print the table or the JSON document; exit 0 with a daemon running, 3 without, 1 when
+    that cannot be told. Never loads the API key; creates no folder but the ledger's. Raises
+    ConfigError (exit 78)."""
     doc = collect_status(load(args, create_folders=False))
     print(json.dumps(doc, indent=2) if args.json else render_table(doc))
-    return EXIT_OK
+    running = doc["daemon"]["running"]
+    return EXIT_FAILURE if running is None else EXIT_OK if running else EXIT_NOT_RUNNING

@@ -2,7 +2,8 @@
 
 The guard applies pauses, it does not decide them: every API failure is handed at once, before
 any other worker can send another request, to ``on_failure`` (the failure policy,
-``engine.failures``), which pauses all API work after a 401/402. Here, while a pause runs,
+``engine.failures``), which pauses all API work after a 401/402, and every success to
+``on_success`` (it ends a streak of service failures). Here, while a pause runs,
 exactly one call (the probe) goes through; its success ends the pause (for a 402 pause, only a
 process call's success: nothing else can tell). A 429 holds every worker back for the clamped
 Retry-After: that is the rate limiter's business, not a decision about the job.
@@ -32,16 +33,18 @@ class ApiGuard:
 
     def __init__(self, pause: ProbedPause, limiter: RateLimiter, cancel: threading.Event, *,
                  penalty_s: float, on_answer: Callable[[], None] = lambda: None,
-                 on_failure: Callable[[ApiError], None] = lambda exc: None) -> None:
+                 on_failure: Callable[[ApiError], None] = lambda exc: None,
+                 on_success: Callable[[], None] = lambda: None) -> None:
         """``penalty_s`` holds everyone back after a 429 without a Retry-After; ``on_answer``
         runs after every call that got an answer (the worker is alive); ``on_failure`` with
-        every API failure, before it is raised."""
+        every API failure, before it is raised; ``on_success`` after every call that worked."""
         self.pause = pause
         self.limiter = limiter
         self._cancel = cancel
         self._penalty_s = penalty_s
         self._on_answer = on_answer
         self._on_failure = on_failure
+        self._on_success = on_success
 
     def call(self, endpoint: str, fn: Callable[[], T]) -> T:
         """Wait for the pause to let this thread through and for a token, then run ``fn``.
@@ -63,6 +66,7 @@ class ApiGuard:
             self._on_failure(exc)
             raise
         self._on_answer()
+        self._on_success()
         if self._settles_pause(endpoint):
             self.pause.report_success()
         return result

@@ -1,8 +1,9 @@
 """Pauses with a single probe: one type for all API work and for each folder.
 
-product.md, "Failure": when the account or the configuration is to blame (401, 402), every worker
-stops calling the API and nothing is quarantined; when a folder's disk fails, that folder stops
-taking work and its inputs stay. Both are a :class:`ProbedPause`: when it expires, exactly ONE
+product.md, "Failure": when the account or the configuration is to blame (401, 402), or the
+service as a whole is down (unreachable, failing for every job), every worker stops calling the
+API and nothing is quarantined; when a folder's disk fails, that folder stops taking work and its
+inputs stay. Both are a :class:`ProbedPause`: when it expires, exactly ONE
 thread gets the probe and makes the next real attempt while the others keep waiting.
 
 * the probe succeeds -> :meth:`ProbedPause.report_success`: the pause ends for everyone;
@@ -40,6 +41,7 @@ class PauseReason(Enum):
 
     AUTH = "auth"
     CREDITS = "credits"
+    UNREACHABLE = "unreachable"
     DISK = "disk"
 
     @property
@@ -48,6 +50,7 @@ class PauseReason(Enum):
         return {
             PauseReason.AUTH: "API key rejected (401)",
             PauseReason.CREDITS: "out of credits (402)",
+            PauseReason.UNREACHABLE: "service unreachable",
             PauseReason.DISK: "folder not writable",
         }[self]
 
@@ -63,15 +66,20 @@ class PauseState:
     until_s: float | None = None  # the next probe may start at this time
     probe_in_s: float = 0.0
     probing: bool = False
+    paused_for_s: float = 0.0
 
     def describe(self, wall_now: datetime) -> str:
-        """One line for humans, e.g. ``paused: API key rejected (401), next try 14:05``."""
+        """One line for humans, e.g. ``paused: API key rejected (401), next try 14:05`` or
+        ``paused: service unreachable since 13:52, next try 14:05``."""
         if not self.paused or self.reason is None:
             return "running"
+        what = self.reason.description
+        if self.reason is PauseReason.UNREACHABLE:
+            what += f" since {wall_now - timedelta(seconds=self.paused_for_s):%H:%M}"
         if self.probing:
-            return f"paused: {self.reason.description}, probing now"
+            return f"paused: {what}, probing now"
         next_try = wall_now + timedelta(seconds=self.probe_in_s)
-        return f"paused: {self.reason.description}, next try {next_try:%H:%M}"
+        return f"paused: {what}, next try {next_try:%H:%M}"
 
 
 @dataclass(frozen=True)
@@ -176,6 +184,11 @@ class ProbedPause:
                        old.reason.description)
         return True
 
+    def holds_probe(self) -> bool:
+        """True when the calling thread holds the probe of a running pause."""
+        with self._lock:
+            return self._pause is not None and self._pause.prober == threading.get_ident()
+
     def release_probe(self) -> None:
         """The calling thread's probe ended without a verdict: the next waiter probes at once."""
         with self._lock:
@@ -200,7 +213,7 @@ class ProbedPause:
             return PauseState(
                 paused=True, reason=p.reason, detail=p.detail, since_s=p.since_s,
                 until_s=p.until_s, probe_in_s=max(0.0, p.until_s - now_s),
-                probing=self._probe_alive(p, now_s),
+                probing=self._probe_alive(p, now_s), paused_for_s=max(0.0, now_s - p.since_s),
             )
 
     def _probe_alive(self, p: _Pause, now_s: float) -> bool:

@@ -10,8 +10,10 @@ due time. Folders are served round-robin (one FIFO each), so a full inbox starve
 intake never blocks: ``max_waiting`` bounds the ready queue (``submit`` returns False, the rescan
 offers the file again) and a (folder, path) already queued or running is refused as a duplicate.
 An exception escaping ``run_job`` is logged and the ticket dropped (the file stays in its inbox or
-work area for the rescan or the startup recovery); the worker lives on. :meth:`Scheduler.drain`
-is the warm shutdown; :meth:`Scheduler.is_stalled` feeds the systemd watchdog.
+work area for the rescan or the next recovery pass; the engine's ``run_job`` lets nothing escape
+and lets go of a job it cannot run, so this is a last resort); the worker lives on.
+:meth:`Scheduler.drain` is the warm shutdown; :meth:`Scheduler.is_stalled` feeds the systemd
+watchdog.
 
 Over 300 lines on purpose: the queue helpers share one lock and one set of invariants
 (every key counted once while waiting, delayed or running) that must be read together.

@@ -1,15 +1,23 @@
 """The daemon: the composition root and its lifecycle (``bgcut-watchd run``).
 
 startup → main_loop → shutdown, in the manner of uvicorn's server: signal handlers only set
-flags; the loop notices them. The first SIGTERM/SIGINT stops claiming and lets in-flight jobs
-finish until ``shutdown_timeout_s``; a second one exits at once. Either way every unfinished
-job stays resumable in its work area, so nothing is lost. SIGHUP re-reads the configuration.
+flags and ring a lock-free wake-up (``daemon.wakeup``: a ``threading.Event`` there deadlocked
+the loop under a SIGHUP storm); the loop notices them. The first SIGTERM/SIGINT stops claiming
+and lets in-flight jobs finish until ``shutdown_timeout_s``; a second one exits at once. Either
+way every unfinished job stays resumable in its work area, so nothing is lost. SIGHUP re-reads
+the configuration: the engine swaps its wiring whole and the intake reconfigures in place.
+
+Every second the loop also checks the watchers (a replaced inbox is watched anew), holds its
+lock on ``state_dir`` (re-created if the folder was removed: ``daemon.lock``), lets the ledger
+catch up (``engine.history``) and reports. Every rescan also adopts the orphaned jobs of a
+daemon that died (``engine.recovery``).
 """
 
 from __future__ import annotations
 
 import logging
 import signal
+import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -20,8 +28,10 @@ from bgcut_watchd.config.folders import load_checked
 from bgcut_watchd.config.model import Config
 from bgcut_watchd.control.tickets import JobTicket, Outcome
 from bgcut_watchd.daemon.housekeeping import Housekeeper
+from bgcut_watchd.daemon.lock import DaemonLock
 from bgcut_watchd.daemon.status import StatusReporter
 from bgcut_watchd.daemon.systemd import Notifier
+from bgcut_watchd.daemon.wakeup import Wakeup
 from bgcut_watchd.engine import Engine
 from bgcut_watchd.errors import ConfigError
 from bgcut_watchd.exitcodes import EXIT_OK
@@ -49,12 +59,13 @@ class Service:
         self.should_exit = False
         self.force_exit = False
         self.reload_requested = False
-        self._wakeup = threading.Event()
+        self._wakeup = Wakeup()
         self.engine = Engine(config, api_key, cancel=threading.Event(),
                              on_ticket_done=self._ticket_done, on_path_released=self._path_released,
                              max_waiting=MAX_WAITING)
         self.intake = IntakeCoordinator(config.folders, config.daemon.stability_s, clock,
                                         on_new=self._wakeup.set)
+        self.lock = DaemonLock(config.daemon.state_dir)
         self.reporter = StatusReporter(config.daemon.state_dir, self.engine, self.intake)
         self.housekeeper = Housekeeper(config.folders, config.daemon.stability_s)
         self._next_rescan = 0.0
@@ -89,13 +100,14 @@ class Service:
         return EXIT_OK
 
     def startup(self) -> None:
+        self._check_state_dir()
         self.engine.start()
         resumed = self.engine.recover()
         self.intake.start_watching()
         folders = len(self.config.folders)
         log.info("watching %d folder(s), %d unfinished job(s) resumed", folders, resumed)
         self.notifier.ready(f"watching {folders} folder(s) · starting scan")
-        self._rescan()
+        self._rescan(adopt=False)  # the start-up recovery has just run
 
     def main_loop(self) -> None:
         while not self.should_exit:
@@ -120,6 +132,8 @@ class Service:
             self._next_report = now + REPORT_EVERY_S
             self.intake.check_watchers()
             self.housekeeper.tick()
+            self._check_state_dir()
+            self.engine.ledger.catch_up()
             self._report()
 
     def shutdown(self) -> None:
@@ -133,6 +147,8 @@ class Service:
             log.warning("stopped with jobs in flight: they resume at the next start")
         self.reporter.write(stopped=True)
         self.engine.close()
+        self.lock.release()
+        self._wakeup.close()
         log.info("stopped")
 
     def reload(self) -> None:
@@ -144,18 +160,14 @@ class Service:
             log.error("reload refused, still running on the previous configuration: %s", exc)
             self.notifier.reloaded(self.reporter.status_line())
             return
-        self.intake.stop_watching()
         added = {f.name for f in config.folders} - {f.name for f in self.config.folders}
         pending = restart_only_changes(self.config, config)
         self.config = config
         self.engine.apply_config(config)
         resumed = self.engine.recover(added) if added else 0  # jobs left in a re-added folder
-        self.intake = IntakeCoordinator(config.folders, config.daemon.stability_s, self.clock,
-                                        on_new=self._wakeup.set)
-        self.reporter.intake = self.intake
+        self.intake.reconfigure(config.folders, config.daemon.stability_s)
         self.housekeeper = Housekeeper(config.folders, config.daemon.stability_s)
-        self.intake.start_watching()
-        self._rescan()
+        self._rescan(adopt=False)
         log.info("configuration reloaded: %d folder(s), %d unfinished job(s) resumed",
                  len(config.folders), resumed)
         if pending:
@@ -175,10 +187,36 @@ class Service:
         if self.should_exit:
             self._wakeup.set()  # a draining shutdown looks again
 
-    def _rescan(self) -> None:
+    def _rescan(self, adopt: bool = True) -> None:
+        """Scan every inbox; with ``adopt``, first take over the jobs of a daemon that died."""
         self._next_rescan = self.clock() + self.config.daemon.rescan_interval_s
+        adopted = self.engine.recover(adopt=True) if adopt else 0
         noticed = self.intake.scan_all()
-        log.debug("rescan: %d candidate(s) noticed", noticed)
+        log.debug("rescan: %d candidate(s) noticed, %d orphaned job(s) adopted", noticed,
+                  adopted)
+
+    def _check_state_dir(self) -> None:
+        """Hold the lock that tells ``status`` this daemon lives; when ``state_dir`` was removed
+        or replaced, re-create it and reopen the ledger there. Raises nothing."""
+        first = not self.lock.held
+        try:
+            replaced = self.lock.check()
+        except OSError as exc:
+            if self.reporter.lock_problem is None:
+                log.error("state_dir: cannot hold the lock %s (%s): status cannot see this "
+                          "daemon until it can", self.lock.path, exc.strerror or exc)
+            self.reporter.lock_problem = f"cannot hold {self.lock.path}: {exc.strerror or exc}"
+            return
+        self.reporter.lock_problem = None
+        if replaced and not first:
+            log.warning("state_dir %s was removed or replaced under the running daemon: "
+                        "re-created; the job history starts afresh there",
+                        self.config.daemon.state_dir)
+            try:
+                self.engine.ledger.reopen()
+            except (OSError, sqlite3.Error, ConfigError) as exc:
+                log.error("state_dir: cannot reopen the ledger: %s", exc)
+            self.reporter.forget_written()
 
     def _sleep_s(self) -> float:
         deadline = self.intake.next_deadline()

@@ -1,11 +1,16 @@
 """Live figures: the daemon writes them to ``<state_dir>/status.json`` for ``status``, and
 builds the systemd STATUS= line from the same numbers.
+
+Whether a daemon is alive is not read from this file (it survives the daemon): ``daemon.lock``
+tells. Trouble with ``state_dir`` itself (the ledger or this file cannot be written, the lock
+cannot be held) shows as ``state_dir_problem`` here and at the end of the STATUS= line, which
+reaches systemd even when ``state_dir`` is full; each is logged once, not once per job.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
+import logging
 import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -18,11 +23,21 @@ from bgcut_watchd.fsops import atomic_write_json
 
 STATUS_FILE = "status.json"
 
+log = logging.getLogger("bgcut_watchd.daemon.service")
+
+
+class _History(Protocol):
+    @property
+    def problem(self) -> str | None: ...
+
 
 class _Engine(Protocol):
     scheduler: Scheduler
     api_pause: ProbedPause
     folder_pauses: FolderPauses
+
+    @property
+    def ledger(self) -> _History: ...
 
 
 class _Intake(Protocol):
@@ -37,7 +52,13 @@ class StatusReporter:
     state_dir: Path
     engine: _Engine
     intake: _Intake
+    lock_problem: str | None = None   # set by the service: daemon.lock cannot be held
+    write_problem: str | None = None  # the status file cannot be written
     _last_written: dict[str, Any] | None = None
+
+    def state_dir_problem(self) -> str | None:
+        """What is wrong with ``state_dir`` now, or None."""
+        return self.lock_problem or self.engine.ledger.problem or self.write_problem
 
     def snapshot(self, *, stopped: bool = False) -> dict[str, Any]:
         stats = self.engine.scheduler.stats()
@@ -60,6 +81,7 @@ class StatusReporter:
             "pid": os.getpid(), "running": not stopped,
             "updated_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "pause": self._pause(), "folders": folders,
+            "state_dir_problem": self.state_dir_problem(),
         }
 
     def _pause(self) -> dict[str, Any] | None:
@@ -73,45 +95,48 @@ class StatusReporter:
         return self.engine.api_pause.state().describe(datetime.now().astimezone())
 
     def status_line(self) -> str:
-        """``watching 3 folders · 12 waiting · 4 in progress · 1204 done · 3 quarantined``."""
+        """``watching 3 folders · 12 waiting · 4 in progress · 1204 done · 3 quarantined``, or
+        ``paused: service unreachable since 13:52, next try 14:05``; ``· state_dir: ...`` at the
+        end while ``state_dir`` is in trouble."""
+        problem = self.state_dir_problem()
+        tail = f" · state_dir: {problem}" if problem else ""
         state = self.engine.api_pause.state()
         if state.paused:
-            return self.pause_line()
+            return self.pause_line() + tail
         total = self.engine.scheduler.stats().total
         waiting = total.waiting + total.delayed + sum(self.intake.waiting_counts().values())
         folders = len(self.intake.watch_modes())
         return (f"watching {folders} folder(s) · {waiting} waiting · {total.in_progress} in "
-                f"progress · {total.done} done · {total.quarantined} quarantined")
+                f"progress · {total.done} done · {total.quarantined} quarantined{tail}")
 
     def write(self, *, stopped: bool = False) -> None:
-        """Replace the status file when a figure changed; a failure never disturbs the daemon."""
+        """Replace the status file when a figure changed; a failure never disturbs the daemon
+        (logged once, then tried again at the next report)."""
         snapshot = self.snapshot(stopped=stopped)
         figures = {k: v for k, v in snapshot.items() if k != "updated_at"}
         if figures == self._last_written:
             return  # an idle daemon writes nothing
-        with contextlib.suppress(OSError):
+        try:
             atomic_write_json(self.state_dir / STATUS_FILE, snapshot)
-            self._last_written = figures
+        except OSError as exc:
+            if self.write_problem is None:
+                log.warning("state_dir: cannot write %s (%s): status shows older figures",
+                            self.state_dir / STATUS_FILE, exc.strerror or exc)
+            self.write_problem = f"cannot write {STATUS_FILE}: {exc.strerror or exc}"
+            return
+        self.write_problem = None
+        self._last_written = figures
+
+    def forget_written(self) -> None:
+        """Write the status file at the next report even if no figure changed."""
+        self._last_written = None
 
 
 def read_status(state_dir: Path) -> dict[str, Any] | None:
-    """The last status a daemon wrote, or None; ``running`` is False if its process is gone."""
+    """The last status a daemon wrote, or None. Its ``running`` says what the daemon last
+    wrote, not whether it lives: ask ``daemon.lock.daemon_alive``. Raises nothing."""
     try:
         data: dict[str, Any] = json.loads((state_dir / STATUS_FILE).read_text("utf-8"))
     except (OSError, ValueError):
         return None
-    if data.get("running") and not _alive(int(data.get("pid", 0))):
-        data["running"] = False
-    return data
-
-
-def _alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # another user's process: alive
-    return True
+    return data if isinstance(data, dict) else None

@@ -4,18 +4,26 @@ settled file to its outputs, archive or quarantine, wired once.
 It knows nothing about watching folders or signals (that is ``daemon.service``): give it a
 settled file (:meth:`Engine.submit`) or a claimed job (:meth:`Engine.submit_claimed`) and the
 worker pool runs it: claim, then ``job.steps``, then the failure policy on any failure.
+
+Reload without races: the configuration and the folders' parts built from it are one immutable
+:class:`Wiring`, replaced in one assignment by :meth:`Engine.apply_config`; a run of a ticket
+reads it once, and a claimed job keeps the parts it was claimed with (``engine.claim``).
+Nothing escapes a run: whatever a bug raises, a job this run held is let go (its flock dropped),
+so the next recovery pass adopts it instead of leaving it stranded until a restart.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from bgcut_watchd.api import BackgroundCutClient
 from bgcut_watchd.clock import Clock
-from bgcut_watchd.config.model import Config, FolderConfig
+from bgcut_watchd.config.model import Config
 from bgcut_watchd.control.guard import ApiGuard, GateClosed
 from bgcut_watchd.control.pause import FolderPauses, ProbedPause
 from bgcut_watchd.control.ratelimit import RateLimiter
@@ -23,6 +31,7 @@ from bgcut_watchd.control.scheduler import Scheduler
 from bgcut_watchd.control.tickets import JobTicket, Outcome
 from bgcut_watchd.engine.claim import Claims, FolderParts
 from bgcut_watchd.engine.failures import GATE_RETRY_S, FailurePolicy
+from bgcut_watchd.engine.history import JobHistory
 from bgcut_watchd.engine.inflight import InFlight
 from bgcut_watchd.engine.recovery import recover_folder
 from bgcut_watchd.fsops import show_path
@@ -30,7 +39,6 @@ from bgcut_watchd.job.duplicates import SameContentInFlight
 from bgcut_watchd.job.steps import JobRunner
 from bgcut_watchd.job.validate import PixelBudget
 from bgcut_watchd.job.workarea import ClaimedJob, WorkArea
-from bgcut_watchd.ledger import Ledger
 
 log = logging.getLogger("bgcut_watchd.engine")
 
@@ -44,6 +52,21 @@ TicketDone = Callable[[JobTicket, Outcome], None]
 PathReleased = Callable[[str, Path], None]
 
 
+class Wake(Protocol):
+    """What a draining stop sleeps on (``daemon.wakeup.Wakeup``, or a ``threading.Event``)."""
+
+    def wait(self, timeout: float | None = None, /) -> bool: ...
+    def clear(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Wiring:
+    """One configuration and every folder's parts built from it; replaced whole, never changed."""
+
+    config: Config
+    folders: Mapping[str, FolderParts]
+
+
 class Engine:
     """Every part that processes jobs, wired once. Close it when done."""
 
@@ -54,10 +77,10 @@ class Engine:
         """``on_path_released(folder, path)`` runs on the worker once per run of a ticket for a
         settled file: right after the claim moved it out of the inbox, or when the run ends
         without a claim (gone, taken by another daemon, folder paused). ``on_ticket_done``
-        runs after every run of a ticket."""
-        self.config = config
+        runs after every run of a ticket. Raises OSError, sqlite3.Error, ConfigError (the
+        ledger cannot be opened)."""
         self.cancel = cancel
-        self.ledger = Ledger(config.daemon.state_dir)
+        self.ledger = JobHistory(config.daemon.state_dir)
         self.client = BackgroundCutClient(config.api, api_key)
         self.api_pause = ProbedPause("API work")
         self.folder_pauses = FolderPauses()
@@ -66,33 +89,48 @@ class Engine:
                                       self.claims)
         self.guard = ApiGuard(self.api_pause, RateLimiter(config.api.max_requests_per_minute),
                               cancel, penalty_s=config.retry.base_delay_s,
-                              on_answer=self._heartbeat, on_failure=self.failures.on_api_failure)
+                              on_answer=self._heartbeat, on_failure=self.failures.on_api_failure,
+                              on_success=self.failures.on_api_success)
         self.decode_budget = PixelBudget(DECODE_BUDGET_PIXELS)
         self.in_flight = InFlight()  # identical content in flight at once is paid once
-        self.folders = self._folder_parts(config.folders)
+        self.wiring = self._wire(config)
         self._on_ticket_done = on_ticket_done
         self._on_path_released = on_path_released
         self._local = threading.local()  # per worker: did this run claim its file yet?
         self.scheduler = Scheduler(config.daemon.workers, self._run_ticket,
                                    max_waiting=max_waiting)
 
+    @property
+    def config(self) -> Config:
+        return self.wiring.config
+
+    @property
+    def folders(self) -> Mapping[str, FolderParts]:
+        return self.wiring.folders
+
     def apply_config(self, config: Config) -> None:
-        """Use a new configuration for the jobs that start from now on (SIGHUP)."""
-        self.config = config
-        self.folders = self._folder_parts(config.folders)
+        """Use a new configuration for the jobs that start from now on (SIGHUP); the jobs
+        claimed already finish with the parts they started with."""
+        self.wiring = self._wire(config)
 
     def start(self) -> None:
         self.scheduler.start()
 
-    def recover(self, folder_names: Collection[str] | None = None) -> int:
+    def recover(self, folder_names: Collection[str] | None = None, *,
+                adopt: bool = False) -> int:
         """Queue every unfinished job no live process owns (only in ``folder_names`` when
-        given: the folders a reload added). Returns how many were queued. Raises nothing."""
+        given: the folders a reload added). ``adopt``: a pass while running (the periodic
+        rescan), which takes over the orphans of a daemon that died and leaves interrupted
+        quarantines to the start-up pass. Returns how many were queued. Raises nothing."""
         resumed = 0
-        for folder in self.config.folders:
+        wiring = self.wiring
+        for folder in wiring.config.folders:
             if folder_names is not None and folder.name not in folder_names:
                 continue
-            for job in recover_folder(folder, self.folders[folder.name].workarea):
-                resumed += self.submit_claimed(job, delay_s=0.0)
+            parts = wiring.folders[folder.name]
+            for job in recover_folder(folder, parts.workarea, adopt=adopt):
+                self.claims.record(job, parts)
+                resumed += self._submit_held(job, parts, delay_s=0.0)
         return resumed
 
     def submit(self, folder: str, path: Path) -> bool:
@@ -106,12 +144,9 @@ class Engine:
 
     def submit_claimed(self, job: ClaimedJob, delay_s: float | None = None) -> bool:
         """Queue a job this process holds; False (the job stays held) when refused."""
-        ticket = self.claims.hold(job)
-        if delay_s is None:
-            return self.scheduler.submit(ticket)
-        return self.scheduler.submit_later(ticket, delay_s)
+        return self._submit_held(job, self.folders[job.record.folder], delay_s)
 
-    def drain(self, timeout_s: float, wake: threading.Event, give_up: Callable[[], bool],
+    def drain(self, timeout_s: float, wake: Wake, give_up: Callable[[], bool],
               clock: Clock) -> bool:
         """Warm stop: start no new job, let the running ones finish until ``timeout_s`` or
         ``give_up()`` (a second signal); then cancel whatever still waits. True when every
@@ -129,13 +164,30 @@ class Engine:
         """Release every held job and close the client and the ledger."""
         self.claims.release_all()
         self.client.close()
+        self.ledger.catch_up()
         self.ledger.close()
 
     # -- one ticket, on a worker ------------------------------------------------------------
 
+    def _submit_held(self, job: ClaimedJob, parts: FolderParts, delay_s: float | None) -> bool:
+        ticket = self.claims.hold(job, parts)
+        if delay_s is None:
+            return self.scheduler.submit(ticket)
+        return self.scheduler.submit_later(ticket, delay_s)
+
     def _run_ticket(self, ticket: JobTicket) -> Outcome:
         self._local.released = ticket.job_id is not None
-        outcome = self._outcome_of(ticket)
+        self._local.job_id = ticket.job_id
+        try:
+            outcome = self._outcome_of(ticket)
+        except Exception:  # a bug: let go of the job rather than strand it (module docstring)
+            log.exception("folder %s: the run of %s failed; its job is let go for the next "
+                          "recovery pass", ticket.folder, show_path(ticket.path))
+            if self._local.job_id is not None:
+                self.claims.release(self._local.job_id)
+            self.folder_pauses.of(ticket.folder).release_probe()
+            self.api_pause.release_probe()
+            outcome = Outcome.skipped()
         if not self._local.released:
             self._release_path(ticket)
         if self._on_ticket_done is not None:
@@ -143,9 +195,9 @@ class Engine:
         return outcome
 
     def _outcome_of(self, ticket: JobTicket) -> Outcome:
-        """The scheduler's ``run_job``: never raises (the scheduler logs what escapes)."""
-        parts = self.folders.get(ticket.folder)
-        if parts is None:  # the folder was removed by a reload: leave the file where it is
+        """The scheduler's ``run_job``. Raises only what a bug raises (``_run_ticket``)."""
+        parts = self.folders.get(ticket.folder)  # one read of the wiring for this run
+        if parts is None:  # the folder was removed by a reload: leave the file in place
             if ticket.job_id is not None:
                 self.claims.release(ticket.job_id)
             return Outcome.skipped()
@@ -153,13 +205,16 @@ class Engine:
         wait_s = folder_pause.try_enter()
         if wait_s is not None:
             return Outcome.paused(max(GATE_RETRY_S, wait_s), ticket)
-        job = self._job_for(parts, ticket)
-        if job is None:
+        held = self._job_for(ticket, parts)
+        if held is None:
             folder_pause.release_probe()
             return Outcome.skipped()
+        job, parts = held
         return self._run(parts, ticket, job)
 
-    def _job_for(self, parts: FolderParts, ticket: JobTicket) -> ClaimedJob | None:
+    def _job_for(self, ticket: JobTicket,
+                 parts: FolderParts) -> tuple[ClaimedJob, FolderParts] | None:
+        """The held job of ``ticket`` with its own parts, or a fresh claim with ``parts``."""
         if ticket.job_id is not None:
             return self.claims.get(ticket.job_id)
         try:
@@ -168,12 +223,14 @@ class Engine:
             log.error("folder %s: cannot claim %s: %s", ticket.folder, show_path(ticket.path),
                       exc)
             return None
-        if job is not None:
-            # The inbox path is free again: a new file under the same name may come in while
-            # this job runs (a camera after a card reset writes IMG_0001.JPG again).
-            self.scheduler.release_running_key()
-            self._release_path(ticket)
-        return job
+        if job is None:
+            return None
+        self._local.job_id = job.job_id
+        # The inbox path is free again: a new file under the same name may come in while
+        # this job runs (a camera after a card reset writes IMG_0001.JPG again).
+        self.scheduler.release_running_key()
+        self._release_path(ticket)
+        return job, parts
 
     def _release_path(self, ticket: JobTicket) -> None:
         self._local.released = True
@@ -199,13 +256,13 @@ class Engine:
         """Every API answer shows the calling worker alive (for the systemd watchdog)."""
         self.scheduler.heartbeat()
 
-    def _folder_parts(self, folders: tuple[FolderConfig, ...]) -> dict[str, FolderParts]:
-        return {
+    def _wire(self, config: Config) -> Wiring:
+        return Wiring(config, {
             folder.name: FolderParts(
-                JobRunner(folder, self.config.api, self.config.daemon, self.client,
-                          self.ledger, self.guard, decode_budget=self.decode_budget,
+                JobRunner(folder, config.api, config.daemon, self.client, self.ledger,
+                          self.guard, decode_budget=self.decode_budget,
                           in_flight=self.in_flight),
                 WorkArea(folder.inbox),
             )
-            for folder in folders
-        }
+            for folder in config.folders
+        })

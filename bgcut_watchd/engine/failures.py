@@ -8,6 +8,8 @@ scheduler's :class:`Outcome`:
 QUARANTINE          the input is to blame: quarantine at once (no attempt counted)
 PAUSE_AUTH/CREDITS  the key or the account: pause ALL API work (``retry.auth_pause_s`` /
                     ``credits_pause_s``), quarantine nothing, hand the job back
+PAUSE_UNREACHABLE   the service never reached (refused, DNS, connect timeout): no file's fault,
+                    pause ALL API work like a 401, quarantine nothing however long it lasts
 PAUSE_FOLDER        the folder's disk: pause that folder (``retry.disk_pause_s``), keep the input
 RETRY               the network or the service, for this file: back off and retry; after
                     ``max_attempts`` consecutive failures, quarantine (``retries_exhausted``)
@@ -17,6 +19,13 @@ WAIT                nothing failed (``NotReadyError``: the input is settling, an
                     process call may still run, a share's input waits for a second look):
                     run again after ``retry_in_s``, no attempt counted
 ==================  ==========================================================================
+
+A service-wide outage is a pause, not a quarantine: a ``ServiceError`` (5xx, timeout, reset)
+becomes ``PAUSE_UNREACHABLE`` as soon as such failures span more than one job with no API answer
+in between (``on_api_success`` or any other answer ends the streak); ``retries_exhausted`` is
+kept for a file that keeps failing while others succeed. While the service is deemed down, no
+failure counts an attempt; the probe's failure renews the pause with capped exponential backoff
+(``retry.base_delay_s`` doubling up to ``retry.max_delay_s``); its success ends it (the guard).
 
 ``attempts`` counts consecutive failures of one step: a job that got further before failing
 again starts its count afresh, so a long job on a flaky network is not quarantined for failures
@@ -43,7 +52,9 @@ from bgcut_watchd.errors import (
     NotReadyError,
     PauseError,
     RateLimitedError,
+    ServiceError,
     TransientError,
+    UnreachableError,
 )
 from bgcut_watchd.fsops import show_path
 from bgcut_watchd.job.steps import STAGE_OF
@@ -62,6 +73,7 @@ class Decision(Enum):
     QUARANTINE = "quarantine"
     PAUSE_AUTH = "pause_auth"
     PAUSE_CREDITS = "pause_credits"
+    PAUSE_UNREACHABLE = "pause_unreachable"
     PAUSE_FOLDER = "pause_folder"
     UNEXPECTED = "unexpected"
     WAIT = "wait"
@@ -83,6 +95,8 @@ def classify(exc: BaseException) -> Decision:
         return Decision.PAUSE_AUTH
     if isinstance(exc, LocalDiskError):
         return Decision.PAUSE_FOLDER
+    if isinstance(exc, UnreachableError):
+        return Decision.PAUSE_UNREACHABLE
     if isinstance(exc, TransientError):
         return Decision.RETRY
     return Decision.UNEXPECTED
@@ -115,14 +129,26 @@ class FailurePolicy:
         self.folder_pauses = folder_pauses
         self.held = held
         self._rng = rng or random.Random()
-        self._rng_lock = threading.Lock()
+        self._lock = threading.Lock()  # the rng, the failing jobs and the outage's probes
+        self._failing_jobs: set[str] = set()  # service failures since the last answer
+        self._outage_probes = 0  # failed probes of the running outage pause
 
     def on_api_failure(self, exc: BaseException) -> None:
         """The guard's ``on_failure``: a 401/402 pauses all API work at once, before any other
-        worker sends a request the account would refuse as well. Raises nothing."""
+        worker sends a request the account would refuse as well. Any answer that is not a
+        service failure (a 4xx) shows the service up. Raises nothing."""
         decision = classify(exc)
         if decision in (Decision.PAUSE_AUTH, Decision.PAUSE_CREDITS):
             self._pause_api(decision, exc)
+        if not isinstance(exc, ServiceError):
+            self.on_api_success()
+
+    def on_api_success(self) -> None:
+        """The guard's ``on_success``: the service answered, its failure streak ends."""
+        with self._lock:
+            self._failing_jobs.clear()
+            if not self._outage_pause():
+                self._outage_probes = 0
 
     def outcome(self, runner: FailedJobRunner, ticket: JobTicket, job: ClaimedJob,
                 exc: BaseException, progress_before: tuple[int, int]) -> Outcome:
@@ -135,6 +161,8 @@ class FailurePolicy:
             if not self.api_pause.state().paused:  # the guard's on_failure has paused already
                 self._pause_api(decision, exc)
             return Outcome.paused(GATE_RETRY_S, self.held.ticket_again(job, ticket))
+        if self._service_down(decision, job):
+            return self._wait_for_service(ticket, job, exc)
         self.api_pause.release_probe()  # no verdict on the key or the credits
         if decision is Decision.WAIT:
             assert isinstance(exc, NotReadyError)
@@ -153,6 +181,39 @@ class FailurePolicy:
         else:
             self.api_pause.pause(PauseReason.AUTH, self.retry.auth_pause_s, detail)
 
+    def _service_down(self, decision: Decision, job: ClaimedJob) -> bool:
+        """Whether this failure is the service's as a whole: unreachable, or service failures
+        of more than one job with no answer in between, or any during an outage pause."""
+        if decision is Decision.PAUSE_UNREACHABLE:
+            return True
+        if decision is not Decision.RETRY:
+            return False
+        with self._lock:
+            if self._outage_pause():
+                return True
+            self._failing_jobs.add(job.job_id)
+            return len(self._failing_jobs) > 1
+
+    def _wait_for_service(self, ticket: JobTicket, job: ClaimedJob,
+                          exc: BaseException) -> Outcome:
+        """Pause all API work (or renew the pause after a failed probe); count no attempt."""
+        with self._lock:
+            outage = self._outage_pause()
+            renew = not outage or self.api_pause.holds_probe()
+            if not outage:
+                self._outage_probes = 0
+            exponent = min(self._outage_probes, 32)
+            delay_s = min(self.retry.max_delay_s, self.retry.base_delay_s * 2.0**exponent)
+            self._outage_probes += renew
+        if renew:  # else a request sent before the pause began: the pause stands as it is
+            detail = getattr(exc, "detail", "") or str(exc)
+            self.api_pause.pause(PauseReason.UNREACHABLE, delay_s, detail)
+        return Outcome.paused(GATE_RETRY_S, self.held.ticket_again(job, ticket))
+
+    def _outage_pause(self) -> bool:
+        state = self.api_pause.state()
+        return state.paused and state.reason is PauseReason.UNREACHABLE
+
     def _retry(self, runner: FailedJobRunner, ticket: JobTicket, job: ClaimedJob,
                exc: BaseException, decision: Decision,
                progress_before: tuple[int, int]) -> Outcome:
@@ -164,7 +225,7 @@ class FailurePolicy:
         if not should_retry(self.retry, attempts):
             return self._quarantine(runner, ticket, job, exc)
         retry_after = exc.retry_after_s if isinstance(exc, RateLimitedError) else None
-        with self._rng_lock:
+        with self._lock:
             delay_s = next_delay_s(self.retry, attempts, self._rng, retry_after)
         log.warning("job %s [%s] %s: attempt %d failed at %s, retrying in %.1fs: %s",
                     job.job_id, ticket.folder, show_path(job.record.original_relpath), attempts,

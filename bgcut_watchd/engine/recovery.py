@@ -2,9 +2,15 @@
 
 At start-up (and for a folder a reload adds) every job directory whose flock is free belongs to
 a dead process: half-done quarantines are completed, and every unfinished job is handed back for
-resumption. A job found in ``uploaded`` that had sent its process call (journaled just before
-the call) may have been charged for it before the daemon died, and the call may still be
-running: it is marked so the job looks for its outputs, for ``api.process_timeout_s`` from now
+resumption. While running, the same pass *adopts* (``adopt=True``, from every periodic rescan):
+another daemon on the same inbox died, or a run of ours let its job go, and the jobs it held sit
+in the work area with a free flock; they are taken over without a restart. Jobs held by a live
+process, this one included, keep their flock and are skipped. An adopting pass leaves pending
+quarantine records alone: a live worker may be between writing one and moving its input in.
+
+A job found in ``uploaded`` that had sent its process call (journaled just before the call) may
+have been charged for it before the daemon died, and the call may still be running: it is
+marked so the job looks for its outputs, for ``api.process_timeout_s`` from now
 (``job.lookout``), before paying again (api-v3.md, "Credits"). One that never sent it sends it.
 """
 
@@ -14,6 +20,7 @@ import logging
 
 from bgcut_watchd.clock import iso_utc, utc_now
 from bgcut_watchd.config.model import FolderConfig
+from bgcut_watchd.errors import LocalDiskError
 from bgcut_watchd.job.journal import JobState
 from bgcut_watchd.job.lookout import PROCESS_AMBIGUOUS, mark_ambiguous
 from bgcut_watchd.job.quarantine import complete_pending
@@ -22,21 +29,27 @@ from bgcut_watchd.job.workarea import ClaimedJob, WorkArea
 log = logging.getLogger("bgcut_watchd.engine")
 
 
-def recover_folder(folder: FolderConfig, workarea: WorkArea) -> list[ClaimedJob]:
-    """Finish ``folder``'s interrupted quarantines and take its orphaned jobs, oldest first.
+def recover_folder(folder: FolderConfig, workarea: WorkArea, *,
+                   adopt: bool = False) -> list[ClaimedJob]:
+    """Finish ``folder``'s interrupted quarantines (not when ``adopt``) and take its orphaned
+    jobs, oldest first.
 
     The jobs returned are locked by this process. Raises nothing: a folder that cannot be
     recovered is logged and yields no job.
     """
     try:
-        complete_pending(folder.quarantine)
+        if not adopt:
+            complete_pending(folder.quarantine)
         jobs = workarea.recover(folder.name)
-    except OSError as exc:
+    except (OSError, LocalDiskError) as exc:
         log.error("folder %s: cannot recover its work area: %s", folder.name, exc)
         return []
     for job in jobs:
         _mark_process_ambiguous(job)
-    if jobs:
+    if jobs and adopt:
+        log.warning("folder %s: adopting %d orphaned job(s): the process that held them is "
+                    "gone", folder.name, len(jobs))
+    elif jobs:
         log.info("folder %s: resuming %d unfinished job(s)", folder.name, len(jobs))
     return jobs
 

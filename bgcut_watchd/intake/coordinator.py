@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePath
 
 from bgcut_watchd.config.model import FolderConfig
-from bgcut_watchd.intake.fstype import MOUNTINFO_PATH, choose_watch_mode, is_network_folder
+from bgcut_watchd.intake.fstype import MOUNTINFO_PATH, is_network_folder
 from bgcut_watchd.intake.ignore import IgnoreRules
 from bgcut_watchd.intake.scan import is_candidate, scan_folder
 from bgcut_watchd.intake.stability import (
@@ -45,7 +45,8 @@ from bgcut_watchd.intake.stability import (
     quiet_period_s,
     revalidated_stat,
 )
-from bgcut_watchd.intake.watcher import FolderWatcher, ObserverFactory, default_observer_factory
+from bgcut_watchd.intake.watcher import ObserverFactory, default_observer_factory
+from bgcut_watchd.intake.watchset import WatchSet
 from bgcut_watchd.intake.writers import OPEN_HOLD_MAX_S, OpenCounts, held_open
 
 logger = logging.getLogger("bgcut_watchd.intake")
@@ -84,15 +85,11 @@ class IntakeCoordinator:
         service loop can wake up and schedule its settling deadline."""
         self.clock = clock
         self._on_new = on_new
-        self._folders: dict[str, _Folder] = {}
-        for f in folders:  # network_settle_s = 0 treats a share like a local disk
-            on_network = f.network_settle_s > 0 and is_network_folder(f.inbox, mountinfo_path)
-            quiet_s = quiet_period_s(stability_s, f.network_settle_s, on_network)
-            self._folders[f.name] = _Folder(f, IgnoreRules(f.ignore),
-                                            StabilityTracker(quiet_s, clock), on_network)
-        self._observer_factory = observer_factory
+        self._stability_s = stability_s
         self._mountinfo_path = mountinfo_path
-        self._watchers: dict[str, FolderWatcher] = {}
+        self._folders = {f.name: self._new_folder(f, stability_s) for f in folders}
+        self._watch = WatchSet(self.notice, self.notice_dir, observer_factory, mountinfo_path,
+                               on_open=self.notice_open, on_close=self.notice_close)
         self._in_flight: set[str] = set()  # str, not Path: a third of the memory
         self._opens = OpenCounts(clock, OPEN_HOLD_MAX_S)
         self._pending_dirs: dict[tuple[str, Path], None] = {}  # an ordered set
@@ -103,46 +100,51 @@ class IntakeCoordinator:
     def start_watching(self) -> None:
         """Start one watcher per folder. A folder that cannot be watched yet is logged and
         retried by ``check_watchers``. Raises nothing."""
-        for name, folder in self._folders.items():
-            config = folder.config
-            mode = choose_watch_mode(config.inbox, config.watch, self._mountinfo_path)
-            watcher = FolderWatcher(
-                name, config.inbox, config.recursive, mode, config.poll_interval_s,
-                self.notice, on_dir=self.notice_dir, on_open=self.notice_open,
-                on_close=self.notice_close, observer_factory=self._observer_factory,
-            )
-            self._watchers[name] = watcher
-            try:
-                watcher.start()
-                logger.info("folder %s: watching %s (%s%s)", name, config.inbox, watcher.mode,
-                            f", network: {folder.tracker.stability_s:g} s to settle"
-                            if folder.on_network else "")
-            except OSError as exc:
-                logger.warning("folder %s: cannot watch %s yet: %s", name, config.inbox, exc)
+        for folder in list(self._folders.values()):
+            self._watch.start(folder.config)
+            if folder.on_network:
+                logger.info("folder %s: on a network filesystem: %g s to settle",
+                            folder.config.name, folder.tracker.stability_s)
 
     def stop_watching(self) -> None:
         """Stop every watcher. Raises nothing."""
-        for watcher in self._watchers.values():
-            watcher.stop()
+        self._watch.stop_all()
+
+    def reconfigure(self, folders: Sequence[FolderConfig], stability_s: float) -> None:
+        """Apply a reloaded configuration in place (SIGHUP): one coordinator for the daemon's
+        life, so the workers' ``done`` calls never reach a replaced one. A folder whose settings
+        did not change keeps its watcher, its settling files and its in-flight paths; a changed
+        or new one starts afresh; a removed one stops. Call from the service loop. Raises
+        nothing."""
+        current = self._folders
+        kept = {f.name: current[f.name] for f in folders if stability_s == self._stability_s
+                and f.name in current and current[f.name].config == f}
+        folders_now = {f.name: kept.get(f.name) or self._new_folder(f, stability_s)
+                       for f in folders}
+        with self._lock:
+            self._folders = folders_now
+            self._stability_s = stability_s
+        for name in self._watch.names():
+            if name not in kept:
+                self._watch.stop(name)
+        for name, folder in folders_now.items():
+            if name not in kept:
+                self._watch.start(folder.config)
 
     def check_watchers(self) -> list[str]:
-        """Restart dead watchers and rescan their folders (events were lost meanwhile).
+        """Restart dead watchers and watch replaced inboxes anew (``intake.watchset``), then
+        rescan those folders (events were lost meanwhile).
 
-        Returns the names of the folders restarted. Raises nothing.
+        Returns the names of the folders (re)started. Raises nothing.
         """
-        restarted: list[str] = []
-        for name, watcher in self._watchers.items():
-            if not watcher.is_alive() and watcher.ensure_alive():
-                self.scan(name)
-                restarted.append(name)
+        restarted = self._watch.check()
+        for name in restarted:
+            self.scan(name)
         return restarted
 
     def watch_modes(self) -> dict[str, str]:
         """Per folder: ``inotify``, ``polling`` or ``stopped`` (for ``status``)."""
-        return {
-            name: watcher.mode if watcher.is_alive() else "stopped"
-            for name, watcher in self._watchers.items()
-        }
+        return self._watch.modes()
 
     # --- noticing -------------------------------------------------------------------------
 
@@ -345,3 +347,11 @@ class IntakeCoordinator:
             folder.tracker.forget(seen.path)
             self._in_flight.add(key)
             return True
+
+    def _new_folder(self, config: FolderConfig, stability_s: float) -> _Folder:
+        # network_settle_s = 0 treats a share like a local disk
+        on_network = config.network_settle_s > 0 and is_network_folder(
+            config.inbox, self._mountinfo_path)
+        quiet_s = quiet_period_s(stability_s, config.network_settle_s, on_network)
+        return _Folder(config, IgnoreRules(config.ignore),
+                       StabilityTracker(quiet_s, self.clock), on_network)

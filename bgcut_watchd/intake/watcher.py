@@ -180,13 +180,11 @@ class FolderWatcher:
         self.poll_interval_s = poll_interval_s
         self._mode: WatchMode = mode
         self._factory = observer_factory
-        # inotify on a symlinked inbox would watch the link itself (watchdog adds IN_DONT_FOLLOW)
-        # and report nothing, so the real folder is watched and paths are mapped back.
-        self._watched = os.path.realpath(inbox)
-        self._handler = _ForwardingHandler(
-            folder_name, inbox, self._watched, recursive, on_path, on_dir or on_path,
-            on_open, on_close,
-        )
+        self._on_path = on_path
+        self._on_dir = on_dir or on_path
+        self._on_open = on_open
+        self._on_close = on_close
+        self._identity: tuple[int, int] | None = None  # the inbox's (dev, ino) at the last start
         self._observer: BaseObserver | None = None
         self._lock = threading.Lock()
         self._restart_failing = False
@@ -209,6 +207,11 @@ class FolderWatcher:
         with self._lock:
             self._stopped = True
             self._stop_observer()
+
+    def replaced(self) -> bool:
+        """True when the inbox path no longer names the directory the last start looked at
+        (moved away, recreated, mounted over, or come back): watch anew. Raises nothing."""
+        return not self._stopped and _identity(self.inbox) != self._identity
 
     def is_alive(self) -> bool:
         """True while the observer thread and every emitter thread run."""
@@ -264,9 +267,15 @@ class FolderWatcher:
         return self._launch("polling")
 
     def _launch(self, mode: WatchMode) -> BaseObserver:
+        self._identity = _identity(self.inbox)
+        # inotify on a symlinked inbox would watch the link itself (watchdog adds IN_DONT_FOLLOW)
+        # and report nothing, so the real folder is watched and paths are mapped back.
+        watched = os.path.realpath(self.inbox)
+        handler = _ForwardingHandler(self.folder_name, self.inbox, watched, self.recursive,
+                                     self._on_path, self._on_dir, self._on_open, self._on_close)
         observer = self._factory(mode, self.poll_interval_s)
         try:
-            observer.schedule(self._handler, self._watched, recursive=self.recursive,
+            observer.schedule(handler, watched, recursive=self.recursive,
                               event_filter=EVENT_TYPES)
             observer.start()
         except BaseException:
@@ -278,6 +287,15 @@ class FolderWatcher:
         observer, self._observer = self._observer, None
         if observer is not None:
             _halt(observer)
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of the directory at ``path`` (symlinks followed), None if there is none."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino)
 
 
 def _halt(observer: BaseObserver) -> None:

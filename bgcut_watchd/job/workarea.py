@@ -332,7 +332,7 @@ class WorkArea:
     def _recover_one(self, folder_name: str, job_dir: Path) -> ClaimedJob | None:
         lock_fd = _try_lock(job_dir)
         if lock_fd is None:
-            log.info("workarea: %s is owned by a live process, skipped", job_dir.name)
+            log.debug("workarea: %s is owned by a live process, skipped", job_dir.name)
             return None
         journal = Journal(job_dir, clock=self._clock)
         try:

@@ -21,6 +21,7 @@ from bgcut_watchd.errors import (
     RateLimitedError,
     RemoteFileMissingError,
     ServiceError,
+    UnreachableError,
 )
 from bgcut_watchd.fake_api import FakeApiOptions, FakeApiServer
 
@@ -255,13 +256,13 @@ def test_read_timeout_is_ambiguous_and_the_outputs_tell(
     assert len(logged(server, "process")) == 1
 
 
-def test_refused_connection_is_a_plain_service_error() -> None:
+def test_refused_connection_is_unreachable_not_ambiguous() -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     client = BackgroundCutClient(api_config(f"http://127.0.0.1:{port}"), API_KEY)
     error = _expect(ServiceError, client.usage)
-    assert type(error) is ServiceError and "request not sent" in str(error)
+    assert type(error) is UnreachableError and "request not sent" in str(error)
 
 
 def test_usage_answers_a_dict(client: BackgroundCutClient, image: Path) -> None:

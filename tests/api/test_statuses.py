@@ -28,6 +28,7 @@ from bgcut_watchd.errors import (
     RemoteFileMissingError,
     ServiceError,
     TransientError,
+    UnreachableError,
 )
 
 NOW_S = 1_700_000_000.0
@@ -146,16 +147,16 @@ def _identity(text: str) -> str:
     return text
 
 
-def test_connect_timeout_is_a_plain_service_error() -> None:
+def test_connect_timeout_is_unreachable_not_ambiguous() -> None:
     error = transport_error("upload", requests.ConnectTimeout("connect timed out"), _identity)
-    assert type(error) is ServiceError
+    assert type(error) is UnreachableError and isinstance(error, ServiceError)
     assert "upload" in str(error) and "request not sent" in str(error)
 
 
-def test_refused_connection_is_a_plain_service_error() -> None:
+def test_refused_connection_is_unreachable_not_ambiguous() -> None:
     refused = NewConnectionError(None, "Connection refused")  # type: ignore[arg-type]
     exc = requests.ConnectionError(MaxRetryError(None, "/v3/", refused))  # type: ignore[arg-type]
-    assert type(transport_error("process", exc, _identity)) is ServiceError
+    assert type(transport_error("process", exc, _identity)) is UnreachableError
 
 
 def test_read_timeout_may_have_run() -> None:

@@ -1,4 +1,5 @@
-"""``bgcut-watchd status``: the table, the JSON document, with and without a daemon."""
+"""``bgcut-watchd status``: the table, the JSON document, with and without a daemon; whether a
+daemon runs comes from its lock, whatever the status file says (exit 3 when none is alive)."""
 
 from __future__ import annotations
 
@@ -12,11 +13,24 @@ import pytest
 
 from bgcut_watchd.cli import main
 from bgcut_watchd.commands.status import collect_status
+from bgcut_watchd.exitcodes import EXIT_NOT_RUNNING, EXIT_OK
 from bgcut_watchd.fake_api import FakeApiServer
 from tests.hostile import make_text_named_jpg, make_valid_jpeg
-from tests.support import API_KEY, InProcessDaemon, load_checked, wait_for, write_config
+from tests.support import (
+    API_KEY,
+    DaemonProcess,
+    InProcessDaemon,
+    drop_images,
+    files_under,
+    job_dirs,
+    load_checked,
+    states,
+    wait_for,
+    write_config,
+)
 
-TOP_KEYS = {"config", "state_dir", "daemon", "pause", "folders", "recent_errors", "notes"}
+TOP_KEYS = {"config", "state_dir", "daemon", "pause", "state_dir_problem", "folders",
+            "recent_errors", "notes"}
 FOLDER_KEYS = {"name", "inbox", "waiting", "in_work_area", "in_progress", "done", "quarantined",
                "failed", "error_files", "paused", "live", "quarantined_now", "quarantined_total"}
 ERROR_KEYS = {"job_id", "folder", "file", "outcome", "stage", "reason", "http_status", "error",
@@ -30,8 +44,9 @@ def no_key_in_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
 
 
-def _status_json(config: Path, capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:
-    assert main(["status", "-c", str(config), "--json"]) == 0
+def _status_json(config: Path, capsys: pytest.CaptureFixture[str],
+                 code: int = EXIT_NOT_RUNNING) -> dict[str, Any]:
+    assert main(["status", "-c", str(config), "--json"]) == code
     doc: dict[str, Any] = json.loads(capsys.readouterr().out)
     return doc
 
@@ -63,7 +78,7 @@ def test_json_counts_a_done_job_a_quarantined_one_and_the_waiting_file(
 
     assert set(doc) == TOP_KEYS
     assert doc["daemon"] == {"running": False, "pid": None, "updated_at": None}
-    assert doc["pause"] is None and doc["notes"] == []
+    assert doc["pause"] is None and doc["notes"] == [] and doc["state_dir_problem"] is None
     [folder] = doc["folders"]
     assert set(folder) == FOLDER_KEYS
     assert {k: folder[k] for k in ("name", "waiting", "in_work_area", "in_progress", "done",
@@ -82,11 +97,11 @@ def test_table_shows_the_same_figures_and_the_last_error(
 ) -> None:
     config = _one_done_one_quarantined(tmp_path, emulator, monkeypatch, capsys)
 
-    assert main(["status", "-c", str(config)]) == 0
+    assert main(["status", "-c", str(config)]) == EXIT_NOT_RUNNING
 
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "daemon: not running (never ran with this state_dir)"
-    assert lines[1] == "API: ok"
+    assert lines[1] == "API: - (no daemon running)"
     header = next(line for line in lines if line.startswith("folder"))
     assert header.split()[:3] == ["folder", "waiting", "claimed"]
     row = next(line for line in lines if line.startswith("studio"))
@@ -118,7 +133,7 @@ def test_an_unusable_state_dir_degrades_to_a_note(
     config = write_config(tmp_path, emulator.base_url, daemon={"state_dir": str(state)})
     (tmp_path / "studio" / "inbox").mkdir(parents=True, exist_ok=True)
 
-    assert main(["status", "-c", str(config)]) == 0
+    assert main(["status", "-c", str(config)]) == EXIT_NOT_RUNNING
 
     out = capsys.readouterr().out
     assert "note: cannot read the ledger in" in out
@@ -136,8 +151,8 @@ def test_a_running_daemon_and_its_pause_are_shown(
         cfg = load_checked(config)
         wait_for(lambda: (collect_status(cfg)["pause"] or {}).get("reason") == "auth",
                  what="the daemon's pause in status")
-        doc = _status_json(config, capsys)
-        assert main(["status", "-c", str(config)]) == 0
+        doc = _status_json(config, capsys, code=EXIT_OK)
+        assert main(["status", "-c", str(config)]) == EXIT_OK
         table = capsys.readouterr().out
     assert doc["daemon"]["running"] is True
     assert doc["daemon"]["pid"] == os.getpid()
@@ -155,3 +170,45 @@ def test_a_configuration_error_exits_78(
     broken.write_text("[daemon]\nworkers = 0\n", "utf-8")
     assert main(["status", "-c", str(broken)]) == 78
     assert "daemon.workers" in capsys.readouterr().err
+
+
+def test_a_killed_daemon_is_not_running_and_leaves_no_job_in_progress(
+    tmp_path: Path, emulator: FakeApiServer, capsys: pytest.CaptureFixture[str],
+) -> None:
+    emulator.update(latency_process_s=30.0)  # its process calls never answer
+    config = write_config(tmp_path, emulator.base_url, daemon={"stability_s": 0.1})
+    inbox = tmp_path / "studio" / "inbox"
+    drop_images(inbox, 2)
+    with DaemonProcess(config) as daemon:
+        wait_for(lambda: states(inbox) == ["uploaded", "uploaded"], what="two jobs in flight")
+        wait_for(lambda: collect_status(load_checked(config))["folders"][0]["in_progress"] == 2,
+                 what="status shows them in progress")
+        daemon.kill9()
+    doc = _status_json(config, capsys)
+    assert main(["status", "-c", str(config)]) == EXIT_NOT_RUNNING
+    table = capsys.readouterr().out.splitlines()
+    assert doc["daemon"]["running"] is False and doc["pause"] is None
+    [folder] = doc["folders"]
+    assert (folder["in_progress"], folder["in_work_area"], folder["live"]) == (0, 2, None)
+    assert table[0].startswith("daemon: not running (last seen ")
+    assert table[1] == "API: - (no daemon running)"
+
+
+def test_a_state_dir_removed_under_a_running_daemon_is_recreated_and_status_tells_the_truth(
+    tmp_path: Path, emulator: FakeApiServer, capsys: pytest.CaptureFixture[str],
+) -> None:
+    config = write_config(tmp_path, emulator.base_url)
+    state_dir = tmp_path / "state"
+    with InProcessDaemon(config):
+        wait_for(lambda: (state_dir / "status.json").exists(), what="the first status file")
+        shutil.rmtree(state_dir)
+        doc = _status_json(config, capsys, code=EXIT_OK)
+        make_valid_jpeg(tmp_path / "studio" / "inbox", "after.jpg")
+        wait_for(lambda: len(files_under(tmp_path / "studio" / "archive")) == 1,
+                 what="a file processed after the removal")
+        wait_for(lambda: _status_json(config, capsys, code=EXIT_OK)["folders"][0]["done"] == 1,
+                 what="its job recorded in the new ledger")
+    assert doc["daemon"]["running"] is True
+    assert (state_dir / "daemon.lock").exists()
+    assert job_dirs(tmp_path / "studio" / "inbox") == []
+    assert _status_json(config, capsys)["daemon"]["running"] is False  # stopped: exit 3

@@ -199,6 +199,16 @@ def test_state_describes_the_pause_for_the_status_line(gate: ProbedPause, clock:
     assert PauseState(paused=False).describe(wall_now) == "running"
 
 
+def test_an_outage_says_since_when_the_service_is_unreachable(
+        gate: ProbedPause, clock: FakeClock) -> None:
+    gate.pause(PauseReason.UNREACHABLE, 60.0, "request not sent")
+    clock.set(700.0)  # ten minutes later, renewed by a failed probe
+    gate.pause(PauseReason.UNREACHABLE, 120.0, "request not sent")
+    wall_now = datetime(2025, 1, 2, 14, 1, 0)
+    assert gate.state().describe(wall_now) == (
+        "paused: service unreachable since 13:51, next try 14:03")
+
+
 def test_folder_pause_expires_and_resumes(clock: FakeClock) -> None:
     pauses = FolderPauses(clock=clock)
     studio = pauses.of("studio")

@@ -18,13 +18,16 @@ from typing import Any
 
 import pytest
 
+from bgcut_watchd.commands.status import collect_status
 from bgcut_watchd.fake_api import FakeApiOptions, FakeApiServer
 from bgcut_watchd.fake_api.faults import FaultDice
 from bgcut_watchd.fake_api.reqlog import RequestLogEntry
 from tests.hostile import make_valid_jpeg
 from tests.support import (
+    API_KEY,
     InProcessDaemon,
     files_under,
+    poll_until,
     visible_files,
     wait_for,
     write_config,
@@ -149,6 +152,39 @@ def test_account_failure_pauses_all_api_work_and_resumes_by_itself(
     # Nothing paid twice: the jobs resumed where they stopped.
     assert len(_entries(emulator, "upload", 200)) == 6
     assert len(_entries(emulator, "process", 200)) == 6
+
+
+# --- the service unreachable: a pause, not a quarantine, however long it lasts ---------------
+
+def test_an_unreachable_service_pauses_all_api_work_quarantines_nothing_and_resumes(
+    tmp_path: Path, emulator: FakeApiServer,
+) -> None:
+    retry = {"max_attempts": 3, "base_delay_s": 0.05, "max_delay_s": 0.4}
+    config = write_config(tmp_path, emulator.base_url, retry=retry)
+    inbox = tmp_path / "studio" / "inbox"
+    port, storage = emulator.port, emulator.storage_dir
+    with InProcessDaemon(config) as daemon:
+        sources = _drop(inbox, ["before.jpg"])
+        wait_for(lambda: len(files_under(tmp_path / "studio" / "archive")) == 1,
+                 what="the first input archived")
+        emulator.stop()  # connection refused from now on
+        sources += _drop(inbox, [f"during-{n}.jpg" for n in range(3)], start=1)
+        wait_for(lambda: (_status(tmp_path).get("pause") or {}).get("reason") == "unreachable",
+                 what="status shows the outage")
+        # Three attempts of backoff take well under a second: wait many times that long.
+        assert not poll_until(lambda: files_under(tmp_path / "studio" / "quarantine"), 4.0)
+        line = daemon.service.reporter.status_line()
+        described = collect_status(daemon.config, reappear_s=0.0)["pause"]["description"]
+        assert _kept_inputs(inbox) == sorted(sources[1:])
+        with FakeApiServer(FakeApiOptions(seed=1), port=port, api_key=API_KEY,
+                           storage_dir=storage):
+            wait_for(lambda: len(files_under(tmp_path / "studio" / "archive")) == 4,
+                     what="every input archived once the service is back")
+            wait_for(lambda: _status(tmp_path).get("pause") is None, what="the pause ended")
+    assert line.startswith("paused: service unreachable since ")
+    assert described.startswith("paused: service unreachable since ")
+    assert files_under(tmp_path / "studio" / "quarantine") == []
+    assert len(files_under(tmp_path / "studio" / "outbox")) == 4 * OUTPUTS_PER_INPUT
 
 
 # --- 429: Retry-After honoured --------------------------------------------------------------

@@ -83,8 +83,8 @@ def parts() -> tuple[FailurePolicy, ProbedPause, FolderPauses, FakeHeld]:
     return policy, api_pause, folder_pauses, held
 
 
-def job(attempts: int = 1) -> FakeJob:
-    record = JobRecord.start("j1", FOLDER, "sub/a.jpg", "2026-01-01T00:00:00+00:00")
+def job(attempts: int = 1, job_id: str = "j1") -> FakeJob:
+    record = JobRecord.start(job_id, FOLDER, "sub/a.jpg", "2026-01-01T00:00:00+00:00")
     return FakeJob(record.advance(JobState.UPLOADED, attempts=attempts))
 
 
@@ -228,6 +228,7 @@ EXPECTED = {
     "TransientError": Decision.RETRY,
     "ServiceError": Decision.RETRY,
     "AmbiguousOutcomeError": Decision.RETRY,  # the runner looks for outputs before re-sending
+    "UnreachableError": Decision.PAUSE_UNREACHABLE,  # no file's fault: the service is away
     "RateLimitedError": Decision.RETRY,
     "RemoteFileMissingError": Decision.RETRY,
     "PauseError": Decision.PAUSE_AUTH,
@@ -282,3 +283,87 @@ def test_the_guard_hook_pauses_at_once_and_the_outcome_does_not_pause_twice(
     assert sum("paused" in r.getMessage() for r in caplog.records) == 1
     policy.on_api_failure(errors.ServiceError("upload", "HTTP 503"))  # no pause for a 503
     assert api_pause.state().reason is PauseReason.CREDITS
+
+
+# --- a service-wide outage is a pause, not a quarantine --------------------------------------
+
+def test_an_unreachable_service_pauses_all_api_work_and_counts_no_attempt(parts: Parts) -> None:
+    policy, api_pause, _, _ = parts
+    runner = FakeRunner()
+    exc = errors.UnreachableError("upload", "request not sent: ConnectionRefusedError")
+    outcome = policy.outcome(runner, TICKET, job(attempts=2), exc, (2, 0))
+    assert outcome.kind is OutcomeKind.PAUSED and outcome.delay_s == GATE_RETRY_S
+    assert outcome.ticket is not None and outcome.ticket.job_id == "j1"
+    state = api_pause.state()
+    assert state.paused and state.reason is PauseReason.UNREACHABLE
+    assert state.probe_in_s == pytest.approx(RETRY.base_delay_s, abs=0.5)
+    assert runner.failures == [] and runner.quarantined == []  # attempts untouched
+
+
+def test_an_outage_never_quarantines_and_each_failed_probe_backs_off() -> None:
+    now_s = [0.0]
+    api_pause = ProbedPause(clock=lambda: now_s[0])
+    policy = FailurePolicy(RETRY, api_pause, FolderPauses(), FakeHeld(), rng=random.Random(3))
+    runner = FakeRunner()
+    exc = errors.UnreachableError("upload", "request not sent")
+    policy.outcome(runner, TICKET, job(attempts=2), exc, (2, 0))
+    waits = []
+    for _ in range(10):  # far beyond max_attempts (3)
+        now_s[0] += api_pause.state().probe_in_s  # the pause expires: the next caller probes
+        assert api_pause.try_enter() is None and api_pause.holds_probe()
+        outcome = policy.outcome(runner, TICKET, job(attempts=2), exc, (2, 0))
+        assert outcome.kind is OutcomeKind.PAUSED
+        waits.append(api_pause.state().probe_in_s)
+    assert runner.quarantined == [] and runner.failures == []
+    assert waits == sorted(waits) and waits[-1] == pytest.approx(RETRY.max_delay_s, abs=0.5)
+    assert waits[0] == pytest.approx(2 * RETRY.base_delay_s, abs=0.5)
+
+
+def test_a_failure_in_flight_when_the_pause_began_does_not_renew_it(parts: Parts) -> None:
+    policy, api_pause, _, _ = parts
+    exc = errors.UnreachableError("upload", "request not sent")
+    policy.outcome(FakeRunner(), TICKET, job(), exc, (2, 0))
+    before = api_pause.state().until_s
+    other: list[object] = []
+    worker = threading.Thread(target=lambda: other.append(
+        policy.outcome(FakeRunner(), TICKET, job(job_id="j2"), exc, (2, 0))))
+    worker.start()
+    worker.join(5)
+    assert api_pause.state().until_s == before  # not a probe: no backoff step spent
+
+
+def test_service_failures_of_two_jobs_with_no_answer_between_pause_instead_of_retrying(
+        parts: Parts) -> None:
+    policy, api_pause, _, _ = parts
+    runner = FakeRunner()
+    first = policy.outcome(runner, TICKET, job(job_id="j1"),
+                           errors.ServiceError("upload", "HTTP 503", 503), (2, 0))
+    assert first.kind is OutcomeKind.RETRY and not api_pause.state().paused  # one job: its own
+    second = policy.outcome(runner, TICKET, job(job_id="j2"),
+                            errors.ServiceError("upload", "HTTP 503", 503), (2, 0))
+    assert second.kind is OutcomeKind.PAUSED
+    assert api_pause.state().reason is PauseReason.UNREACHABLE
+    assert [attempts for attempts, _ in runner.failures] == [2]  # only the first counted
+
+
+def test_a_file_that_fails_while_others_succeed_still_exhausts_its_retries(
+        parts: Parts) -> None:
+    policy, api_pause, _, _ = parts
+    runner = FakeRunner()
+    exc = errors.ServiceError("process", "HTTP 500", 500)
+    policy.outcome(runner, TICKET, job(attempts=0, job_id="bad"), exc, (2, 0))
+    policy.on_api_success()  # another job's call worked
+    other = policy.outcome(runner, TICKET, job(attempts=0, job_id="other"), exc, (2, 0))
+    assert other.kind is OutcomeKind.RETRY  # "bad"'s failure was before the success
+    policy.on_api_success()
+    last = policy.outcome(runner, TICKET, job(attempts=2, job_id="bad"), exc, (2, 0))
+    assert last.kind is OutcomeKind.QUARANTINED and not api_pause.state().paused
+
+
+def test_an_answer_that_is_not_a_service_failure_ends_the_streak(parts: Parts) -> None:
+    policy, api_pause, _, _ = parts
+    exc = errors.ServiceError("upload", "HTTP 503", 503)
+    policy.outcome(FakeRunner(), TICKET, job(job_id="j1"), exc, (2, 0))
+    policy.on_api_failure(errors.ApiInputError("upload", "Invalid image", 400))
+    outcome = policy.outcome(FakeRunner(), TICKET, job(job_id="j2"), exc, (2, 0))
+    assert outcome.kind is OutcomeKind.RETRY and not api_pause.state().paused
