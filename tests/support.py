@@ -38,6 +38,7 @@ from bgcut_watchd.daemon.service import Service
 from bgcut_watchd.daemon.systemd import Notifier
 from bgcut_watchd.fake_api import FakeApiServer
 from bgcut_watchd.fake_api.reqlog import RequestLogEntry
+from bgcut_watchd.mounts import SYSTEM_TABLES, MountTables
 from tests.hostile import make_valid_avif, make_valid_jpeg, make_valid_png, make_valid_webp
 
 REPO = Path(__file__).resolve().parent.parent
@@ -112,9 +113,11 @@ def load_checked(path: Path) -> Config:
 class InProcessDaemon:
     """The real Service, run on a thread; ``stop()`` is a warm shutdown."""
 
-    def __init__(self, config_path: Path, api_key: str = API_KEY) -> None:
-        self.config = load_checked(config_path)
-        self.service = Service(config_path, self.config, api_key, Notifier({}))
+    def __init__(self, config_path: Path, api_key: str = API_KEY,
+                 mount_tables: MountTables = SYSTEM_TABLES) -> None:
+        self.config = config_folders.load_checked(config_path, tables=mount_tables)
+        self.service = Service(config_path, self.config, api_key, Notifier({}),
+                               mount_tables=mount_tables)
         self._thread = threading.Thread(target=self._serve, daemon=True, name="test-daemon")
         self.error: BaseException | None = None
 

@@ -37,7 +37,8 @@ and no API state is claimed; when the lock cannot be checked, the daemon's state
       failed        ledger: jobs that failed otherwise
       quarantined   the same as quarantined_total (kept for scripts written before 0.2)
       error_files   the same as quarantined_now (kept for scripts written before 0.2)
-      paused        the reason the running daemon paused this folder, or null
+      paused        the reason the running daemon paused this folder (its disk), or
+                    "standby: ..." while its share is declared but not mounted, or null
       live          the running daemon's own figures for it (watch, settling, waiting,
                     in_progress, done, quarantined since it started, paused), or null
     recent_errors   the last 5 jobs with an error: {"job_id", "folder", "file", "outcome",
@@ -81,7 +82,8 @@ columns:
   quarantined now    inputs in the quarantine folder now (each with its .error.json)
   quarantined total  jobs ever quarantined (history; a requeue does not lower it)
   failed             jobs that ended otherwise (history)
-  paused             why the daemon paused this folder (its disk), or -
+  paused             why the daemon holds this folder back (its disk; standby while its
+                     share is declared but not mounted), or -
 API: ok, or paused with the reason (key rejected, out of credits...) and the next try."""
 
 
@@ -158,9 +160,19 @@ def _folder(folder: FolderConfig, stats: dict[str, dict[str, int]] | None,
                                                   lambda: _error_files(folder.quarantine))),
         "quarantined_total": counts["quarantined"], "failed": counts["failed"],
         "quarantined": counts["quarantined"], "error_files": error_files,
-        "paused": live.get("paused") if live else None,
+        "paused": _folder_pause(live),
         "live": live,
     }
+
+
+def _folder_pause(live: dict[str, Any] | None) -> str | None:
+    """Why the running daemon holds this folder: its disk, or standby (a share not mounted)."""
+    if not live:
+        return None
+    if live.get("standby"):
+        return f"standby: {live['standby']}"
+    paused: str | None = live.get("paused")
+    return paused
 
 
 def _count(notes: list[str], what: str, count: Callable[[], int]) -> int | None:

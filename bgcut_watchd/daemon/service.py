@@ -29,6 +29,7 @@ from bgcut_watchd.config.model import Config
 from bgcut_watchd.control.tickets import JobTicket, Outcome
 from bgcut_watchd.daemon.housekeeping import Housekeeper
 from bgcut_watchd.daemon.lock import DaemonLock
+from bgcut_watchd.daemon.standby import Standby
 from bgcut_watchd.daemon.status import StatusReporter
 from bgcut_watchd.daemon.systemd import Notifier
 from bgcut_watchd.daemon.wakeup import Wakeup
@@ -36,6 +37,7 @@ from bgcut_watchd.engine import Engine
 from bgcut_watchd.errors import ConfigError
 from bgcut_watchd.exitcodes import EXIT_OK
 from bgcut_watchd.intake import IntakeCoordinator
+from bgcut_watchd.mounts import SYSTEM_TABLES, MountTables
 
 log = logging.getLogger("bgcut_watchd.daemon.service")
 
@@ -50,7 +52,9 @@ class Service:
 
     def __init__(self, config_path: Path, config: Config, api_key: str,
                  notifier: Notifier | None = None,
-                 clock: Clock = time.monotonic) -> None:
+                 clock: Clock = time.monotonic,
+                 mount_tables: MountTables = SYSTEM_TABLES) -> None:
+        """``mount_tables``: where the declared and current mounts are read (standby)."""
         self.config_path = config_path
         self.config = config
         self.api_key = api_key
@@ -63,10 +67,14 @@ class Service:
         self.engine = Engine(config, api_key, cancel=threading.Event(),
                              on_ticket_done=self._ticket_done, on_path_released=self._path_released,
                              max_waiting=MAX_WAITING)
-        self.intake = IntakeCoordinator(config.folders, config.daemon.stability_s, clock,
+        self._mount_tables = mount_tables
+        self.standby = Standby(config.folders, mount_tables)
+        self.standby.refresh()
+        self.intake = IntakeCoordinator(self.standby.active(), config.daemon.stability_s, clock,
                                         on_new=self._wakeup.set)
         self.lock = DaemonLock(config.daemon.state_dir)
-        self.reporter = StatusReporter(config.daemon.state_dir, self.engine, self.intake)
+        self.reporter = StatusReporter(config.daemon.state_dir, self.engine, self.intake,
+                                       standby=self.standby)
         self.housekeeper = Housekeeper(config.folders, config.daemon.stability_s)
         self._next_rescan = 0.0
         self._next_report = 0.0
@@ -102,7 +110,7 @@ class Service:
     def startup(self) -> None:
         self._check_state_dir()
         self.engine.start()
-        resumed = self.engine.recover()
+        resumed = self.engine.recover({f.name for f in self.standby.active()})
         self.intake.start_watching()
         folders = len(self.config.folders)
         log.info("watching %d folder(s), %d unfinished job(s) resumed", folders, resumed)
@@ -131,6 +139,7 @@ class Service:
         if now >= self._next_report:
             self._next_report = now + REPORT_EVERY_S
             self.intake.check_watchers()
+            self._check_standby()
             self.housekeeper.tick()
             self._check_state_dir()
             self.engine.ledger.catch_up()
@@ -155,7 +164,7 @@ class Service:
         """SIGHUP: apply a valid new configuration; keep the old one on any error."""
         self.notifier.reloading()
         try:
-            config = load_checked(self.config_path)
+            config = load_checked(self.config_path, tables=self._mount_tables)
         except ConfigError as exc:
             log.error("reload refused, still running on the previous configuration: %s", exc)
             self.notifier.reloaded(self.reporter.status_line())
@@ -164,8 +173,11 @@ class Service:
         pending = restart_only_changes(self.config, config)
         self.config = config
         self.engine.apply_config(config)
+        self.standby = self.reporter.standby = Standby(config.folders, self._mount_tables)
+        self.standby.refresh()
+        added &= {f.name for f in self.standby.active()}
         resumed = self.engine.recover(added) if added else 0  # jobs left in a re-added folder
-        self.intake.reconfigure(config.folders, config.daemon.stability_s)
+        self.intake.reconfigure(self.standby.active(), config.daemon.stability_s)
         self.housekeeper = Housekeeper(config.folders, config.daemon.stability_s)
         self._rescan(adopt=False)
         log.info("configuration reloaded: %d folder(s), %d unfinished job(s) resumed",
@@ -186,6 +198,19 @@ class Service:
     def _ticket_done(self, ticket: JobTicket, outcome: Outcome) -> None:
         if self.should_exit:
             self._wakeup.set()  # a draining shutdown looks again
+
+    def _check_standby(self) -> None:
+        """A share mounted (or gone): watch what can be watched now; recover and scan the
+        folders that came off standby. Raises nothing."""
+        before = set(self.standby.reasons)
+        back = self.standby.refresh()
+        if not self.standby.changed_since(before):
+            return
+        self.intake.reconfigure(self.standby.active(), self.config.daemon.stability_s)
+        if back:
+            self.engine.recover(set(back))
+            for name in back:
+                self.intake.scan(name)
 
     def _rescan(self, adopt: bool = True) -> None:
         """Scan every inbox; with ``adopt``, first take over the jobs of a daemon that died."""

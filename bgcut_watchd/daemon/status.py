@@ -45,6 +45,10 @@ class _Intake(Protocol):
     def watch_modes(self) -> dict[str, str]: ...
 
 
+class _Standby(Protocol):
+    reasons: dict[str, str]
+
+
 @dataclass
 class StatusReporter:
     """Collects the live figures of a running daemon."""
@@ -52,6 +56,7 @@ class StatusReporter:
     state_dir: Path
     engine: _Engine
     intake: _Intake
+    standby: _Standby | None = None   # the folders waiting for their share to be mounted
     lock_problem: str | None = None   # set by the service: daemon.lock cannot be held
     write_problem: str | None = None  # the status file cannot be written
     _last_written: dict[str, Any] | None = None
@@ -65,11 +70,13 @@ class StatusReporter:
         settling = self.intake.waiting_counts()
         modes = self.intake.watch_modes()
         paused_folders = self.engine.folder_pauses.snapshot()
+        standby = dict(self.standby.reasons) if self.standby is not None else {}
         folders: dict[str, Any] = {}
-        for name in sorted(set(settling) | set(stats.folders)):
+        for name in sorted(set(settling) | set(stats.folders) | set(standby)):
             fs = stats.folders.get(name)
             folders[name] = {
-                "watch": modes.get(name, "stopped"),
+                "watch": "standby" if name in standby else modes.get(name, "stopped"),
+                "standby": standby.get(name),
                 "settling": settling.get(name, 0),
                 "waiting": (fs.waiting + fs.delayed) if fs else 0,
                 "in_progress": fs.in_progress if fs else 0,

@@ -1,0 +1,49 @@
+"""Folders on standby: their share is declared (``/etc/fstab``, a ``.mount`` unit) but not
+mounted (a late NFS/SMB mount at boot, a share that dropped). Nothing is watched or written
+there, so the daemon never fills an empty mount point on the local disk; when the share is
+mounted the folder is watched, recovered and scanned like any other (``config.folders``,
+``mounts``). The service refreshes this every second.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from bgcut_watchd.config.folders import folder_standby
+from bgcut_watchd.config.model import FolderConfig
+from bgcut_watchd.mounts import SYSTEM_TABLES, MountTables
+
+log = logging.getLogger("bgcut_watchd.daemon.service")
+
+
+class Standby:
+    """Which configured folders wait for their mount. For the service loop only."""
+
+    def __init__(self, folders: Sequence[FolderConfig],
+                 tables: MountTables = SYSTEM_TABLES) -> None:
+        self.folders = tuple(folders)
+        self._tables = tables
+        self.reasons: dict[str, str] = {}
+
+    def refresh(self) -> list[str]:
+        """Look again; the names of the folders that came off standby (their share is there
+        now). Logs each change. Raises nothing."""
+        before = self.reasons
+        self.reasons = {f.name: why for f in self.folders
+                        if (why := folder_standby(f, self._tables)) is not None}
+        for name, why in self.reasons.items():
+            if name not in before:
+                log.warning("folder %s on standby: %s", name, why)
+        back = [name for name in before if name not in self.reasons]
+        for name in back:
+            log.warning("folder %s: its share is mounted: watching it", name)
+        return back
+
+    def active(self) -> tuple[FolderConfig, ...]:
+        """The folders that are not on standby."""
+        return tuple(f for f in self.folders if f.name not in self.reasons)
+
+    def changed_since(self, names: set[str]) -> bool:
+        """Whether the set of folders on standby differs from ``names``."""
+        return set(self.reasons) != names
