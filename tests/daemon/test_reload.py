@@ -56,7 +56,7 @@ def run_storms(tmp_path: Path, emulator: FakeApiServer, rounds: int) -> float:
     emulator.update(latency_process_s=0.02)
     config = write_config(tmp_path, emulator.base_url, daemon={"stability_s": 0.1})
     root = tmp_path / "studio"
-    (root / "inbox").mkdir(parents=True)
+    (root / "inbox").mkdir(parents=True, exist_ok=True)
     sources: dict[str, str] = {}
     slowest_s = 0.0
     with DaemonProcess(config) as daemon:

@@ -64,7 +64,7 @@ def test_an_interrupted_archive_move_is_finished_not_repeated(
     emulator.update(latency_process_s=0.5)
     config = _config(tmp_path, emulator, other_fs)
     inbox = tmp_path / "studio" / "inbox"
-    inbox.mkdir(parents=True)
+    inbox.mkdir(parents=True, exist_ok=True)
     source = sha256_of(make_valid_jpeg(inbox, "x.jpg"))
     with DaemonProcess(config) as first:
         wait_for(lambda: [r["state"] for r in journals(inbox)] == ["uploaded"],
@@ -95,7 +95,7 @@ def test_an_interrupted_quarantine_move_is_finished_not_repeated(
     emulator.update(latency_upload_s=1.0, max_upload_bytes=100)  # a 413: quarantine at once
     config = _config(tmp_path, emulator, other_fs)
     inbox = tmp_path / "studio" / "inbox"
-    inbox.mkdir(parents=True)
+    inbox.mkdir(parents=True, exist_ok=True)
     source = sha256_of(make_valid_jpeg(inbox, "x.jpg"))
     with DaemonProcess(config) as first:
         wait_for(lambda: [r.get("sha256") for r in journals(inbox)] == [source],

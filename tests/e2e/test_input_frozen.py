@@ -41,7 +41,7 @@ def _setup(tmp_path: Path, emulator: FakeApiServer, other_fs: Path,
                           folder={"archive": str(other_fs / "archive"),
                                   "quarantine": str(other_fs / "quarantine"), **folder})
     inbox = tmp_path / "studio" / "inbox"
-    inbox.mkdir(parents=True)
+    inbox.mkdir(parents=True, exist_ok=True)
     return config, inbox
 
 

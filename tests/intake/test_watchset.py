@@ -91,7 +91,7 @@ def test_the_daemon_processes_files_in_a_replaced_inbox_within_seconds(
     config = write_config(tmp_path, emulator.base_url, daemon={"rescan_interval_s": 300})
     root = tmp_path / "studio"
     inbox = root / "inbox"
-    inbox.mkdir(parents=True)
+    inbox.mkdir(parents=True, exist_ok=True)
     with InProcessDaemon(config):
         make_valid_jpeg(inbox, "first.jpg")
         wait_for(lambda: len(files_under(root / "archive")) == 1 and not job_dirs(inbox),

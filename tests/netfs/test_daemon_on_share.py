@@ -61,7 +61,7 @@ def _config(share: Share, tmp_path: Path, emulator: FakeApiServer, *,
             retry: dict[str, Any] | None = None) -> Path:
     """One folder whose inbox, outbox, archive and quarantine are on the share; the state
     (the ledger's SQLite) stays local, as an administrator would put it."""
-    (share.server / "studio" / "inbox").mkdir(parents=True)
+    (share.server / "studio" / "inbox").mkdir(parents=True, exist_ok=True)
     return write_config(share.client, emulator.base_url,
                         daemon={"stability_s": stability_s, "state_dir": str(tmp_path / "state")},
                         folder={"poll_interval_s": 0.5, **(folder or {})}, retry=retry)
@@ -164,7 +164,7 @@ def test_a_truncated_file_on_a_share_is_checked_again_after_settling(
             stream.flush()
             # The writer stalls until the daemon has claimed the half file and found it
             # truncated (or, without the mechanism, quarantined it).
-            wait_for(lambda: any(j.get("attempts") == 1 for j in journals(inbox))
+            wait_for(lambda: any(j.get("extra_settle_used") for j in journals(inbox))
                      or files_under(share.server / "studio" / "quarantine"),
                      timeout_s=30, what="the truncated verdict")
             stream.write(data[len(data) // 2:])
