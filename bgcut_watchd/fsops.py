@@ -69,6 +69,21 @@ def temp_path_beside(path: StrPath, suffix: str = ".tmp") -> Path:
     return target.with_name(f"{TEMP_PREFIX}{short_hash(target.name)}-{os.urandom(4).hex()}{suffix}")
 
 
+def discard_stale_temps(path: StrPath) -> int:
+    """Remove the hidden temporaries :func:`temp_path_beside` made for ``path`` by an earlier
+    attempt (a move across filesystems killed mid-copy); how many. Raises nothing."""
+    target = Path(path)
+    pattern = f"{TEMP_PREFIX}{short_hash(target.name)}-*.tmp"
+    removed = 0
+    for stale in target.parent.glob(pattern):
+        try:
+            stale.unlink()
+            removed += 1
+        except OSError:
+            continue
+    return removed
+
+
 def fsync_dir(path: StrPath) -> None:
     """Make the entries of directory ``path`` durable. Raises OSError.
 

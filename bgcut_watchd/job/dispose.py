@@ -15,6 +15,7 @@ from pathlib import Path
 from bgcut_watchd.errors import LocalDiskError
 from bgcut_watchd.fsops import (
     StrPath,
+    discard_stale_temps,
     fsync_dir,
     local_disk,
     make_dirs,
@@ -76,6 +77,7 @@ def move_to_target(input_path: StrPath, target: StrPath) -> bool:
     destination = Path(target)
     with local_disk("archiving input", input_path):
         make_dirs(destination.parent)
+        discard_stale_temps(destination)  # the half copy of an attempt killed mid-copy
         try:
             move_file(input_path, destination, overwrite=False)
         except FileExistsError:

@@ -33,6 +33,7 @@ from bgcut_watchd.errors import LocalDiskError
 from bgcut_watchd.fsops import (
     StrPath,
     atomic_write_bytes,
+    discard_stale_temps,
     durable_rename,
     fsync_dir,
     local_disk,
@@ -188,8 +189,10 @@ def quarantine(
     data = error.to_json().encode("ascii")
     with local_disk("quarantining input", input_path):
         make_dirs(folder)
-        if resume_at is not None and _finish_at(input_path, Path(resume_at), data):
-            return Path(resume_at)
+        if resume_at is not None:
+            discard_stale_temps(resume_at)  # the half copy of an attempt killed mid-copy
+            if _finish_at(input_path, Path(resume_at), data):
+                return Path(resume_at)
         for _ in range(MAX_NAME_RACES):
             paths = choose_output_set(folder, _pair_names(suffix), stem, "rename")
             before_move(paths[0])

@@ -118,7 +118,7 @@ def test_a_job_whose_row_vanished_is_recorded_again_from_its_claim(
 
 def test_a_failed_duplicate_lookup_is_no_duplicate(history: JobHistory) -> None:
     history._conn.execute("DROP TABLE jobs")
-    assert history.find_duplicate("sha", "vkey") is None
+    assert history.earlier_outputs("sha", "vkey") == []
 
 
 def test_memory_is_bounded(tmp_path: Path, clock: FakeMonotonic) -> None:
