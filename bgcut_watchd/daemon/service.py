@@ -3,7 +3,9 @@
 startup → main_loop → shutdown, in the manner of uvicorn's server: signal handlers only set
 flags; the loop notices them. The first SIGTERM/SIGINT stops claiming and lets in-flight jobs
 finish until ``shutdown_timeout_s``; a second one exits at once. Either way every unfinished
-job stays resumable in its work area, so nothing is lost. SIGHUP re-reads the configuration.
+job stays resumable in its work area, so nothing is lost. SIGHUP re-reads the configuration;
+SIGUSR1 (``bgcut-watchd resume``) ends an API pause now. The status page, metrics and
+notifications are the monitor's (``daemon.monitor``), told about each job by the engine.
 """
 
 from __future__ import annotations
@@ -12,14 +14,17 @@ import logging
 import signal
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from bgcut_watchd.clock import Clock
 from bgcut_watchd.config.folders import load_checked
 from bgcut_watchd.config.model import Config
 from bgcut_watchd.control.tickets import JobTicket, Outcome
 from bgcut_watchd.daemon.housekeeping import Housekeeper
+from bgcut_watchd.daemon.monitor import Monitor
 from bgcut_watchd.daemon.status import StatusReporter
 from bgcut_watchd.daemon.systemd import Notifier
 from bgcut_watchd.engine import Engine
@@ -33,6 +38,9 @@ TICK_S = 0.05          # the loop's longest sleep while files are settling
 IDLE_TICK_S = 1.0      # ... and while nothing is
 REPORT_EVERY_S = 1.0   # status file, systemd STATUS= and WATCHDOG=1
 MAX_WAITING = 5000     # settled files queued at once; the rest wait in the inbox (cheap)
+LOOP_STALE_S = 10.0    # /healthz: the main loop must have turned within this long
+
+StatusDocument = Callable[[Config], dict[str, Any]]  # what ``status --json`` prints
 
 
 class Service:
@@ -40,7 +48,9 @@ class Service:
 
     def __init__(self, config_path: Path, config: Config, api_key: str,
                  notifier: Notifier | None = None,
-                 clock: Clock = time.monotonic) -> None:
+                 clock: Clock = time.monotonic,
+                 status_document: StatusDocument | None = None) -> None:
+        """Raises ConfigError (``http.token_file`` unreadable), sqlite3.Error (the ledger)."""
         self.config_path = config_path
         self.config = config
         self.api_key = api_key
@@ -49,16 +59,21 @@ class Service:
         self.should_exit = False
         self.force_exit = False
         self.reload_requested = False
+        self.resume_requested = False
+        self._status_document = status_document
         self._wakeup = threading.Event()
+        self.monitor = Monitor(config, api_key)
         self.engine = Engine(config, api_key, cancel=threading.Event(),
                              on_ticket_done=self._ticket_done, on_path_released=self._path_released,
-                             max_waiting=MAX_WAITING)
+                             max_waiting=MAX_WAITING, observer=self.monitor)
         self.intake = IntakeCoordinator(config.folders, config.daemon.stability_s, clock,
                                         on_new=self._wakeup.set)
         self.reporter = StatusReporter(config.daemon.state_dir, self.engine, self.intake)
         self.housekeeper = Housekeeper(config.folders, config.daemon.stability_s)
         self._next_rescan = 0.0
         self._next_report = 0.0
+        self._last_tick_s = clock()
+        self.monitor.attach(self)
 
     # -- signals --------------------------------------------------------------------------
 
@@ -66,6 +81,7 @@ class Service:
         signal.signal(signal.SIGTERM, self.handle_exit)
         signal.signal(signal.SIGINT, self.handle_exit)
         signal.signal(signal.SIGHUP, self.handle_reload)
+        signal.signal(signal.SIGUSR1, self.handle_resume)
 
     def handle_exit(self, signum: int, frame: FrameType | None) -> None:
         """First signal: warm shutdown. Second: exit now (still losing nothing)."""
@@ -76,6 +92,11 @@ class Service:
 
     def handle_reload(self, signum: int, frame: FrameType | None) -> None:
         self.reload_requested = True
+        self._wakeup.set()
+
+    def handle_resume(self, signum: int, frame: FrameType | None) -> None:
+        """SIGUSR1 (``bgcut-watchd resume``): end an API pause at the next turn."""
+        self.resume_requested = True
         self._wakeup.set()
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -89,6 +110,8 @@ class Service:
         return EXIT_OK
 
     def startup(self) -> None:
+        self.monitor.start()
+        self.reporter.http_url = self.monitor.url
         self.engine.start()
         resumed = self.engine.recover()
         self.intake.start_watching()
@@ -108,7 +131,11 @@ class Service:
         if self.reload_requested:
             self.reload_requested = False
             self.reload()
-        now = self.clock()
+        if self.resume_requested:
+            self.resume_requested = False
+            log.warning("resume asked (SIGUSR1): ending the API pause now")
+            self.engine.api_pause.resume()
+        now = self._last_tick_s = self.clock()
         room = MAX_WAITING - self.engine.scheduler.stats().total.waiting
         if room > 0:
             for folder, path in self.intake.poll_due(now, max_items=room):
@@ -120,6 +147,8 @@ class Service:
             self._next_report = now + REPORT_EVERY_S
             self.intake.check_watchers()
             self.housekeeper.tick()
+            self.monitor.tick()
+            self.reporter.http_url = self.monitor.url
             self._report()
 
     def shutdown(self) -> None:
@@ -132,6 +161,7 @@ class Service:
         if not finished:
             log.warning("stopped with jobs in flight: they resume at the next start")
         self.reporter.write(stopped=True)
+        self.monitor.stop()
         self.engine.close()
         log.info("stopped")
 
@@ -194,8 +224,30 @@ class Service:
 
     def _workers_healthy(self) -> bool:
         """WATCHDOG=1 only while workers progress or idle: a hung worker must trip it."""
+        return not self.engine.scheduler.is_stalled(self.stall_limit_s())
+
+    def stall_limit_s(self) -> float:
+        """How long a running job may show no sign of life before it counts as stuck."""
         interval = self.notifier.watchdog_interval_s or 30.0
-        return not self.engine.scheduler.is_stalled(max(interval * 2, self._longest_call_s()))
+        return max(interval * 2, self._longest_call_s())
+
+    def workers_healthy(self) -> bool:
+        return self._workers_healthy()
+
+    def health(self) -> tuple[bool, str]:
+        """``/healthz``: the main loop turns and no worker is stuck."""
+        quiet_s = self.clock() - self._last_tick_s
+        if quiet_s > LOOP_STALE_S:
+            return False, f"the main loop has not turned for {quiet_s:.0f}s"
+        if not self._workers_healthy():
+            return False, f"a job has shown no progress for over {self.stall_limit_s():.0f}s"
+        return True, "ok"
+
+    def status_document(self) -> dict[str, Any]:
+        """What ``status --json`` prints (``/api/status``)."""
+        if self._status_document is None:
+            return {"daemon": {"running": True, "pid": None}, "live": self.reporter.snapshot()}
+        return self._status_document(self.config)
 
     def _longest_call_s(self) -> float:
         api = self.config.api
@@ -208,6 +260,7 @@ def restart_only_changes(old: Config, new: Config) -> list[str]:
     and ledger are built once at start-up), by their config names."""
     return [name for name, before, after in (
         ("[api]", old.api, new.api), ("[retry]", old.retry, new.retry),
+        ("[http]", old.http, new.http), ("[notify]", old.notify, new.notify),
         ("daemon.workers", old.daemon.workers, new.daemon.workers),
         ("daemon.state_dir", old.daemon.state_dir, new.daemon.state_dir),
     ) if before != after]

@@ -37,6 +37,7 @@ class StatusReporter:
     state_dir: Path
     engine: _Engine
     intake: _Intake
+    http_url: str | None = None  # where the status page answers (port 0: the real port)
     _last_written: dict[str, Any] | None = None
 
     def snapshot(self, *, stopped: bool = False) -> dict[str, Any]:
@@ -59,7 +60,7 @@ class StatusReporter:
         return {
             "pid": os.getpid(), "running": not stopped,
             "updated_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "pause": self._pause(), "folders": folders,
+            "pause": self._pause(), "folders": folders, "http": self.http_url,
         }
 
     def _pause(self) -> dict[str, Any] | None:

@@ -78,6 +78,7 @@ T = TypeVar("T")
 
 PROCESS_AMBIGUOUS = "process-ambiguous"  # last_stage: the process call may have run
 DOWNLOAD_MISSING = "download-missing"    # last_stage: a download answered 404 once
+REUSED = "duplicate"                      # last_stage: outputs copied from an earlier job
 
 # The stage each state's next step belongs to (the quarantine file's "stage").
 STAGE_OF = {
@@ -250,7 +251,8 @@ class JobRunner:
                 delete_input(source)
             else:
                 assert self.folder.archive is not None  # config requires it with "archive"
-                archive(source, self.folder.archive, self._subfolder(job), name)
+                job.final_input_path = archive(source, self.folder.archive,
+                                               self._subfolder(job), name)
         job.save(job.record.advance(JobState.DISPOSED))
 
     # -- quarantine -----------------------------------------------------------------------
@@ -270,6 +272,7 @@ class JobRunner:
         if os.path.lexists(job.input_path):
             target = quarantine(job.input_path, self.folder.quarantine, self._subfolder(job),
                                 Path(job.record.original_relpath).name, record)
+            job.final_input_path = target
         job.save(job.record.advance(JobState.QUARANTINED, last_error=record.detail,
                                     last_stage=stage))
         self.ledger.finish_quarantined(job.job_id, stage, record.reason, record.detail,
@@ -350,7 +353,7 @@ class JobRunner:
                  "copied, no API call", job.job_id, self.folder.name,
                  show_path(job.record.original_relpath), extra=self.log_fields(job))
         job.save(job.record.advance(JobState.DOWNLOADED, temp_outputs=copied.temps,
-                                    output_sha256s=copied.sha256s, last_stage="duplicate"))
+                                    output_sha256s=copied.sha256s, last_stage=REUSED))
         return True
 
     def _wait_while_in_flight(self, job: ClaimedJob, sha256: str | None) -> None:
