@@ -41,12 +41,18 @@ MAX_CONNECTIONS = 16
 REQUEST_TIMEOUT_S = 10.0
 MAX_BODY_BYTES = 16 * 1024
 CSRF_MAX_AGE_S = 12 * 3600
+# same-origin, not no-referrer: with no-referrer a browser sends "Origin: null" even on the
+# page's own form posts, which the Origin check must refuse.
 SECURITY_HEADERS = {
-    "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff", "Referrer-Policy": "same-origin",
     "X-Frame-Options": "DENY", "Cache-Control": "no-store",
 }
 PAGE_CSP = ("default-src 'none'; img-src 'self'; style-src 'self'; script-src 'self'; "
             "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+NO_PICTURE_SVG = (
+    '<svg xmlns="http://www.w3.org/2000/svg" width="80" height="60" viewBox="0 0 80 60">'
+    '<rect width="80" height="60" fill="#8882"/><text x="40" y="34" font-size="11" '
+    'text-anchor="middle" fill="#888" font-family="sans-serif">no preview</text></svg>')
 STATIC = {"page.css": "text/css; charset=utf-8", "page.js": "text/javascript; charset=utf-8"}
 
 
@@ -186,8 +192,8 @@ class WebApp:
     def _thumbnail(self, path: str) -> Response:
         _, _, job_id, which = [*path.split("/"), "", ""][:4]
         data = self.backend.thumbnail(job_id, which) if which in ("in", "out") else None
-        if data is None:
-            return _text(404, "no picture")
+        if data is None:  # a picture saying so: browsers show an error answer's image
+            return Response(NO_PICTURE_SVG, status=404, content_type="image/svg+xml")
         return Response(data, content_type="image/webp",
                         headers={"Cache-Control": "private, max-age=300"})
 
