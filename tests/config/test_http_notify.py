@@ -9,6 +9,7 @@ import pytest
 
 from bgcut_watchd.config import parse_config
 from bgcut_watchd.config.model import HttpConfig, NotifyConfig, is_loopback, split_listen
+from bgcut_watchd.config.secrets import load_http_token
 from bgcut_watchd.errors import ConfigError
 
 
@@ -78,3 +79,19 @@ def test_apprise_urls_are_kept_when_apprise_is_installed() -> None:
     pytest.importorskip("apprise")
     config = parse_config(_data(notify={"apprise_urls": ["json://127.0.0.1:9/"]}))
     assert config.notify.apprise_urls == ("json://127.0.0.1:9/",)
+
+
+def test_the_token_file_is_read_stripped_and_never_quoted(tmp_path: Path) -> None:
+    token = tmp_path / "token"
+    assert load_http_token(HttpConfig(listen="0.0.0.0:9464")) is None
+    with pytest.raises(ConfigError, match="no such file"):
+        load_http_token(HttpConfig(token_file=token))
+    token.write_text("  \n")
+    with pytest.raises(ConfigError, match="empty"):
+        load_http_token(HttpConfig(token_file=token))
+    token.write_text("two words\n")
+    with pytest.raises(ConfigError) as caught:
+        load_http_token(HttpConfig(token_file=token))
+    assert "two" not in str(caught.value)
+    token.write_text(" s3cr3t-t0ken\n")
+    assert load_http_token(HttpConfig(token_file=token)) == "s3cr3t-t0ken"
