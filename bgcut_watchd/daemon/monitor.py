@@ -17,14 +17,13 @@ import sqlite3
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
 from datetime import datetime
-from pathlib import Path
 from typing import Any, Protocol
 
 from bgcut_watchd import __version__
 from bgcut_watchd.config.model import Config
 from bgcut_watchd.config.secrets import load_http_token
+from bgcut_watchd.daemon.cache import Cached
 from bgcut_watchd.daemon.events import StateWatch
 from bgcut_watchd.daemon.http import HttpListener
 from bgcut_watchd.daemon.metrics import API_SCOPE, DaemonMetrics, LiveFigures, folder_scope
@@ -32,8 +31,8 @@ from bgcut_watchd.daemon.notify import EventNotifier, targets_for
 from bgcut_watchd.daemon.status import StatusReporter
 from bgcut_watchd.daemon.web.listing import (
     QuarantineList,
+    error_of,
     list_quarantine,
-    read_error_record,
     resolve_key,
 )
 from bgcut_watchd.daemon.web.page import ApiPause, FolderRow, JobRow, PageData
@@ -41,7 +40,7 @@ from bgcut_watchd.daemon.web.thumbs import ThumbnailCache
 from bgcut_watchd.engine import Engine
 from bgcut_watchd.engine.observe import QUARANTINED, JobReport
 from bgcut_watchd.errors import LocalDiskError
-from bgcut_watchd.job.quarantine import ERROR_SUFFIX, requeue
+from bgcut_watchd.job.quarantine import requeue
 
 log = logging.getLogger("bgcut_watchd.daemon.monitor")
 
@@ -65,26 +64,6 @@ class ServiceView(Protocol):
     def status_document(self) -> dict[str, Any]: ...
 
 
-class _Cached:
-    """One value, recomputed when older than ``ttl_s``."""
-
-    def __init__(self, ttl_s: float, make: Callable[[], Any]) -> None:
-        self._ttl_s, self._make = ttl_s, make
-        self._value: Any = None
-        self._at_s = -1e18
-        self._lock = threading.Lock()
-
-    def get(self) -> Any:
-        with self._lock:
-            if time.monotonic() - self._at_s > self._ttl_s:
-                self._value, self._at_s = self._make(), time.monotonic()
-            return self._value
-
-    def forget(self) -> None:
-        with self._lock:
-            self._at_s = -1e18
-
-
 class Monitor:
     """Observer of the engine, backend of the status page, owner of notifier and listener."""
 
@@ -104,9 +83,9 @@ class Monitor:
         self.listener = HttpListener(config.http.listen, self, token) \
             if config.http.listen else None
         self._next_listen_s = 0.0
-        self._live = _Cached(LIVE_TTL_S, self._read_live)
-        self._done_today = _Cached(LIVE_TTL_S, self._read_done_today)
-        self._quarantine = _Cached(QUARANTINE_TTL_S, self._read_quarantine)
+        self._live = Cached(LIVE_TTL_S, self._read_live)
+        self._done_today = Cached(LIVE_TTL_S, self._read_done_today)
+        self._quarantine = Cached(QUARANTINE_TTL_S, self._read_quarantine)
         self._host = socket.gethostname()
 
     @property
@@ -177,7 +156,7 @@ class Monitor:
         self.metrics.job_finished(report)
         if report.outcome == QUARANTINED:
             self._quarantine.forget()
-            reason, detail = _error_of(report.input_path)
+            reason, detail = error_of(report.input_path)
             self.notifier.quarantined(report.folder, report.relpath, reason, detail)
 
     def api_request(self, endpoint: str, code: str, duration_s: float) -> None:
@@ -276,7 +255,7 @@ class Monitor:
                 for f in self.config.folders}
 
     def _live_figures(self) -> LiveFigures:
-        live = self._live.get()
+        live = self._read_live()  # a scrape reads the figures of this moment
         folders: dict[str, Any] = live["folders"]
         paused = {folder_scope(name): "disk" for name, f in folders.items() if f.get("paused")}
         if self._view is not None:
@@ -315,12 +294,3 @@ class Monitor:
 
 def _waiting(folder: dict[str, Any]) -> int:
     return int(folder.get("settling", 0)) + int(folder.get("waiting", 0))
-
-
-def _error_of(quarantined: Path | None) -> tuple[str | None, str]:
-    """The reason and detail of a quarantined input's error file (None, "" if unreadable)."""
-    if quarantined is None:
-        return None, ""
-    record = read_error_record(quarantined.with_name(quarantined.name + ERROR_SUFFIX))
-    reason = record.get("reason")
-    return (reason if isinstance(reason, str) else None), str(record.get("detail") or "")

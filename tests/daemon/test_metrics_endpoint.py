@@ -39,6 +39,13 @@ def jobs_of(found: dict[str, dict[tuple[tuple[str, str], ...], float]]) -> dict[
     return {dict(k)["outcome"]: v for k, v in found["bgcut_jobs_total"].items()}
 
 
+def settled(found: dict[str, dict[tuple[tuple[str, str], ...], float]],
+            expected: dict[str, int]) -> bool:
+    busy = sum(found["bgcut_jobs_in_progress"].values()) + sum(
+        found["bgcut_files_waiting"].values())
+    return jobs_of(found) == expected and busy == 0
+
+
 def test_metrics_agree_with_the_request_log_and_the_folders(tmp_path: Path,
                                                             emulator: FakeApiServer) -> None:
     emulator.update(fail_5xx=0.2)
@@ -60,8 +67,8 @@ def test_metrics_agree_with_the_request_log_and_the_folders(tmp_path: Path,
                  and len(files_under(tmp_path / "studio" / "quarantine")) == 4, 30,
                  what="the duplicate archived and two inputs quarantined")
         expected = {"done": GOOD, "duplicate": 1, "quarantined": 2}
-        # the counter moves just after the file does: read until it has caught up
-        wait_for(lambda: jobs_of(scrape(url)) == expected, 10, what="the job counters")
+        # the counters move just after the files do, the gauges once the workers are free
+        wait_for(lambda: settled(scrape(url), expected), 10, what="the figures settled")
         text = requests.get(url + "metrics", timeout=10).text
     found = samples(text)
     assert jobs_of(found) == expected

@@ -100,3 +100,12 @@ def read_error_record(error_file: Path) -> dict[str, object]:
 
 def _text(value: object) -> str | None:
     return value if isinstance(value, str) else None
+
+
+def error_of(quarantined: Path | None) -> tuple[str | None, str]:
+    """The reason and detail of a quarantined input's error file (None, "" if unreadable)."""
+    if quarantined is None:
+        return None, ""
+    record = read_error_record(quarantined.with_name(quarantined.name + ERROR_SUFFIX))
+    reason = record.get("reason")
+    return (reason if isinstance(reason, str) else None), str(record.get("detail") or "")
