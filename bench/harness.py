@@ -7,11 +7,13 @@ or with the measuring code; both are started with the interpreter running the be
 
 from __future__ import annotations
 
+import json
 import os
 import selectors
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,6 +24,12 @@ import psutil  # type: ignore[import-untyped,unused-ignore]
 import requests
 
 from tests.support import API_KEY, REPO, DaemonProcess, wait_for, write_config
+
+HTTP_ENV = "BGCUT_BENCH_HTTP"
+"""Set (``bench.run --http``): every daemon runs with its listener on, visited like in use;
+``quiet``: on but never visited."""
+SCRAPE_EVERY_S = 15.0   # Prometheus' default scrape interval: /metrics
+PAGE_EVERY_S = 5.0      # an open status page refreshing itself: /?part=main
 
 __all__ = ["API_KEY", "Daemon", "Emulator", "MachineLoad", "Settings", "count_files",
            "make_config", "wait_for", "wait_quietly"]
@@ -165,10 +173,13 @@ class Daemon(DaemonProcess):
     """The real daemon as a subprocess, with what the benchmarks read from it."""
 
     started_at: float = 0.0
+    visitor: HttpVisitor | None = None
 
     def start(self) -> Daemon:
         self.started_at = time.monotonic()
         super().start()
+        if os.environ.get(HTTP_ENV, "quiet") != "quiet":
+            self.visitor = HttpVisitor(self.config_path.parent / "state" / "status.json")
         return self
 
     @property
@@ -198,6 +209,8 @@ class Daemon(DaemonProcess):
 
     def stop(self) -> None:
         """Warm shutdown; fails loudly if the daemon had crashed meanwhile."""
+        if self.visitor is not None:
+            self.visitor.stop()
         self.assert_running()
         code = self.terminate(timeout_s=60)
         if code != 0:
@@ -208,9 +221,47 @@ class Daemon(DaemonProcess):
 
 
 def make_config(root: Path, base_url: str, **keys: Any) -> Path:
-    """``tests.support.write_config`` under a new folder ``root``; returns the config path."""
+    """``tests.support.write_config`` under a new folder ``root``; returns the config path.
+    With ``$BGCUT_BENCH_HTTP`` set, the daemon's listener is on (a free loopback port)."""
     root.mkdir(parents=True, exist_ok=True)
+    if os.environ.get(HTTP_ENV):
+        keys.setdefault("http", {"listen": "127.0.0.1:0"})
     return write_config(root, base_url, **keys)
+
+
+class HttpVisitor:
+    """Uses a daemon's listener the way people and Prometheus do: ``/metrics`` every 15 s and
+    the page's refresh every 5 s, from a thread, once the status file names the address."""
+
+    def __init__(self, status_file: Path) -> None:
+        self.status_file = status_file
+        self.visits = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="http-visitor")
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _url(self) -> str | None:
+        try:
+            return json.loads(self.status_file.read_text()).get("http")  # type: ignore[no-any-return]
+        except (OSError, ValueError):
+            return None
+
+    def _run(self) -> None:
+        url = None
+        while url is None and not self._stop.wait(0.2):
+            url = self._url()
+        next_scrape = time.monotonic()
+        while url is not None and not self._stop.is_set():
+            requests.get(url + "?part=main", timeout=10).raise_for_status()
+            if time.monotonic() >= next_scrape:
+                requests.get(url + "metrics", timeout=10).raise_for_status()
+                next_scrape += SCRAPE_EVERY_S
+            self.visits += 1
+            self._stop.wait(PAGE_EVERY_S)
 
 
 def wait_quietly(predicate: Callable[[], object], timeout_s: float,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import shutil
 import sys
@@ -25,7 +26,7 @@ import psutil  # type: ignore[import-untyped,unused-ignore]
 
 from bench import backlog, calls, idle, latency, memory, throughput
 from bench.figures import Figure
-from bench.harness import Settings
+from bench.harness import HTTP_ENV, Settings
 
 Benchmark = Callable[[Settings], list[Figure]]
 BENCHMARKS: dict[str, Benchmark] = {
@@ -58,6 +59,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         metavar="NAME[,NAME]", help=f"run only these ({', '.join(BENCHMARKS)})")
     parser.add_argument("--json", type=Path, metavar="FILE", help="also write the figures here")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (for a look)")
+    parser.add_argument("--http", action="store_true", help="run every daemon with its HTTP "
+                        "listener on, its page refreshed every 5 s and /metrics scraped every "
+                        f"15 s (same as ${HTTP_ENV}=1)")
     return parser.parse_args(argv)
 
 
@@ -96,10 +100,13 @@ def machine() -> dict[str, object]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.http:
+        os.environ[HTTP_ENV] = "1"  # read by harness.make_config and Daemon in this process
     names: list[str] = args.only
     workdir = Path(tempfile.mkdtemp(prefix="bgcut-bench-"))
     settings = Settings(quick=args.quick, workdir=workdir)
-    mode = "quick" if args.quick else "full"
+    mode = ("quick" if args.quick else "full") + (", listener on" if os.environ.get(HTTP_ENV)
+                                                    else "")
     print(f"bgcut-watchd benchmarks ({mode}): {', '.join(names)}; machine {machine()}",
           flush=True)
     figures: list[Figure] = []

@@ -59,6 +59,9 @@ COMMANDS = {
     "status": Command(
         "status", "per folder: waiting, in progress, done, quarantined; pause state; last "
         "errors; exit 3 when no daemon is running", json=True),
+    "resume": Command(
+        "resume", "end the running daemon's API pause now (after fixing the key or buying "
+        "credits); exit 3 when no daemon is running", json=True),
     "requeue": Command(
         "requeue", "move quarantined inputs back into their inbox and remove their error "
         "files", json=True),

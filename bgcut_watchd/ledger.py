@@ -183,6 +183,18 @@ class ErrorEntry:
     updated_at: str
 
 
+@dataclass(frozen=True)
+class FinishedEntry:
+    """A job that ended, as the history has it (for the status page after a restart)."""
+
+    job_id: str
+    folder: str
+    input_name: str
+    outcome: str
+    outputs: tuple[Path, ...]
+    finished_at: datetime
+
+
 class Ledger:
     """The job history of one daemon. Thread-safe (one connection behind a lock)."""
 
@@ -349,6 +361,30 @@ class Ledger:
             (limit,),
         )
         return [ErrorEntry(*row) for row in rows]
+
+    def done_since(self, since: datetime) -> dict[str, int]:
+        """Per folder, the jobs done since ``since`` (an aware datetime). Raises sqlite3.Error."""
+        rows = self._fetch(
+            "SELECT folder, COUNT(*) FROM jobs WHERE outcome = 'done' AND updated_at >= ?"
+            " GROUP BY folder", (since.astimezone(UTC).isoformat(timespec="microseconds"),))
+        return {folder: count for folder, count in rows}
+
+    def last_done_at(self) -> dict[str, datetime]:
+        """Per folder, when its last job was done. Raises sqlite3.Error."""
+        rows = self._fetch("SELECT folder, MAX(updated_at) FROM jobs WHERE outcome = 'done'"
+                           " GROUP BY folder", ())
+        return {folder: datetime.fromisoformat(at) for folder, at in rows}
+
+    def recent_finished(self, limit: int) -> list[FinishedEntry]:
+        """The ``limit`` jobs done or quarantined last, newest first. Raises sqlite3.Error."""
+        rows = self._fetch(
+            "SELECT job_id, folder, input_name, outcome, outputs, updated_at FROM jobs"
+            " WHERE outcome IN ('done', 'quarantined') ORDER BY updated_at DESC, rowid DESC"
+            " LIMIT ?", (limit,))
+        return [FinishedEntry(job_id, folder, name, outcome,
+                              tuple(Path(p) for p in json.loads(outputs)),
+                              datetime.fromisoformat(at))
+                for job_id, folder, name, outcome, outputs, at in rows]
 
     def _execute(self, sql: str, params: Sequence[Any]) -> sqlite3.Cursor:
         with self._lock:

@@ -76,9 +76,11 @@ DEFAULT_VARIANTS = DEMO_VARIANTS  # full (png), thumb (webp, autocrop), white (j
 def write_config(root: Path, base_url: str, *, folders: Iterable[str] = ("studio",),
                  daemon: dict[str, Any] | None = None, retry: dict[str, Any] | None = None,
                  api: dict[str, Any] | None = None, folder: dict[str, Any] | None = None,
+                 http: dict[str, Any] | None = None, notify: dict[str, Any] | None = None,
                  variants: str = DEFAULT_VARIANTS,
                  variant_names: tuple[str, ...] = ("full", "thumb", "white")) -> Path:
-    """A config.toml under ``root`` with one folder set per name (root/<name>/inbox...)."""
+    """A config.toml under ``root`` with one folder set per name (root/<name>/inbox...);
+    ``http`` and ``notify`` add those sections when given."""
     api_keys = {"base_url": base_url, "max_requests_per_minute": 6000,
                 "connect_timeout_s": 2, "upload_timeout_s": 5, "process_timeout_s": 5,
                 "download_timeout_s": 5, **(api or {})}
@@ -88,6 +90,7 @@ def write_config(root: Path, base_url: str, *, folders: Iterable[str] = ("studio
                   "credits_pause_s": 1.0, **(retry or {})}
     lines = [_table("api", api_keys), _table("daemon", daemon_keys), _table("retry", retry_keys),
              variants]
+    lines += [_table(name, keys) for name, keys in (("http", http), ("notify", notify)) if keys]
     for name in folders:
         base = root / name
         (base / "inbox").mkdir(parents=True, exist_ok=True)  # an operator made the inbox

@@ -43,6 +43,10 @@ _KEY_CHARS = re.compile(r"[!-~]+")  # printable ASCII, no space: safe in a heade
 
 SessionFactory = Callable[[], requests.Session]
 Timeout = tuple[float, float]
+RequestObserver = Callable[[str, str, float], None]
+"""``on_request(endpoint, code, duration_s)`` after every request: ``code`` is the HTTP status
+as text, or ``"error"`` when no answer came (timeout, reset); the duration includes the body."""
+NO_ANSWER = "error"
 
 
 def safe_upload_name(filename: str) -> str:
@@ -97,8 +101,11 @@ class BackgroundCutClient:
         *,
         wall_clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
+        on_request: RequestObserver | None = None,
     ) -> None:
-        """Raises ConfigError when the key is empty or not printable ASCII (never quoting it)."""
+        """Raises ConfigError when the key is empty or not printable ASCII (never quoting it).
+
+        ``on_request`` (metrics) must not raise; whatever it raises is logged and dropped."""
         key = api_key.strip()
         if not _KEY_CHARS.fullmatch(key):
             raise ConfigError(["api key: empty, or has spaces, control or non-ASCII characters"])
@@ -109,6 +116,7 @@ class BackgroundCutClient:
         self._session_factory = session_factory
         self._wall_clock = wall_clock
         self._monotonic = monotonic
+        self._on_request = on_request
         self._local = threading.local()
         self._sessions: list[requests.Session] = []
         self._sessions_lock = threading.Lock()
@@ -239,20 +247,33 @@ class BackgroundCutClient:
     ) -> Iterator[requests.Response]:
         """Send one request; yield a 2xx streamed response, closed on exit; raise otherwise."""
         started_s = self._monotonic()
+        code = NO_ANSWER
         try:
-            response = self._session().request(
-                method, self._base_url + path, timeout=timeout, stream=True,
-                allow_redirects=method == "GET", **kwargs,  # type: ignore[arg-type]
-            )
-        except requests.RequestException as exc:
-            logger.debug("%s failed after %.0f ms: %s", endpoint,
-                         (self._monotonic() - started_s) * 1000, type(exc).__name__)
-            raise transport_error(endpoint, exc, self._redact) from None
-        with response:
-            logger.debug("%s -> HTTP %d in %.0f ms", endpoint, response.status_code,
-                         (self._monotonic() - started_s) * 1000)
-            self._raise_for_status(endpoint, response)
-            yield response
+            try:
+                response = self._session().request(
+                    method, self._base_url + path, timeout=timeout, stream=True,
+                    allow_redirects=method == "GET", **kwargs,  # type: ignore[arg-type]
+                )
+            except requests.RequestException as exc:
+                logger.debug("%s failed after %.0f ms: %s", endpoint,
+                             (self._monotonic() - started_s) * 1000, type(exc).__name__)
+                raise transport_error(endpoint, exc, self._redact) from None
+            with response:
+                code = str(response.status_code)
+                logger.debug("%s -> HTTP %d in %.0f ms", endpoint, response.status_code,
+                             (self._monotonic() - started_s) * 1000)
+                self._raise_for_status(endpoint, response)
+                yield response
+        finally:
+            self._observe(endpoint, code, self._monotonic() - started_s)
+
+    def _observe(self, endpoint: str, code: str, duration_s: float) -> None:
+        if self._on_request is None:
+            return
+        try:
+            self._on_request(endpoint, code, duration_s)
+        except Exception:  # metrics must never fail a request
+            logger.exception("on_request callback failed")
 
     def _raise_for_status(self, endpoint: str, response: requests.Response) -> None:
         if 200 <= response.status_code < 300:

@@ -11,6 +11,7 @@ import logging
 import os
 import sqlite3
 
+from bgcut_watchd.commands.status import collect_status
 from bgcut_watchd.config.folders import load_checked
 from bgcut_watchd.config.load import resolve_config_path
 from bgcut_watchd.config.secrets import load_api_key
@@ -39,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     for warning in config.warnings:
         log.warning("configuration: %s", warning)
     try:
-        service = Service(config_path, config, api_key)
+        service = Service(config_path, config, api_key, status_document=collect_status)
     except sqlite3.Error as exc:
         # A damaged ledger needs the administrator: say so rather than restart-loop.
         log.error("daemon.state_dir: cannot open the ledger in %s (%s); move the file away "

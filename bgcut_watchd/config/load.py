@@ -6,6 +6,7 @@ touches the filesystem beyond reading the file (``folders`` checks and creates f
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import tomllib
 from collections.abc import Mapping
@@ -21,8 +22,12 @@ from bgcut_watchd.config.model import (
     Config,
     DaemonConfig,
     FolderConfig,
+    HttpConfig,
+    NotifyConfig,
     RetryConfig,
     Variant,
+    is_loopback,
+    split_listen,
 )
 from bgcut_watchd.config.reader import (
     Problems,
@@ -33,6 +38,7 @@ from bgcut_watchd.config.reader import (
     check_name,
     check_output_name,
     check_upload_prefix,
+    check_webhook_url,
     type_name,
 )
 from bgcut_watchd.config.rules import (
@@ -44,7 +50,7 @@ from bgcut_watchd.config.rules import (
 )
 from bgcut_watchd.errors import ConfigError
 
-_TOP_LEVEL_KEYS = ("api", "daemon", "retry", "variants", "folders")
+_TOP_LEVEL_KEYS = ("api", "daemon", "retry", "http", "notify", "variants", "folders")
 _REQUIRED_PATHS = ("inbox", "outbox", "quarantine")
 
 
@@ -90,6 +96,8 @@ def parse_config(data: Mapping[str, object], source: Path | None = None) -> Conf
     api = _parse_api(root.table("api"), base)
     daemon = _parse_daemon(root.table("daemon"), base)
     retry = _parse_retry(root.table("retry"))
+    http = _parse_http(root.table("http"), base)
+    notify = _parse_notify(root.table("notify"))
     variants, broken = _parse_variants(root)
     folders = _parse_folders(root, variants, broken, base)
     check_folder_paths(folders, daemon.state_dir, problems)
@@ -98,7 +106,7 @@ def parse_config(data: Mapping[str, object], source: Path | None = None) -> Conf
         raise ConfigError(problems.errors)
     return Config(
         api=api, daemon=daemon, retry=retry, variants=variants,
-        folders=tuple(folder for _, folder in folders), source=source,
+        folders=tuple(folder for _, folder in folders), http=http, notify=notify, source=source,
         warnings=tuple(problems.warnings),
     )
 
@@ -150,6 +158,40 @@ def _parse_retry(table: Table) -> RetryConfig:
         limit = f"{table.key('max_delay_s')} ({retry.max_delay_s})"
         table.error("base_delay_s", f"must be <= {limit}, got {retry.base_delay_s}")
     return retry
+
+
+def _parse_http(table: Table, base: Path) -> HttpConfig:
+    """``[http]``: ``listen`` is "" (off) or HOST:PORT; off loopback a token is required."""
+    table.reject_unknown(_keys(HttpConfig))
+    listen = table.string("listen", HttpConfig.listen, _check_listen)
+    token_file = table.path("token_file", base) if table.data.get("token_file") else None
+    if listen and token_file is None and not is_loopback(split_listen(listen)[0]):
+        table.error("token_file", f"required when http.listen is not a loopback address "
+                    f"(got {listen!r}): clients must send Authorization: Bearer <token>")
+    return HttpConfig(listen=listen, token_file=token_file)
+
+
+def _check_listen(text: str) -> str | None:
+    if not text:
+        return None
+    try:
+        split_listen(text)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
+def _parse_notify(table: Table) -> NotifyConfig:
+    """``[notify]``: a webhook URL ("" for none), Apprise URLs (the ``notify`` extra)."""
+    table.reject_unknown(_keys(NotifyConfig))
+    d = NotifyConfig
+    webhook_url = table.string("webhook_url", d.webhook_url, check_webhook_url)
+    apprise_urls = tuple(url for _, url in table.strings("apprise_urls", check_glob) or ())
+    if apprise_urls and importlib.util.find_spec("apprise") is None:
+        table.error("apprise_urls", "needs Apprise: install the optional extra "
+                    "bgcut-watchd[notify] (pip install 'bgcut-watchd[notify]')")
+    digest_s = table.number("digest_s", d.digest_s, exclusive=False)
+    return NotifyConfig(webhook_url=webhook_url, apprise_urls=apprise_urls, digest_s=digest_s)
 
 
 def _parse_variants(root: Table) -> tuple[dict[str, Variant], set[str]]:

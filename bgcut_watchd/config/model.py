@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import ipaddress
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -54,6 +55,24 @@ class RetryConfig:
     auth_pause_s: float = 300.0
     credits_pause_s: float = 900.0
     disk_pause_s: float = 60.0
+
+
+@dataclass(frozen=True)
+class HttpConfig:
+    """The daemon's one HTTP listener (status page, ``/metrics``, ``/api/status``,
+    ``/healthz``); ``listen = ""`` (the default) means nothing listens."""
+
+    listen: str = ""
+    token_file: Path | None = None
+
+
+@dataclass(frozen=True)
+class NotifyConfig:
+    """Where quarantines, pauses and stalls are announced; empty means nowhere."""
+
+    webhook_url: str = ""
+    apprise_urls: tuple[str, ...] = ()
+    digest_s: float = 300.0
 
 
 @dataclass(frozen=True)
@@ -103,6 +122,8 @@ class Config:
     retry: RetryConfig
     variants: dict[str, Variant] = field(hash=False)
     folders: tuple[FolderConfig, ...]
+    http: HttpConfig = HttpConfig()
+    notify: NotifyConfig = NotifyConfig()
     source: Path | None = None
     warnings: tuple[str, ...] = ()
 
@@ -121,3 +142,30 @@ def variant_key(variants: Sequence[Variant]) -> str:
     """A stable hash of a folder's variant set: every Variant field, order-insensitive."""
     items = sorted(json.dumps(dataclasses.asdict(v), sort_keys=True) for v in variants)
     return hashlib.sha256(json.dumps(items).encode("ascii")).hexdigest()
+
+
+def split_listen(listen: str) -> tuple[str, int]:
+    """``"127.0.0.1:9464"`` -> ``("127.0.0.1", 9464)``; ``"[::1]:9464"`` -> ``("::1", 9464)``.
+
+    Port 0 asks the kernel for a free port. Raises ValueError when ``listen`` is not
+    ``HOST:PORT`` with a port in 0..65535.
+    """
+    host, sep, port_text = listen.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not sep or not host or not port_text.isdigit() or (":" in host and "[" not in listen):
+        raise ValueError(f"expected HOST:PORT (an IPv6 address in brackets), got {listen!r}")
+    port = int(port_text)
+    if port > 65535:
+        raise ValueError(f"port must be 0..65535, got {port}")
+    return host, port
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -256,6 +256,14 @@ def check_base_url(text: str) -> str | None:
     return None
 
 
+def check_webhook_url(text: str) -> str | None:
+    """"" (no webhook) or an http(s) URL; a query is allowed (some webhooks carry a token)."""
+    parts = urlsplit(text)
+    if text and (parts.scheme not in ("http", "https") or not parts.netloc):
+        return "must be an http:// or https:// URL (or \"\" for none)"
+    return None
+
+
 def check_upload_prefix(text: str) -> str | None:
     segments = text.split("/")
     if all(_PREFIX_SEGMENT.fullmatch(s) and s not in (".", "..") for s in segments):

@@ -23,12 +23,15 @@ from bgcut_watchd.config.model import (
     ApiConfig,
     DaemonConfig,
     FolderConfig,
+    HttpConfig,
+    NotifyConfig,
     RetryConfig,
     Variant,
 )
 
 SCHEMA_ID = "https://bgcut-watchd.invalid/config.schema.json"
-SECTIONS: dict[str, type] = {"api": ApiConfig, "daemon": DaemonConfig, "retry": RetryConfig}
+SECTIONS: dict[str, type] = {"api": ApiConfig, "daemon": DaemonConfig, "retry": RetryConfig,
+                             "http": HttpConfig, "notify": NotifyConfig}
 REQUIRED_FOLDER_KEYS = ("name", "inbox", "outbox", "quarantine", "variants")
 
 _POSITIVE = {"exclusiveMinimum": 0}
@@ -47,6 +50,8 @@ RULES: dict[str, dict[str, Any]] = {
     "variants.quality": {"enum": list(QUALITIES)},
     "variants.background_color": {"pattern": "^#[0-9a-fA-F]{6}$"},
     "variants.output_compression": {"minimum": 1, "maximum": 100},
+    "http.listen": {"pattern": r"^$|^(\[[0-9A-Fa-f:.]+\]|[^:\[\]]+):[0-9]{1,5}$"},
+    "notify.digest_s": _NOT_NEGATIVE,
     "folders.on_success": {"enum": ["archive", "delete"]},
     "folders.watch": {"enum": ["auto", "inotify", "polling"]},
     "folders.on_conflict": {"enum": ["rename", "overwrite"]},

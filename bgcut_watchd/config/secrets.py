@@ -12,7 +12,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from bgcut_watchd.config.model import API_KEY_CREDENTIAL, API_KEY_ENV, ApiConfig
+from bgcut_watchd.config.model import API_KEY_CREDENTIAL, API_KEY_ENV, ApiConfig, HttpConfig
 from bgcut_watchd.errors import ConfigError
 
 REDACTED = "***"
@@ -85,6 +85,24 @@ def _checked(key: str, place: str) -> str:
         return key
     problem = "contains whitespace, control or non-ASCII characters"
     raise ConfigError([f"api key: the key from {place} {problem}"])
+
+
+def load_http_token(http: HttpConfig) -> str | None:
+    """The bearer token of ``http.token_file`` (stripped), or None when no file is named.
+
+    Raises ConfigError when the file cannot be read, is empty, or holds characters that cannot
+    go in an HTTP header; the message never quotes the file's content.
+    """
+    if http.token_file is None:
+        return None
+    looked: list[str] = []
+    token = _read_key_file("http.token_file", http.token_file, looked)
+    if not token:
+        raise ConfigError([f"http.token_file: {looked[0].partition('(')[2].rstrip(')')}"])
+    if not all(char.isascii() and char.isprintable() and not char.isspace() for char in token):
+        raise ConfigError([f"http.token_file: {http.token_file} holds whitespace, control or "
+                           "non-ASCII characters"])
+    return token
 
 
 def redact(text: str, secret: str) -> str:

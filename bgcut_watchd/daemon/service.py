@@ -11,6 +11,8 @@ Every second the loop also checks the watchers (a replaced inbox is watched anew
 lock on ``state_dir`` (re-created if the folder was removed: ``daemon.lock``), lets the ledger
 catch up (``engine.history``) and reports. Every rescan also adopts the orphaned jobs of a
 daemon that died (``engine.recovery``).
+SIGUSR1 (``bgcut-watchd resume``) ends an API pause now. The status page, metrics and
+notifications are the monitor's (``daemon.monitor``), told about each job by the engine.
 """
 
 from __future__ import annotations
@@ -20,8 +22,10 @@ import signal
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from bgcut_watchd.clock import Clock
 from bgcut_watchd.config.folders import load_checked
@@ -29,6 +33,7 @@ from bgcut_watchd.config.model import Config
 from bgcut_watchd.control.tickets import JobTicket, Outcome
 from bgcut_watchd.daemon.housekeeping import Housekeeper
 from bgcut_watchd.daemon.lock import DaemonLock
+from bgcut_watchd.daemon.monitor import Monitor
 from bgcut_watchd.daemon.standby import Standby
 from bgcut_watchd.daemon.status import StatusReporter
 from bgcut_watchd.daemon.systemd import Notifier
@@ -45,6 +50,9 @@ TICK_S = 0.05          # the loop's longest sleep while files are settling
 IDLE_TICK_S = 1.0      # ... and while nothing is
 REPORT_EVERY_S = 1.0   # status file, systemd STATUS= and WATCHDOG=1
 MAX_WAITING = 5000     # settled files queued at once; the rest wait in the inbox (cheap)
+LOOP_STALE_S = 10.0    # /healthz: the main loop must have turned within this long
+
+StatusDocument = Callable[[Config], dict[str, Any]]  # what ``status --json`` prints
 
 
 class Service:
@@ -53,8 +61,10 @@ class Service:
     def __init__(self, config_path: Path, config: Config, api_key: str,
                  notifier: Notifier | None = None,
                  clock: Clock = time.monotonic,
-                 mount_tables: MountTables = SYSTEM_TABLES) -> None:
-        """``mount_tables``: where the declared and current mounts are read (standby)."""
+                 mount_tables: MountTables = SYSTEM_TABLES,
+                 status_document: StatusDocument | None = None) -> None:
+        """``mount_tables``: where the declared and current mounts are read (standby). Raises
+        ConfigError (``http.token_file`` unreadable), sqlite3.Error (the ledger)."""
         self.config_path = config_path
         self.config = config
         self.api_key = api_key
@@ -63,10 +73,13 @@ class Service:
         self.should_exit = False
         self.force_exit = False
         self.reload_requested = False
+        self.resume_requested = False
+        self._status_document = status_document
         self._wakeup = Wakeup()
+        self.monitor = Monitor(config, api_key)
         self.engine = Engine(config, api_key, cancel=threading.Event(),
                              on_ticket_done=self._ticket_done, on_path_released=self._path_released,
-                             max_waiting=MAX_WAITING)
+                             max_waiting=MAX_WAITING, observer=self.monitor)
         self._mount_tables = mount_tables
         self.standby = Standby(config.folders, mount_tables)
         self.standby.refresh()
@@ -78,6 +91,8 @@ class Service:
         self.housekeeper = Housekeeper(config.folders, config.daemon.stability_s)
         self._next_rescan = 0.0
         self._next_report = 0.0
+        self._last_tick_s = clock()
+        self.monitor.attach(self)
 
     # -- signals --------------------------------------------------------------------------
 
@@ -85,6 +100,7 @@ class Service:
         signal.signal(signal.SIGTERM, self.handle_exit)
         signal.signal(signal.SIGINT, self.handle_exit)
         signal.signal(signal.SIGHUP, self.handle_reload)
+        signal.signal(signal.SIGUSR1, self.handle_resume)
 
     def handle_exit(self, signum: int, frame: FrameType | None) -> None:
         """First signal: warm shutdown. Second: exit now (still losing nothing)."""
@@ -95,6 +111,11 @@ class Service:
 
     def handle_reload(self, signum: int, frame: FrameType | None) -> None:
         self.reload_requested = True
+        self._wakeup.set()
+
+    def handle_resume(self, signum: int, frame: FrameType | None) -> None:
+        """SIGUSR1 (``bgcut-watchd resume``): end an API pause at the next turn."""
+        self.resume_requested = True
         self._wakeup.set()
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -109,6 +130,8 @@ class Service:
 
     def startup(self) -> None:
         self._check_state_dir()
+        self.monitor.start()
+        self.reporter.http_url = self.monitor.url
         self.engine.start()
         resumed = self.engine.recover({f.name for f in self.standby.active()})
         self.intake.start_watching()
@@ -128,7 +151,11 @@ class Service:
         if self.reload_requested:
             self.reload_requested = False
             self.reload()
-        now = self.clock()
+        if self.resume_requested:
+            self.resume_requested = False
+            log.warning("resume asked (SIGUSR1): ending the API pause now")
+            self.engine.api_pause.resume()
+        now = self._last_tick_s = self.clock()
         room = MAX_WAITING - self.engine.scheduler.stats().total.waiting
         if room > 0:
             for folder, path in self.intake.poll_due(now, max_items=room):
@@ -143,6 +170,8 @@ class Service:
             self.housekeeper.tick()
             self._check_state_dir()
             self.engine.ledger.catch_up()
+            self.monitor.tick()
+            self.reporter.http_url = self.monitor.url
             self._report()
 
     def shutdown(self) -> None:
@@ -155,6 +184,7 @@ class Service:
         if not finished:
             log.warning("stopped with jobs in flight: they resume at the next start")
         self.reporter.write(stopped=True)
+        self.monitor.stop()
         self.engine.close()
         self.lock.release()
         self._wakeup.close()
@@ -257,8 +287,30 @@ class Service:
 
     def _workers_healthy(self) -> bool:
         """WATCHDOG=1 only while workers progress or idle: a hung worker must trip it."""
+        return not self.engine.scheduler.is_stalled(self.stall_limit_s())
+
+    def stall_limit_s(self) -> float:
+        """How long a running job may show no sign of life before it counts as stuck."""
         interval = self.notifier.watchdog_interval_s or 30.0
-        return not self.engine.scheduler.is_stalled(max(interval * 2, self._longest_call_s()))
+        return max(interval * 2, self._longest_call_s())
+
+    def workers_healthy(self) -> bool:
+        return self._workers_healthy()
+
+    def health(self) -> tuple[bool, str]:
+        """``/healthz``: the main loop turns and no worker is stuck."""
+        quiet_s = self.clock() - self._last_tick_s
+        if quiet_s > LOOP_STALE_S:
+            return False, f"the main loop has not turned for {quiet_s:.0f}s"
+        if not self._workers_healthy():
+            return False, f"a job has shown no progress for over {self.stall_limit_s():.0f}s"
+        return True, "ok"
+
+    def status_document(self) -> dict[str, Any]:
+        """What ``status --json`` prints (``/api/status``)."""
+        if self._status_document is None:
+            return {"daemon": {"running": True, "pid": None}, "live": self.reporter.snapshot()}
+        return self._status_document(self.config)
 
     def _longest_call_s(self) -> float:
         api = self.config.api
@@ -271,6 +323,7 @@ def restart_only_changes(old: Config, new: Config) -> list[str]:
     and ledger are built once at start-up), by their config names."""
     return [name for name, before, after in (
         ("[api]", old.api, new.api), ("[retry]", old.retry, new.retry),
+        ("[http]", old.http, new.http), ("[notify]", old.notify, new.notify),
         ("daemon.workers", old.daemon.workers, new.daemon.workers),
         ("daemon.state_dir", old.daemon.state_dir, new.daemon.state_dir),
     ) if before != after]

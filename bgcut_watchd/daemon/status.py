@@ -59,6 +59,7 @@ class StatusReporter:
     standby: _Standby | None = None   # the folders waiting for their share to be mounted
     lock_problem: str | None = None   # set by the service: daemon.lock cannot be held
     write_problem: str | None = None  # the status file cannot be written
+    http_url: str | None = None  # where the status page answers (port 0: the real port)
     _last_written: dict[str, Any] | None = None
 
     def state_dir_problem(self) -> str | None:
@@ -87,7 +88,7 @@ class StatusReporter:
         return {
             "pid": os.getpid(), "running": not stopped,
             "updated_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "pause": self._pause(), "folders": folders,
+            "pause": self._pause(), "folders": folders, "http": self.http_url,
             "state_dir_problem": self.state_dir_problem(),
         }
 

@@ -28,11 +28,12 @@ from bgcut_watchd.control.guard import ApiGuard, GateClosed
 from bgcut_watchd.control.pause import FolderPauses, ProbedPause
 from bgcut_watchd.control.ratelimit import RateLimiter
 from bgcut_watchd.control.scheduler import Scheduler
-from bgcut_watchd.control.tickets import JobTicket, Outcome
+from bgcut_watchd.control.tickets import JobTicket, Outcome, OutcomeKind
 from bgcut_watchd.engine.claim import Claims, FolderParts
 from bgcut_watchd.engine.failures import GATE_RETRY_S, FailurePolicy
 from bgcut_watchd.engine.history import JobHistory
 from bgcut_watchd.engine.inflight import InFlight
+from bgcut_watchd.engine.observe import EngineObserver, report_of
 from bgcut_watchd.engine.recovery import recover_folder
 from bgcut_watchd.fsops import show_path
 from bgcut_watchd.job.duplicates import SameContentInFlight
@@ -73,15 +74,19 @@ class Engine:
     def __init__(self, config: Config, api_key: str, *, cancel: threading.Event,
                  on_ticket_done: TicketDone | None = None,
                  on_path_released: PathReleased | None = None,
-                 max_waiting: int | None = None) -> None:
+                 max_waiting: int | None = None,
+                 observer: EngineObserver | None = None) -> None:
         """``on_path_released(folder, path)`` runs on the worker once per run of a ticket for a
         settled file: right after the claim moved it out of the inbox, or when the run ends
         without a claim (gone, taken by another daemon, folder paused). ``on_ticket_done``
-        runs after every run of a ticket. Raises OSError, sqlite3.Error, ConfigError (the
-        ledger cannot be opened)."""
+        runs after every run of a ticket. ``observer`` hears of every job that ended and every
+        API request (metrics, the status page, notifications). Raises OSError, sqlite3.Error,
+        ConfigError (the ledger cannot be opened)."""
         self.cancel = cancel
+        self.observer = observer
         self.ledger = JobHistory(config.daemon.state_dir)
-        self.client = BackgroundCutClient(config.api, api_key)
+        self.client = BackgroundCutClient(
+            config.api, api_key, on_request=observer.api_request if observer else None)
         self.api_pause = ProbedPause("API work")
         self.folder_pauses = FolderPauses()
         self.claims = Claims()
@@ -245,12 +250,24 @@ class Engine:
             self.folder_pauses.of(ticket.folder).release_probe()
             return Outcome.paused(GATE_RETRY_S, self.claims.ticket_again(job, ticket))
         except Exception as exc:  # every failure is classified; nothing escapes
-            return self.failures.outcome(parts.runner, ticket, job, exc, progress_before)
+            outcome = self.failures.outcome(parts.runner, ticket, job, exc, progress_before)
+            if outcome.kind is OutcomeKind.QUARANTINED:
+                self._tell_observer(job, quarantined=True)
+            return outcome
         self.claims.forget(job)
+        self._tell_observer(job, quarantined=False)
         # Only the folder's probe proves its disk works again: a job that started before the
         # pause and finished anyway must not lift it (report_success ignores other threads).
         self.folder_pauses.of(ticket.folder).report_success()
         return Outcome.done()
+
+    def _tell_observer(self, job: ClaimedJob, *, quarantined: bool) -> None:
+        if self.observer is None:
+            return
+        try:
+            self.observer.job_finished(report_of(job, quarantined))
+        except Exception:  # the observer's trouble never becomes the job's
+            log.exception("job %s: the observer failed", job.job_id)
 
     def _heartbeat(self) -> None:
         """Every API answer shows the calling worker alive (for the systemd watchdog)."""

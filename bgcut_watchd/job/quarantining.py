@@ -79,6 +79,7 @@ class JobQuarantine:
                 Path(job.record.original_relpath).name, record,
                 resume_at=job.record.quarantine_target,
                 before_move=lambda chosen: self._journal_target(job, chosen))
+        job.final_input_path = target
         job.save(job.record.advance(JobState.QUARANTINED, last_error=record.detail,
                                     last_stage=stage))
         self.ledger.finish_quarantined(job.job_id, stage, record.reason, record.detail,

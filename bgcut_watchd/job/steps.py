@@ -92,6 +92,7 @@ log = logging.getLogger("bgcut_watchd.job")
 T = TypeVar("T")
 
 DOWNLOAD_MISSING = "download-missing"    # last_stage: a download answered 404 once
+REUSED = "duplicate"                      # last_stage: outputs copied from an earlier job
 
 
 
@@ -311,6 +312,7 @@ class JobRunner:
                                             dispose_target=os.fsdecode(target)))
             assert job.record.dispose_target is not None
             if move_to_target(source, Path(job.record.dispose_target)):
+                job.final_input_path = Path(job.record.dispose_target)
                 return
             job.save(job.record.advance(JobState.PUBLISHED, dispose_target=None))
         raise LocalDiskError(f"no free archive name for {show_path(job.record.original_relpath)}"
@@ -377,7 +379,7 @@ class JobRunner:
                  "copied, no API call", job.job_id, self.folder.name,
                  show_path(job.record.original_relpath), extra=self.log_fields(job))
         job.save(job.record.advance(JobState.DOWNLOADED, temp_outputs=copied.temps,
-                                    output_sha256s=copied.sha256s, last_stage="duplicate"))
+                                    output_sha256s=copied.sha256s, last_stage=REUSED))
         return True
 
     def _wait_while_in_flight(self, job: ClaimedJob, sha256: str | None) -> None:

@@ -64,6 +64,7 @@ class ClaimedJob:
         self.journal = journal
         self.record = record
         self._lock_fd: int | None = lock_fd
+        self.final_input_path: Path | None = None  # archived or quarantined here (this run)
 
     @property
     def input_path(self) -> Path:

@@ -28,7 +28,7 @@ from bgcut_watchd.config import (
 )
 from bgcut_watchd.config.describe import describe
 from bgcut_watchd.config.folders import check_folders
-from bgcut_watchd.config.model import expand_output_name
+from bgcut_watchd.config.model import HttpConfig, NotifyConfig, expand_output_name
 from bgcut_watchd.errors import ConfigError
 from bgcut_watchd.mounts import MountTables
 
@@ -365,7 +365,7 @@ def test_example_config_loads_without_problems() -> None:
 @pytest.mark.parametrize(
     ("cls", "skip"),
     [(ApiConfig, ()), (DaemonConfig, ()), (RetryConfig, ()), (Variant, ("name",)),
-     (FolderConfig, ())],
+     (FolderConfig, ()), (HttpConfig, ()), (NotifyConfig, ())],
 )
 def test_example_config_documents_every_field(cls: type, skip: tuple[str, ...]) -> None:
     raw = tomllib.loads(EXAMPLE.read_text(encoding="utf-8"))
@@ -373,6 +373,8 @@ def test_example_config_documents_every_field(cls: type, skip: tuple[str, ...]) 
         ApiConfig: [raw["api"]],
         DaemonConfig: [raw["daemon"]],
         RetryConfig: [raw["retry"]],
+        HttpConfig: [raw["http"]],
+        NotifyConfig: [raw["notify"]],
         Variant: list(raw["variants"].values()),
         FolderConfig: raw["folders"],
     }[cls]
@@ -386,6 +388,8 @@ def test_example_config_shows_the_defaults() -> None:
     assert dataclasses.replace(config.api, api_key_file=None) == ApiConfig()
     assert config.daemon == DaemonConfig()
     assert config.retry == RetryConfig()
+    assert config.http == HttpConfig()  # nothing listens unless asked
+    assert config.notify == NotifyConfig()
 
 
 def _minimal() -> dict[str, Any]:
