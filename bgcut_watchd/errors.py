@@ -11,7 +11,8 @@ class of the exception, never from its message. The tree says who is to blame::
     ├── ApiError                       anything the remote API answered or failed to answer
     │   ├── TransientError             retry the job with backoff
     │   │   ├── ServiceError           5xx, timeouts, resets, truncated or malformed bodies
-    │   │   │   └── AmbiguousOutcomeError  the call may have run: look for its outputs first
+    │   │   │   ├── AmbiguousOutcomeError  the call may have run: look for its outputs first
+    │   │   │   └── BadOutputError     a 200 whose body is not the variant's image: never publish
     │   │   ├── RateLimitedError       429, carrying the clamped Retry-After
     │   │   └── RemoteFileMissingError 404: regional routing or expiry, redo with a new upload
     │   ├── PauseError                 pause every API call, quarantine nothing
@@ -90,6 +91,15 @@ class AmbiguousOutcomeError(ServiceError):
     malformed 2xx bodies. A ``ServiceError`` like any other for the retry policy; before
     re-sending a process call, look for its expected outputs first (a download tells).
     """
+
+
+class BadOutputError(ServiceError):
+    """A downloaded output failed verification: not an image (an HTML page answered 200), cut,
+    of another format, or of a size its variant cannot have. Fetched again, then the process
+    call is redone once; never published. ``reason`` is its quarantine reason code.
+    """
+
+    reason = "bad_output"
 
 
 class RateLimitedError(TransientError):

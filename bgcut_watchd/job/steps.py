@@ -1,17 +1,23 @@
 """One job from its journaled state to its end: validate → upload → process → download →
-publish → dispose, or quarantine.
+verify → publish → dispose, or quarantine.
 
 Each step journals its result before the next starts, so a job interrupted anywhere (kill -9,
 a retry, a pause) resumes from the last durable state: an upload is never repeated once its
 remote path is journaled, a process call never once its outputs are, and a restart after the
 downloads publishes the files already on disk without any API call.
 
+Every download is verified (``verify``) before its ``.dl`` becomes a ``.part``, so a ``.part``
+is always whole and verified. A bad output (an HTML page answered 200, a cut body) is deleted and
+fetched again; a second bad copy in a row redoes the process call, once per job; after that it
+is only fetched again, until the failure policy's ``max_attempts`` quarantines the job as
+``bad_output``. The journal's ``last_stage`` carries this across retries and restarts.
+
 Failures leave this module as exceptions of the tree in ``errors.py``; the failure policy
 (``engine.failures``) decides from their class and calls :meth:`JobRunner.quarantine` when needed.
 
-Over 300 lines on purpose: the steps read in order as one story, and the quarantine half
-shares the runner's folder, ledger and naming helpers; duplicate reuse is apart
-(``duplicates``).
+Over 300 lines on purpose: the steps read in order as one story (the bounded redo of a bad
+output included), and the quarantine half shares the runner's folder, ledger and naming
+helpers; duplicate reuse (``duplicates``) and the checks of an output (``verify``) are apart.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import cached_property, partial
+from functools import cache, cached_property, partial
 from pathlib import Path
 from typing import Protocol, TypeVar
 
@@ -31,6 +37,7 @@ from bgcut_watchd.api import AmbiguousOutcomeError, BackgroundCutClient
 from bgcut_watchd.config.model import ApiConfig, DaemonConfig, FolderConfig, variant_key
 from bgcut_watchd.errors import (
     ApiError,
+    BadOutputError,
     BgcutError,
     InputError,
     LocalDiskError,
@@ -61,6 +68,7 @@ from bgcut_watchd.job.naming import (
 from bgcut_watchd.job.publish import discard_temps, publish_set
 from bgcut_watchd.job.quarantine import QuarantineRecord, quarantine
 from bgcut_watchd.job.validate import PixelBudget, validate_input
+from bgcut_watchd.job.verify import upright_size, verify_output
 from bgcut_watchd.job.workarea import ClaimedJob
 from bgcut_watchd.ledger import Ledger
 
@@ -70,6 +78,9 @@ T = TypeVar("T")
 
 PROCESS_AMBIGUOUS = "process-ambiguous"  # last_stage: the process call may have run
 DOWNLOAD_MISSING = "download-missing"    # last_stage: a download answered 404 once
+BAD_OUTPUT = "bad-output"                # last_stage: a download failed verification once
+REDO_PROCESS = "redo-process"            # last_stage: twice in a row: call process once more
+PROCESS_REDONE = "process-redone"        # last_stage: process was redone: only fetch again now
 
 # The stage each state's next step belongs to (the quarantine file's "stage").
 STAGE_OF = {
@@ -142,40 +153,58 @@ class JobRunner:
         job.save(job.record.advance(JobState.UPLOADED, remote_input=remote))
 
     def _process(self, job: ClaimedJob) -> None:
-        remote_input = job.record.remote_input
-        assert remote_input is not None  # journaled with state "uploaded"
         wanted = remote_output_paths(self.api.upload_prefix, job.job_id, self.folder.variants)
         if job.record.last_stage == PROCESS_AMBIGUOUS and self._outputs_exist(wanted):
             job.save(job.record.advance(JobState.PROCESSED, remote_outputs=tuple(wanted)))
             return
+        # A call that may have run (and been paid for): look before sending it again.
+        outputs = self._call_process(job, wanted, if_ambiguous=PROCESS_AMBIGUOUS)
+        job.save(job.record.advance(JobState.PROCESSED, remote_outputs=tuple(outputs),
+                                    last_stage="process"))
+
+    def _redo_process(self, job: ClaimedJob) -> None:
+        """An output came back bad twice in a row: it may be broken on the service's side, so
+        render it again, once per job. A redo that may have run is not sent a third time."""
+        wanted = remote_output_paths(self.api.upload_prefix, job.job_id, self.folder.variants)
+        outputs = self._call_process(job, wanted, if_ambiguous=PROCESS_REDONE)
+        job.save(job.record.advance(JobState.PROCESSED, remote_outputs=tuple(outputs),
+                                    last_stage=PROCESS_REDONE))
+
+    def _call_process(self, job: ClaimedJob, wanted: list[str], if_ambiguous: str) -> list[str]:
+        """The paid call. Journals ``if_ambiguous`` as last_stage when it may have run without
+        an answer; restarts the remote work on a 404. Raises ApiError subclasses."""
+        remote_input = job.record.remote_input
+        assert remote_input is not None  # journaled with state "uploaded", kept after
         try:
-            outputs = self.guard.call("process", lambda: self.client.process(
+            return self.guard.call("process", lambda: self.client.process(
                 remote_input, self.folder.variants, wanted))
         except AmbiguousOutcomeError:
-            # The call may have run (and been paid for): look before sending it again.
-            job.save(job.record.advance(JobState.UPLOADED, last_stage=PROCESS_AMBIGUOUS))
+            job.save(job.record.advance(job.record.state, last_stage=if_ambiguous))
             raise
         except RemoteFileMissingError:  # the upload expired or lives in another region
             self._restart_remote(job)
             raise
-        job.save(job.record.advance(JobState.PROCESSED, remote_outputs=tuple(outputs),
-                                    last_stage="process"))
 
     def _download(self, job: ClaimedJob) -> None:
+        if job.record.last_stage == REDO_PROCESS:
+            self._redo_process(job)
         out_dir = self._out_dir(job)
         with local_disk("creating the outbox folder", out_dir):
             make_dirs(out_dir)
+        input_size = upright_size(job.input_path)  # the header only
         temps: list[str] = []
         for index, remote in enumerate(job.record.remote_outputs):
             temp = temp_path_for(out_dir, job.job_id, index)
             if not os.path.lexists(temp):  # finished downloads survive a retry or a crash
-                self._download_one(job, remote, index, temp)
+                self._download_one(job, remote, index, temp, input_size)
             temps.append(os.fsdecode(temp))
         job.save(job.record.advance(JobState.DOWNLOADED, temp_outputs=tuple(temps),
                                     last_stage="download"))
 
-    def _download_one(self, job: ClaimedJob, remote: str, index: int, temp: Path) -> None:
-        """Download into ``.dl``, fsync, rename to ``.part``: a ``.part`` is always whole."""
+    def _download_one(self, job: ClaimedJob, remote: str, index: int, temp: Path,
+                      input_size: tuple[int, int] | None) -> None:
+        """Download into ``.dl``, fsync, verify, rename to ``.part``: a ``.part`` is always
+        whole and verified."""
         partial_path = download_path_for(temp.parent, job.job_id, index)
         try:
             with local_disk("writing an output", partial_path):  # ENOSPC: pause the folder
@@ -190,7 +219,22 @@ class JobRunner:
             raise
         with local_disk("writing an output", temp):
             fsync_file(partial_path)
+            self._verify(job, partial_path, index, input_size)
             partial_path.rename(temp)
+
+    def _verify(self, job: ClaimedJob, path: Path, index: int,
+                input_size: tuple[int, int] | None) -> None:
+        """Raises BadOutputError (the download deleted, the next step journaled) or OSError."""
+        variants = self.folder.variants
+        if index >= len(variants):  # a reload dropped variants: this output is not published
+            return
+        try:
+            verify_output(path, variants[index], input_size, self.decode_budget)
+        except BadOutputError:
+            path.unlink(missing_ok=True)
+            job.save(job.record.advance(JobState.PROCESSED,
+                                        last_stage=_after_bad_output(job.record.last_stage)))
+            raise
 
     def _publish(self, job: ClaimedJob) -> None:
         temps = [Path(p) for p in job.record.temp_outputs]
@@ -254,7 +298,7 @@ class JobRunner:
 
     def _quarantine_record(self, job: ClaimedJob, exc: BaseException,
                            stage: str) -> QuarantineRecord:
-        if isinstance(exc, InputError):
+        if isinstance(exc, InputError | BadOutputError):
             reason = exc.reason
         elif isinstance(exc, BgcutError):
             reason = "retries_exhausted"
@@ -308,7 +352,8 @@ class JobRunner:
         if self.folder.reprocess_duplicates:
             return False
         temps = copy_earlier_outputs(self.ledger, sha256, self.variant_key, self.folder.variants,
-                                     self._out_dir(job), job.job_id)
+                                     self._out_dir(job), job.job_id,
+                                     verify=self._verify_copy(job))
         if temps is None:
             return False
         log.info("job %s [%s] %s: same content and variants as an earlier job: outputs "
@@ -317,6 +362,15 @@ class JobRunner:
         job.save(job.record.advance(JobState.DOWNLOADED, temp_outputs=tuple(temps),
                                     last_stage="duplicate"))
         return True
+
+    def _verify_copy(self, job: ClaimedJob) -> Callable[[Path, int], None]:
+        """Checks a copy of an earlier output like a download (raises BadOutputError)."""
+        input_size = cache(partial(upright_size, job.input_path))  # read only if a copy is made
+
+        def verify(path: Path, index: int) -> None:
+            verify_output(path, self.folder.variants[index], input_size(), self.decode_budget)
+
+        return verify
 
     def _restart_remote(self, job: ClaimedJob) -> None:
         discard_temps(self._out_dir(job), job.job_id)
@@ -347,3 +401,13 @@ class JobRunner:
         """Outputs ordered by variant name: how duplicates are matched to variants later."""
         pairs = zip(self.folder.variants, outputs, strict=False)
         return [p for _, p in sorted(pairs, key=lambda vp: vp[0].name)]
+
+
+def _after_bad_output(last_stage: str | None) -> str:
+    """The journal's next ``last_stage`` after a bad download: fetch again, then redo the
+    process call once, then only fetch again."""
+    if last_stage == BAD_OUTPUT:
+        return REDO_PROCESS
+    if last_stage == PROCESS_REDONE:
+        return PROCESS_REDONE
+    return BAD_OUTPUT

@@ -212,6 +212,8 @@ EXPECTED = {
     "TransientError": Decision.RETRY,
     "ServiceError": Decision.RETRY,
     "AmbiguousOutcomeError": Decision.RETRY,  # the runner looks for outputs before re-sending
+    "BadOutputError": Decision.RETRY,  # fetched again, the process call redone once; the
+                                       # runner quarantines it as "bad_output" in the end
     "RateLimitedError": Decision.RETRY,
     "RemoteFileMissingError": Decision.RETRY,
     "PauseError": Decision.PAUSE_AUTH,
