@@ -18,6 +18,7 @@ class of the exception, never from its message. The tree says who is to blame::
     │   │   │   ├── AmbiguousOutcomeError  the call may have run: look for its outputs first
     │   │   │   └── UnreachableError   never reached the service (refused, DNS, connect
     │   │   │                          timeout): no file's fault, pauses all API work
+    │   │   │   └── BadOutputError     a 200 whose body is not the variant's image: never publish
     │   │   ├── RateLimitedError       429, carrying the clamped Retry-After
     │   │   └── RemoteFileMissingError 404: regional routing or expiry, redo with a new upload
     │   ├── PauseError                 pause every API call, quarantine nothing
@@ -134,6 +135,13 @@ class UnreachableError(ServiceError):
     """The request never reached the service: connection refused, a name that does not
     resolve, a connect timeout. No input can be to blame, so the failure policy pauses all API
     work (``engine.failures``) instead of spending the job's attempts."""
+class BadOutputError(ServiceError):
+    """A downloaded output failed verification: not an image (an HTML page answered 200), cut,
+    of another format, or of a size its variant cannot have. Fetched again, then the process
+    call is redone once; never published. ``reason`` is its quarantine reason code.
+    """
+
+    reason = "bad_output"
 
 
 class RateLimitedError(TransientError):

@@ -1,10 +1,18 @@
 """The BackgroundCut API v3 client: upload, process, download, usage (api-v3.md).
 
 One ``requests.Session`` per worker thread, made by an injected factory; no retries of its
-own (the scheduler is the one layer that retries); connect and read timeouts on every
-request; every failure raised as a class of :mod:`bgcut_watchd.errors` by
-:mod:`bgcut_watchd.api.statuses`. The API key is only ever in the sessions' headers: never
-in a message, a log line or ``repr``.
+own (the scheduler is the one layer that retries); every failure raised as a class of
+:mod:`bgcut_watchd.errors` by :mod:`bgcut_watchd.api.statuses`. The API key is only ever in
+the sessions' headers: never in a message, a log line or ``repr``.
+
+Timeouts: urllib3's connect and per-read timeouts, and for each call as a whole (connect,
+sending, the answer's headers and its whole body) a total deadline of ``connect_timeout_s`` +
+its endpoint's timeout (usage and the look for an output use the download's), enforced by
+:mod:`bgcut_watchd.api.deadline`; past it the call is aborted and raised as an
+``AmbiguousOutcomeError`` (it may have run), or for a download's body a ``ServiceError``.
+
+Over 300 lines on purpose: one class, a method per endpoint and the request plumbing they
+share (sessions, the deadline, statuses), which reads best in one place.
 """
 
 from __future__ import annotations
@@ -22,13 +30,18 @@ from typing import BinaryIO
 from urllib.parse import quote
 
 import requests
-from requests.adapters import HTTPAdapter
 from requests_toolbelt import MultipartEncoder
 
 from bgcut_watchd.api.body import BODY_READ_ERRORS, copy_body, json_field, read_body
-from bgcut_watchd.api.statuses import error_for_status, transport_error
+from bgcut_watchd.api.deadline import CallWatch, DeadlineAdapter, TimerFactory, start_thread_timer
+from bgcut_watchd.api.statuses import deadline_error, error_for_status, transport_error
 from bgcut_watchd.config import ApiConfig, Variant
-from bgcut_watchd.errors import ConfigError, RemoteFileMissingError
+from bgcut_watchd.errors import (
+    AmbiguousOutcomeError,
+    ConfigError,
+    RemoteFileMissingError,
+    ServiceError,
+)
 
 logger = logging.getLogger("bgcut_watchd.api")
 
@@ -102,6 +115,7 @@ class BackgroundCutClient:
         wall_clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
         on_request: RequestObserver | None = None,
+        start_timer: TimerFactory = start_thread_timer,
     ) -> None:
         """Raises ConfigError when the key is empty or not printable ASCII (never quoting it).
 
@@ -117,6 +131,7 @@ class BackgroundCutClient:
         self._wall_clock = wall_clock
         self._monotonic = monotonic
         self._on_request = on_request
+        self._start_timer = start_timer
         self._local = threading.local()
         self._sessions: list[requests.Session] = []
         self._sessions_lock = threading.Lock()
@@ -220,17 +235,25 @@ class BackgroundCutClient:
             raise
 
     def _session(self) -> requests.Session:
+        """This thread's session (made with the watch of its calls' deadlines)."""
         session: requests.Session | None = getattr(self._local, "session", None)
         if session is None:
             session = self._session_factory()
             session.headers["Authorization"] = self._auth_header
-            no_retries = HTTPAdapter(max_retries=0)  # the scheduler is the one retrying layer
-            session.mount("http://", no_retries)
-            session.mount("https://", no_retries)
-            self._local.session = session
+            watch = CallWatch(self._start_timer)
+            adapter = DeadlineAdapter(watch)  # no retries: the scheduler is the one retrying
+            session.mount("http://", adapter)
+            session.mount("https://", adapter)
+            self._local.session, self._local.watch = session, watch
             with self._sessions_lock:
                 self._sessions.append(session)
         return session
+
+    def _watch(self) -> CallWatch:
+        """The deadline watch of this thread's session."""
+        self._session()
+        watch: CallWatch = self._local.watch
+        return watch
 
     def _redact(self, text: str) -> str:
         return text.replace(self._key, "[redacted]")
@@ -245,25 +268,40 @@ class BackgroundCutClient:
     def _request(
         self, endpoint: str, method: str, path: str, timeout: Timeout, **kwargs: object
     ) -> Iterator[requests.Response]:
-        """Send one request; yield a 2xx streamed response, closed on exit; raise otherwise."""
+        """Send one request; yield a 2xx streamed response, closed on exit; raise otherwise.
+
+        The whole call, the caller's reading of the body included, runs under the total
+        deadline ``sum(timeout)`` (connect + the endpoint's timeout).
+        """
+        session, watch = self._session(), self._watch()
         started_s = self._monotonic()
         code = NO_ANSWER
         try:
-            try:
-                response = self._session().request(
-                    method, self._base_url + path, timeout=timeout, stream=True,
-                    allow_redirects=method == "GET", **kwargs,  # type: ignore[arg-type]
-                )
-            except requests.RequestException as exc:
-                logger.debug("%s failed after %.0f ms: %s", endpoint,
-                             (self._monotonic() - started_s) * 1000, type(exc).__name__)
-                raise transport_error(endpoint, exc, self._redact) from None
-            with response:
-                code = str(response.status_code)
-                logger.debug("%s -> HTTP %d in %.0f ms", endpoint, response.status_code,
-                             (self._monotonic() - started_s) * 1000)
-                self._raise_for_status(endpoint, response)
-                yield response
+            with watch.deadline(sum(timeout)) as deadline:
+                try:
+                    response = session.request(
+                        method, self._base_url + path, timeout=timeout, stream=True,
+                        allow_redirects=method == "GET", **kwargs,  # type: ignore[arg-type]
+                    )
+                except requests.RequestException as exc:
+                    logger.debug("%s failed after %.0f ms: %s", endpoint,
+                                 (self._monotonic() - started_s) * 1000, type(exc).__name__)
+                    if deadline.expired:
+                        raise deadline_error(endpoint, deadline.budget_s,
+                                             ambiguous=True) from None
+                    raise transport_error(endpoint, exc, self._redact) from None
+                with response:
+                    code = str(response.status_code)
+                    logger.debug("%s -> HTTP %d in %.0f ms", endpoint, response.status_code,
+                                 (self._monotonic() - started_s) * 1000)
+                    self._raise_for_status(endpoint, response)
+                    try:
+                        yield response
+                    except ServiceError as exc:  # the body broke off: at the deadline?
+                        if not deadline.expired:
+                            raise
+                        ambiguous = isinstance(exc, AmbiguousOutcomeError)
+                        raise deadline_error(endpoint, deadline.budget_s, ambiguous) from None
         finally:
             self._observe(endpoint, code, self._monotonic() - started_s)
 

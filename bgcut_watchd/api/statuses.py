@@ -15,7 +15,8 @@ Transport failures (timeouts, resets, truncated or malformed bodies) are ``Servi
 (``UnreachableError`` when no connection was made: refused, DNS, connect timeout);
 those that happen once the request may have reached the server are the subclass
 ``AmbiguousOutcomeError``, so the job layer can check for a process call's outputs before
-paying for it twice (api-v3.md, "Credits").
+paying for it twice (api-v3.md, "Credits"). A call aborted at its total deadline
+(``api.deadline``) is one of these too.
 """
 
 from __future__ import annotations
@@ -152,6 +153,17 @@ def transport_error(
     if isinstance(exc, requests.Timeout):
         return AmbiguousOutcomeError(endpoint, f"timed out waiting for the answer: {what}")
     return AmbiguousOutcomeError(endpoint, f"connection lost: {what}")
+
+
+def deadline_error(endpoint: str, budget_s: float, ambiguous: bool) -> ServiceError:
+    """The exception for a call aborted at its total deadline (connect + endpoint timeout).
+
+    ``ambiguous``: the call may have run (an answer that never completed, a JSON body); a
+    download's broken body is a plain ``ServiceError``, as when it breaks off by itself.
+    """
+    detail = f"no complete answer within {budget_s:g} s, the call's total deadline: aborted"
+    error_class = AmbiguousOutcomeError if ambiguous else ServiceError
+    return error_class(endpoint, detail)
 
 
 def _may_have_been_sent(exc: Exception) -> bool:

@@ -2,8 +2,9 @@
 
 A real HTTP/1.1 server on loopback implementing api-v3.md: uploads stored on disk, the API key
 checked, every variant rendered with Pillow, and faults injected on demand (latency, 5xx, 429
-with Retry-After, resets, truncated downloads, 404 after upload, 401 and 402 switches), with a
-request log tests can read. Importing this package starts nothing.
+with Retry-After, resets, truncated downloads, 404 after upload, downloads answered 200 with an
+HTML page or with a cut body whose Content-Length matches it, answers dribbled byte by byte, 401
+and 402 switches), with a request log tests can read. Importing this package starts nothing.
 
 Modules: ``options`` (the knobs), ``server`` (``FakeApiServer``), ``handler`` (HTTP plumbing),
 ``app`` (endpoint logic), ``control`` (``/_control/``), ``faults``, ``render``, ``variants``

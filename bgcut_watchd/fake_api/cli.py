@@ -35,6 +35,13 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _rate(text: str) -> float:
+    value = float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0 bytes per second, got {text}")
+    return value
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the emulator's flags to ``parser`` (one per ``FakeApiOptions`` field, plus address)."""
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
@@ -56,8 +63,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     faults.add_argument("--fail-truncate", type=_share, default=0.0, metavar="SHARE")
     faults.add_argument("--fail-404", type=_share, default=0.0, metavar="SHARE",
                         help="process/download answer 404 for an existing file")
+    faults.add_argument("--fail-html-200", type=_share, default=0.0, metavar="SHARE",
+                        help="downloads answered 200 with a small HTML page instead of the file "
+                             "(a maintenance page, captive portal or CDN error)")
+    faults.add_argument("--fail-cut-body", type=_share, default=0.0, metavar="SHARE",
+                        help="downloads send the first half of the file with a Content-Length "
+                             "that matches it: a cut nothing at the HTTP level reveals")
     faults.add_argument("--auth-fail", action="store_true", help="answer 401 to every request")
     faults.add_argument("--credits-exhausted", action="store_true", help="answer 402 to process")
+    dribble = parser.add_argument_group("dribbling (answers sent slowly, byte by byte)")
+    for endpoint in ("upload", "process", "download"):
+        dribble.add_argument(f"--dribble-{endpoint}", type=_rate, default=0.0,
+                             metavar="BYTES_PER_S",
+                             help=f"send every {endpoint} answer's body at this rate (0: at once)")
+    dribble.add_argument("--dribble-headers", action="store_true",
+                         help="dribble the status line and headers too, not only the body")
     parser.add_argument("--seed", type=int, default=None, help="seed of the fault dice")
     parser.add_argument("--request-log", type=Path, metavar="FILE",
                         help="append every API request to FILE as JSON lines")
@@ -79,6 +99,10 @@ def options_from_args(args: argparse.Namespace) -> FakeApiOptions:
         latency_download_s=args.latency_download, fail_5xx=args.fail_5xx,
         fail_429=args.fail_429, retry_after_s=args.retry_after, fail_reset=args.fail_reset,
         fail_truncate=args.fail_truncate, fail_404_after_upload=args.fail_404,
+        fail_html_200=args.fail_html_200, fail_cut_body=args.fail_cut_body,
+        dribble_upload_bytes_per_s=args.dribble_upload,
+        dribble_process_bytes_per_s=args.dribble_process,
+        dribble_download_bytes_per_s=args.dribble_download, dribble_headers=args.dribble_headers,
         auth_fail=args.auth_fail, credits_exhausted=args.credits_exhausted, seed=args.seed,
         request_log=args.request_log, max_upload_bytes=args.max_upload_bytes,
         expiry_s=args.expiry, quota_bytes=args.quota_bytes,

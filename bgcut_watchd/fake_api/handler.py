@@ -3,8 +3,9 @@
 One handler instance serves one keep-alive connection. Every request body is fully read (or
 the connection closed) before the next request, so keep-alive survives early error answers.
 
-Over 300 lines on purpose: the raw-socket faults (resets, truncation, dribbling) must sit
-beside the HTTP plumbing they subvert; the endpoint logic is in ``app``.
+Over 300 lines on purpose: the raw-socket faults (resets, truncation, cut bodies, HTML pages
+answered 200, dribbling) must sit beside the HTTP plumbing they subvert; the endpoint logic is
+in ``app``.
 """
 
 from __future__ import annotations
@@ -71,6 +72,8 @@ class FakeApiHandler(BaseHTTPRequestHandler):
     _body: IO[bytes] | None = None
     _status: int | None = None
     _unlogged: _Outcome | None = None
+    _dribble_bytes_per_s: float = 0.0  # this answer's rate, 0 for at once
+    _dribble_headers: bool = False
 
     @property
     def app(self) -> FakeApiApp:
@@ -91,6 +94,26 @@ class FakeApiHandler(BaseHTTPRequestHandler):
         self._log_outcome()
         super().end_headers()
 
+    def flush_headers(self) -> None:
+        """Send the buffered status line and headers, dribbled when the options say so."""
+        buffered = b"".join(getattr(self, "_headers_buffer", []))
+        self._headers_buffer: list[bytes] = []
+        if self._dribble_headers:
+            self._write(buffered)
+        elif buffered:
+            self.wfile.write(buffered)
+
+    def _write(self, data: bytes) -> None:
+        """Send ``data``: at once, or dribbled in small pieces at this answer's rate."""
+        rate = self._dribble_bytes_per_s
+        if rate <= 0:
+            self.wfile.write(data)
+            return
+        piece_bytes = max(1, int(rate / 10))  # about ten writes a second
+        for start in range(0, len(data), piece_bytes):
+            self.app.sleep(piece_bytes / rate)
+            self.wfile.write(data[start:start + piece_bytes])
+
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         """Protocol-level errors (bad request line, ...) as JSON too."""
         self.close_connection = True
@@ -103,6 +126,7 @@ class FakeApiHandler(BaseHTTPRequestHandler):
 
     def _dispatch(self) -> None:
         self._status = None
+        self._dribble_bytes_per_s, self._dribble_headers = 0.0, False
         path = self.path.split("?", 1)[0].split("#", 1)[0]
         self._body = self._open_body()
         if self._body is None:
@@ -162,7 +186,7 @@ class FakeApiHandler(BaseHTTPRequestHandler):
             self.send_header(name, value)
         self.end_headers()
         if self.command != "HEAD":
-            self.wfile.write(body)
+            self._write(body)
 
     def send_problem(self, exc: HTTPException) -> None:
         """Answer ``exc`` as ``{"detail": ...}`` with its status and headers."""
@@ -230,6 +254,10 @@ class FakeApiHandler(BaseHTTPRequestHandler):
         outcome.file_path = _file_hint(endpoint, outcome.path, body)
         self.app.sleep(faults.latency_s(endpoint, options))
         outcome.fault = self.app.dice.roll(endpoint, options)
+        self._dribble_bytes_per_s = faults.dribble_bytes_per_s(endpoint, options)
+        if self._dribble_bytes_per_s > 0:
+            self._dribble_headers = options.dribble_headers
+            outcome.fault = outcome.fault or faults.FAULT_DRIBBLE
         if outcome.fault == faults.FAULT_RESET:
             self._log_outcome()
             self._reset_connection()
@@ -254,28 +282,43 @@ class FakeApiHandler(BaseHTTPRequestHandler):
             self.send_json(200, {"output_file_paths": output_paths})
         elif endpoint == "download":
             entry = app.find(outcome.file_path or "", options)
-            self._send_file(entry.path, truncate=outcome.fault == faults.FAULT_TRUNCATE)
+            if outcome.fault == faults.FAULT_HTML_200:
+                self._send_html_page()
+            else:
+                self._send_file(entry.path, outcome.fault)
         else:
             self.send_json(200, app.usage(options))
 
-    def _send_file(self, path: str, truncate: bool) -> None:
-        """Stream a stored file; with ``truncate``, announce it whole but send half, then close."""
+    def _send_file(self, path: str, fault: str | None) -> None:
+        """Stream a stored file. ``truncate``: announce it whole, send half, close. ``cut_body``:
+        announce and send its first half only (the HTTP answer looks complete)."""
         try:
             stream = self.app.storage.local_path(path).open("rb")
         except OSError as exc:
             raise NotFound(description=f"File not found: {path}") from exc
         with stream:
             size_bytes = os.fstat(stream.fileno()).st_size
+            cut = fault in (faults.FAULT_TRUNCATE, faults.FAULT_CUT_BODY)
+            sent_bytes = size_bytes // 2 if cut else size_bytes
             self.send_response(200)
             content_type = mimetypes.guess_type(path)[0] or "application/octet-stream"
             self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(size_bytes))
+            announced = sent_bytes if fault == faults.FAULT_CUT_BODY else size_bytes
+            self.send_header("Content-Length", str(announced))
             self.end_headers()
-            if truncate:
-                self.wfile.write(stream.read(size_bytes // 2))
-                self.close_connection = True
+            if cut or self._dribble_bytes_per_s > 0:
+                self._write(stream.read(sent_bytes))
+                self.close_connection = fault == faults.FAULT_TRUNCATE
             else:
                 self.connection.sendfile(stream)
+
+    def _send_html_page(self) -> None:
+        """A 200 whose body is an HTML page, not the file (a maintenance page, a portal)."""
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(faults.HTML_PAGE)))
+        self.end_headers()
+        self._write(faults.HTML_PAGE)
 
     def _reset_connection(self) -> None:
         """Drop the connection with a TCP RST (SO_LINGER 0) and no response at all."""

@@ -15,8 +15,11 @@ from typing import Any
 DEFAULT_EXPIRY_S = 7200.0
 DEFAULT_QUOTA_BYTES = 10 * 1024**3
 
-SHARE_FIELDS = ("fail_5xx", "fail_429", "fail_reset", "fail_truncate", "fail_404_after_upload")
+SHARE_FIELDS = ("fail_5xx", "fail_429", "fail_reset", "fail_truncate", "fail_404_after_upload",
+                "fail_html_200", "fail_cut_body")
 LATENCY_FIELDS = ("latency_upload_s", "latency_process_s", "latency_download_s")
+DRIBBLE_FIELDS = ("dribble_upload_bytes_per_s", "dribble_process_bytes_per_s",
+                  "dribble_download_bytes_per_s")
 
 
 @dataclass(frozen=True)
@@ -24,7 +27,11 @@ class FakeApiOptions:
     """Behaviour of the emulator; every field can also be changed while it runs.
 
     Shares are probabilities in 0..1 drawn per API request from ``random.Random(seed)``;
-    0 never and 1 always injects the fault.
+    0 never and 1 always injects the fault. ``fail_html_200`` answers a download 200 with a small
+    HTML page (a maintenance page, captive portal or CDN error); ``fail_cut_body`` sends a
+    download's first half with a Content-Length that matches it (the cut cannot be seen at the
+    HTTP level). ``dribble_<endpoint>_bytes_per_s`` > 0 sends that endpoint's answer body at that
+    rate (0: at once); with ``dribble_headers`` the status line and headers are dribbled too.
 
     Raises:
         ValueError: on construction, when a field is out of range or of the wrong type.
@@ -39,6 +46,12 @@ class FakeApiOptions:
     fail_reset: float = 0.0
     fail_truncate: float = 0.0
     fail_404_after_upload: float = 0.0
+    fail_html_200: float = 0.0
+    fail_cut_body: float = 0.0
+    dribble_upload_bytes_per_s: float = 0.0
+    dribble_process_bytes_per_s: float = 0.0
+    dribble_download_bytes_per_s: float = 0.0
+    dribble_headers: bool = False
     auth_fail: bool = False
     credits_exhausted: bool = False
     seed: int | None = None
@@ -76,7 +89,7 @@ def _coerce(name: str, value: Any) -> Any:
     """Turn a JSON value into the field's Python type where that is lossless."""
     if name == "request_log" and isinstance(value, str):
         return Path(value)
-    if name in SHARE_FIELDS + LATENCY_FIELDS + ("expiry_s",) and _is_int(value):
+    if name in SHARE_FIELDS + LATENCY_FIELDS + DRIBBLE_FIELDS + ("expiry_s",) and _is_int(value):
         return float(value)
     return value
 
@@ -96,11 +109,11 @@ def _problems(options: FakeApiOptions) -> list[str]:
         value = getattr(options, name)
         if not _is_number(value) or not 0.0 <= value <= 1.0:
             problems.append(f"{name} must be a number in 0..1, got {value!r}")
-    for name in LATENCY_FIELDS:
+    for name in LATENCY_FIELDS + DRIBBLE_FIELDS:
         value = getattr(options, name)
         if not _is_number(value) or value < 0:
             problems.append(f"{name} must be a number >= 0, got {value!r}")
-    for name in ("auth_fail", "credits_exhausted"):
+    for name in ("auth_fail", "credits_exhausted", "dribble_headers"):
         if not isinstance(getattr(options, name), bool):
             problems.append(f"{name} must be a boolean")
     problems.extend(_scalar_problems(options))

@@ -73,6 +73,8 @@ class CopiedOutputs:
     temps: tuple[str, ...]
     sha256s: tuple[str, ...]
 
+log = logging.getLogger("bgcut_watchd.job")
+
 
 def copy_earlier_outputs(ledger: Ledger, sha256: str, variant_key: str,
                          variants: Sequence[Variant], out_dir: Path,

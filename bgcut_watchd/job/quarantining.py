@@ -19,7 +19,13 @@ from pathlib import Path
 
 from bgcut_watchd.clock import iso_utc_seconds
 from bgcut_watchd.config.model import FolderConfig, Variant
-from bgcut_watchd.errors import ApiError, BgcutError, InputError, QuarantineUnfinishedError
+from bgcut_watchd.errors import (
+    ApiError,
+    BadOutputError,
+    BgcutError,
+    InputError,
+    QuarantineUnfinishedError,
+)
 from bgcut_watchd.fsops import sha256_of_regular_file, show_path
 from bgcut_watchd.job.dispose import delete_input
 from bgcut_watchd.job.journal import JobState
@@ -108,7 +114,7 @@ class JobQuarantine:
 
     def _record(self, job: ClaimedJob, exc: BaseException, stage: str,
                 variants: Sequence[Variant]) -> QuarantineRecord:
-        if isinstance(exc, InputError):
+        if isinstance(exc, InputError | BadOutputError):
             reason = exc.reason
         elif isinstance(exc, BgcutError):
             reason = "retries_exhausted"

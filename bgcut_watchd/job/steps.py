@@ -1,5 +1,5 @@
 """One job from its journaled state to its end: validate → upload → process → download →
-publish → dispose, or quarantine.
+verify → publish → dispose, or quarantine.
 
 Each step journals its result before the next starts, so a job interrupted anywhere (kill -9,
 a retry, a pause) resumes from the last durable state: an upload is never repeated once its
@@ -14,13 +14,19 @@ process call is never re-sent blindly (its outputs are looked for, with backoff,
 ``api.process_timeout_s`` first); and a move to the archive or the quarantine is journaled
 before it starts, so one interrupted after its copy is finished, never repeated.
 
+Every download is verified (``verify``) before its ``.dl`` becomes a ``.part``, so a ``.part``
+is always whole and verified. A bad output (an HTML page answered 200, a cut body) is deleted and
+fetched again; a second bad copy in a row redoes the process call, once per job; after that it
+is only fetched again, until the failure policy's ``max_attempts`` quarantines the job as
+``bad_output``. The journal's ``last_stage`` carries this across retries and restarts.
+
 Failures leave this module as exceptions of the tree in ``errors.py``; the failure policy
 (``engine.failures``) decides from their class and calls :meth:`JobRunner.quarantine` when needed.
 
-Over 300 lines on purpose: the steps read in order as one story, with the naming helpers they
-share; what could stand apart does: duplicate reuse and single flight (``duplicates``), the
-input checks (``settle``), the look-out of an unanswered call (``lookout``), quarantine
-(``quarantining``).
+Over 300 lines on purpose: the steps read in order as one story (the bounded redo of a bad
+output included), with the naming helpers they share; what could stand apart does: duplicate
+reuse and single flight (``duplicates``), the checks of an output (``verify``), the input checks
+(``settle``), the look-out of an unanswered call (``lookout``), quarantine (``quarantining``).
 """
 
 from __future__ import annotations
@@ -46,6 +52,7 @@ from bgcut_watchd.config.model import (
 )
 from bgcut_watchd.errors import (
     ApiError,
+    BadOutputError,
     InputError,
     LocalDiskError,
     RemoteFileMissingError,
@@ -84,6 +91,7 @@ from bgcut_watchd.job.quarantining import JobQuarantine
 from bgcut_watchd.job.settle import InputFreeze
 from bgcut_watchd.job.unsettled import second_look_s
 from bgcut_watchd.job.validate import PixelBudget, validate_input
+from bgcut_watchd.job.verify import upright_size, verify_output
 from bgcut_watchd.job.workarea import ClaimedJob
 from bgcut_watchd.ledger import Ledger
 
@@ -93,6 +101,9 @@ T = TypeVar("T")
 
 DOWNLOAD_MISSING = "download-missing"    # last_stage: a download answered 404 once
 REUSED = "duplicate"                      # last_stage: outputs copied from an earlier job
+BAD_OUTPUT = "bad-output"                # last_stage: a download failed verification once
+REDO_PROCESS = "redo-process"            # last_stage: twice in a row: call process once more
+PROCESS_REDONE = "process-redone"        # last_stage: process was redone: only fetch again now
 
 
 
@@ -203,8 +214,6 @@ class JobRunner:
         job.save(job.record.advance(JobState.UPLOADED, remote_input=remote))
 
     def _process(self, job: ClaimedJob) -> None:
-        remote_input = job.record.remote_input
-        assert remote_input is not None  # journaled with state "uploaded"
         variants = self.variants_of(job)
         wanted = remote_output_paths(self.api.upload_prefix, job.job_id, variants,
                                      job.record.remote_round)
@@ -212,45 +221,71 @@ class JobRunner:
                 job, wanted, partial(self._outputs_exist, wanted), self.api.process_timeout_s,
                 self.wall_clock, self.folder.name):
             return
+        outputs = self._call_process(job, variants, wanted, redo=False)
+        job.save(job.record.advance(JobState.PROCESSED, remote_outputs=tuple(outputs),
+                                    last_stage="process"))
+
+    def _redo_process(self, job: ClaimedJob) -> None:
+        """An output came back bad twice in a row: it may be broken on the service's side, so
+        render it again, once per job. A redo that may have run is not sent a third time."""
+        variants = self.variants_of(job)
+        wanted = remote_output_paths(self.api.upload_prefix, job.job_id, variants,
+                                     job.record.remote_round)
+        outputs = self._call_process(job, variants, wanted, redo=True)
+        job.save(job.record.advance(JobState.PROCESSED, remote_outputs=tuple(outputs),
+                                    last_stage=PROCESS_REDONE))
+
+    def _call_process(self, job: ClaimedJob, variants: tuple[Variant, ...], wanted: list[str],
+                      *, redo: bool) -> list[str]:
+        """The paid call. When it may have run without an answer: a first call is looked for
+        before it is sent again (``lookout``), a redo is not sent again. A 404 restarts the
+        remote work. Raises ApiError subclasses, OSError."""
+        remote_input = job.record.remote_input
+        assert remote_input is not None  # journaled with state "uploaded", kept after
         try:
-            outputs = self.guard.call("process", lambda: self._send_process(
+            return self.guard.call("process", lambda: self._send_process(
                 job, remote_input, variants, wanted))
         except AmbiguousOutcomeError:
-            # The call may have run (and been paid for): look before sending it again.
-            mark_ambiguous(job, self._now())
+            if redo:
+                job.save(job.record.advance(job.record.state, last_stage=PROCESS_REDONE))
+            else:  # the call may have run (and been paid for): look before sending it again
+                mark_ambiguous(job, self._now())
             raise
         except RemoteFileMissingError:  # the upload expired or lives in another region
             self._restart_remote(job)
             raise
         except ApiError:  # answered: the call did not run, a restart need not look for it
             if job.record.process_sent_at is not None:
-                job.save(job.record.advance(JobState.UPLOADED, process_sent_at=None))
+                job.save(job.record.advance(job.record.state, process_sent_at=None))
             raise
-        job.save(job.record.advance(JobState.PROCESSED, remote_outputs=tuple(outputs),
-                                    last_stage="process"))
 
     def _send_process(self, job: ClaimedJob, remote_input: str, variants: tuple[Variant, ...],
                       wanted: list[str]) -> list[str]:
         """Journal that the paid call is being sent (a restart then looks for its outputs
         first), then send it. Raises ApiError subclasses, OSError."""
-        job.save(job.record.advance(JobState.UPLOADED, process_sent_at=self._now()))
+        job.save(job.record.advance(job.record.state, process_sent_at=self._now()))
         return self.client.process(remote_input, variants, wanted)
 
     def _download(self, job: ClaimedJob) -> None:
+        if job.record.last_stage == REDO_PROCESS:
+            self._redo_process(job)
         out_dir = self._out_dir(job)
         with local_disk("creating the outbox folder", out_dir):
             make_dirs(out_dir)
+        input_size = upright_size(job.input_path)  # the header only
         temps: list[str] = []
         for index, remote in enumerate(job.record.remote_outputs):
             temp = temp_path_for(out_dir, job.job_id, index)
             if not os.path.lexists(temp):  # finished downloads survive a retry or a crash
-                self._download_one(job, remote, index, temp)
+                self._download_one(job, remote, index, temp, input_size)
             temps.append(os.fsdecode(temp))
         job.save(job.record.advance(JobState.DOWNLOADED, temp_outputs=tuple(temps),
                                     last_stage="download"))
 
-    def _download_one(self, job: ClaimedJob, remote: str, index: int, temp: Path) -> None:
-        """Download into ``.dl``, fsync, rename to ``.part``: a ``.part`` is always whole."""
+    def _download_one(self, job: ClaimedJob, remote: str, index: int, temp: Path,
+                      input_size: tuple[int, int] | None) -> None:
+        """Download into ``.dl``, fsync, verify, rename to ``.part``: a ``.part`` is always
+        whole and verified."""
         partial_path = download_path_for(temp.parent, job.job_id, index)
         try:
             with local_disk("writing an output", partial_path):  # ENOSPC: pause the folder
@@ -265,7 +300,22 @@ class JobRunner:
             raise
         with local_disk("writing an output", temp):
             fsync_file(partial_path)
+            self._verify(job, partial_path, index, input_size)
             partial_path.rename(temp)
+
+    def _verify(self, job: ClaimedJob, path: Path, index: int,
+                input_size: tuple[int, int] | None) -> None:
+        """Raises BadOutputError (the download deleted, the next step journaled) or OSError."""
+        variants = self.variants_of(job)
+        if index >= len(variants):  # cannot happen with the journaled set; never publish it
+            return
+        try:
+            verify_output(path, variants[index], input_size, self.decode_budget)
+        except BadOutputError:
+            path.unlink(missing_ok=True)
+            job.save(job.record.advance(JobState.PROCESSED,
+                                        last_stage=_after_bad_output(job.record.last_stage)))
+            raise
 
     def _publish(self, job: ClaimedJob) -> None:
         temps = [Path(p) for p in job.record.temp_outputs]
@@ -443,3 +493,12 @@ class JobRunner:
 
     def _now(self) -> str:
         return iso_utc(self.wall_clock())
+
+def _after_bad_output(last_stage: str | None) -> str:
+    """The journal's next ``last_stage`` after a bad download: fetch again, then redo the
+    process call once, then only fetch again."""
+    if last_stage == BAD_OUTPUT:
+        return REDO_PROCESS
+    if last_stage == PROCESS_REDONE:
+        return PROCESS_REDONE
+    return BAD_OUTPUT

@@ -81,9 +81,9 @@ REASONS: Final = frozenset({
 
 _OPEN_FLAGS: Final = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 _READ_CHUNK_BYTES: Final = 1 << 20
-_SNIFF_BYTES: Final = 4096
+SNIFF_BYTES: Final = 4096
 _ACCEPTED: Final = "JPEG, PNG, WebP or AVIF"
-_PILLOW_FORMAT: Final[dict[ImageFormat, str]] = {
+PILLOW_FORMATS: Final[dict[ImageFormat, str]] = {
     "jpeg": "JPEG", "png": "PNG", "webp": "WEBP", "avif": "AVIF",
 }
 _PNG_SIGNATURE: Final = b"\x89PNG\r\n\x1a\n"
@@ -250,7 +250,7 @@ def _hash_and_sniff(fp: BinaryIO, max_bytes: int) -> tuple[str, bytes, int]:
     size_bytes = 0
     with _unreadable_on_os_error():
         while chunk := fp.read(_READ_CHUNK_BYTES):
-            head = head or chunk[:_SNIFF_BYTES]
+            head = head or chunk[:SNIFF_BYTES]
             size_bytes += len(chunk)
             _refuse_too_large(size_bytes, max_bytes)
             digest.update(chunk)
@@ -259,8 +259,9 @@ def _hash_and_sniff(fp: BinaryIO, max_bytes: int) -> tuple[str, bytes, int]:
     return digest.hexdigest(), head, size_bytes
 
 
-def _sniff(head: bytes) -> str | None:
-    """Name the format from the first bytes, or None when no known signature matches."""
+def sniff_format(head: bytes) -> str | None:
+    """Name the format from the first bytes (lower case: one the API takes, e.g. ``png``;
+    otherwise a name such as ``GIF``), or None when no known signature matches."""
     for signature, name in _SIGNATURES:
         if head.startswith(signature):
             return name
@@ -292,8 +293,8 @@ def _ascii(raw: bytes) -> str:
 
 def _identify(head: bytes) -> ImageFormat:
     """The real format from the magic bytes, whatever the file is called."""
-    name = _sniff(head)
-    if name in _PILLOW_FORMAT:
+    name = sniff_format(head)
+    if name in PILLOW_FORMATS:
         return name
     if name is not None:
         raise _reject(UNSUPPORTED_FORMAT, f"the content is {name}, not {_ACCEPTED} (the name "
@@ -306,9 +307,9 @@ def _decode_fully(fp: BinaryIO, image_format: ImageFormat, size_bytes: int,
                   max_pixels: int, budget: PixelBudget | None) -> tuple[int, int]:
     """Check the header's pixel count, then decode every pixel; return (width, height)."""
     if image_format == "png":
-        _verify_png_chunks(fp, size_bytes)
+        verify_png_chunks(fp, size_bytes)
     fp.seek(0)
-    pillow_formats = [_PILLOW_FORMAT[image_format]]
+    pillow_formats = [PILLOW_FORMATS[image_format]]
     image = _pillow_step(image_format, lambda: Image.open(fp, formats=pillow_formats))
     with image:
         width, height = image.size
@@ -359,8 +360,11 @@ def _broken(image_format: ImageFormat, exc: BaseException) -> LocalInputError:
                                   f"decode fully: {why}")
 
 
-def _verify_png_chunks(fp: BinaryIO, size_bytes: int) -> None:
-    """Check every chunk's CRC up to IEND; Pillow itself skips those of IDAT and IEND."""
+def verify_png_chunks(fp: BinaryIO, size_bytes: int) -> None:
+    """Check every chunk's CRC up to IEND; Pillow itself skips those of IDAT and IEND.
+
+    Raises LocalInputError (``invalid_image``, or ``unreadable`` for a read failure).
+    """
     fp.seek(len(_PNG_SIGNATURE))
     chunks = PngImagePlugin.ChunkStream(fp)
     try:

@@ -11,6 +11,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from bgcut_watchd.fake_api import FakeApiServer
 from tests.hostile import make_valid_jpeg
@@ -35,7 +36,7 @@ def _sha256(path: Path) -> str:
 
 
 def _drop_twice(root: Path, emulator: FakeApiServer, *, delete_first_outputs: bool = False,
-                **folder: object) -> Path:
+                cut_first_output: bool = False, **folder: object) -> Path:
     """``first.jpg`` processed, then the same bytes as ``second.jpg``; returns the outbox."""
     config = write_config(root, emulator.base_url, folder=dict(folder))
     inbox, outbox, archive = (root / "studio" / n for n in ("inbox", "outbox", "archive"))
@@ -48,6 +49,9 @@ def _drop_twice(root: Path, emulator: FakeApiServer, *, delete_first_outputs: bo
         wait_for(lambda: len(files_under(archive)) == 1, what="first input archived")
         if delete_first_outputs:
             (outbox / "first.thumb.webp").unlink()
+        if cut_first_output:  # someone's tool cut it short since: not reusable
+            data = (outbox / "first.white.jpg").read_bytes()
+            (outbox / "first.white.jpg").write_bytes(data[: len(data) // 2])
         shutil.copyfile(original, inbox / "second.jpg")
         wait_for(lambda: len(files_under(archive)) == 2, what="second input archived")
     assert sorted(p.name for p in files_under(archive)) == ["first.jpg", "second.jpg"]
@@ -82,6 +86,17 @@ def test_duplicate_is_paid_again_when_the_first_outputs_are_gone(
     assert (_calls(emulator, "upload"), _calls(emulator, "process")) == (2, 2)
     assert sorted(p.name for p in files_under(outbox)) == sorted(
         ["first.full.png", "first.white.jpg"] + [f"second{s}" for s in VARIANT_SUFFIXES])
+
+
+def test_duplicate_is_paid_again_when_a_first_output_no_longer_verifies(
+    tmp_path: Path, emulator: FakeApiServer,
+) -> None:
+    outbox = _drop_twice(tmp_path, emulator, cut_first_output=True)
+    assert (_calls(emulator, "upload"), _calls(emulator, "process")) == (2, 2)
+    for suffix in VARIANT_SUFFIXES:
+        with Image.open(outbox / f"second{suffix}") as image:
+            image.load()  # whole: the cut copy was never kept
+    assert [p.name for p in files_under(outbox) if p.name.startswith(".")] == []
 
 
 def test_the_same_content_under_other_variants_is_processed(

@@ -229,6 +229,8 @@ EXPECTED = {
     "ServiceError": Decision.RETRY,
     "AmbiguousOutcomeError": Decision.RETRY,  # the runner looks for outputs before re-sending
     "UnreachableError": Decision.PAUSE_UNREACHABLE,  # no file's fault: the service is away
+    "BadOutputError": Decision.RETRY,  # fetched again, the process call redone once; the
+                                       # runner quarantines it as "bad_output" in the end
     "RateLimitedError": Decision.RETRY,
     "RemoteFileMissingError": Decision.RETRY,
     "PauseError": Decision.PAUSE_AUTH,

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import random
+import time
 from pathlib import Path
 
 import pytest
 import requests
 import urllib3
 
-from bgcut_watchd.fake_api import FakeApiOptions, FakeApiServer
+from bgcut_watchd.fake_api import FakeApiOptions, FakeApiServer, faults
 
 from .conftest import USAGE_URL, Client, image_bytes
 
@@ -156,3 +158,87 @@ def test_stop_closes_idle_keep_alive_connections(tmp_path: Path) -> None:
         api.stop()
     with pytest.raises(requests.ConnectionError):
         client.session.get(url, timeout=5)
+
+
+# --- the answer's content: an HTML page answered 200, a cut body, dribbling ------------------
+
+def test_fail_html_200_answers_a_download_with_an_html_page(
+    client: Client, api: FakeApiServer
+) -> None:
+    data = image_bytes("PNG")
+    path = client.upload_ok(data, name="x.png")
+    api.update(fail_html_200=1.0)
+    response = client.download(path)
+    assert response.status_code == 200
+    assert response.headers["Content-Type"].startswith("text/html")
+    assert response.content == faults.HTML_PAGE
+    assert int(response.headers["Content-Length"]) == len(faults.HTML_PAGE)
+    assert api.requests()[-1].fault == "html_200"
+    assert client.upload(image_bytes()).status_code == 200  # downloads only
+    api.update(fail_html_200=0.0)
+    assert client.download(path).content == data
+
+
+def test_fail_cut_body_sends_half_with_a_matching_content_length(
+    client: Client, api: FakeApiServer
+) -> None:
+    data = image_bytes("PNG")
+    path = client.upload_ok(data, name="x.png")
+    api.update(fail_cut_body=1.0)
+    response = client.download(path)
+    assert response.status_code == 200
+    assert int(response.headers["Content-Length"]) == len(response.content) == len(data) // 2
+    assert response.content == data[: len(data) // 2]  # a complete answer, a cut image
+    assert api.requests()[-1].fault == "cut_body"
+    api.update(fail_cut_body=0.0)
+    assert client.download(path).content == data  # same keep-alive connection, still usable
+
+
+def test_content_faults_leave_the_transport_faults_of_a_seed_unchanged() -> None:
+    """The content shares come from their own generator: an earlier seed's 5xx/reset/...
+    sequence is what five draws per request from random.Random(seed) gave before them."""
+    options = FakeApiOptions(fail_5xx=0.5, fail_cut_body=0.5)
+    dice, reference = faults.FaultDice(11), random.Random(11)
+    for _ in range(40):
+        _reset, fail_5xx, *_ = [reference.random() for _ in range(5)]
+        expected = "5xx" if fail_5xx < 0.5 else None
+        assert dice.roll("upload", options) == expected
+
+
+def _timed_download(client: Client, path: str) -> tuple[float, float, bytes]:
+    """Seconds to the headers, seconds to the whole body, and the body."""
+    started = time.monotonic()
+    response = client.download(path, stream=True)
+    headers_s = time.monotonic() - started
+    body = response.content
+    return headers_s, time.monotonic() - started, body
+
+
+def test_dribble_download_sends_the_body_slowly(client: Client, api: FakeApiServer) -> None:
+    data = image_bytes("PNG", size=(120, 90))
+    path = client.upload_ok(data, name="x.png")
+    rate = len(data) / 0.6  # the whole body in about 0.6 s
+    api.update(dribble_download_bytes_per_s=rate)
+    headers_s, body_s, body = _timed_download(client, path)
+    assert body == data
+    assert headers_s < 0.3 and body_s >= 0.5
+    assert api.requests()[-1].fault == "dribble"
+    assert client.upload(image_bytes()).elapsed.total_seconds() < 0.3  # downloads only
+    api.update(dribble_download_bytes_per_s=0)
+    assert _timed_download(client, path)[1] < 0.3
+
+
+def test_dribble_headers_slows_the_status_line_too(client: Client, api: FakeApiServer) -> None:
+    path = client.upload_ok(image_bytes("PNG", size=(40, 30)), name="x.png")
+    api.update(dribble_download_bytes_per_s=300, dribble_headers=True)  # ~150 header bytes
+    headers_s, _, _ = _timed_download(client, path)
+    assert headers_s >= 0.3
+
+
+def test_dribble_process_sends_its_json_slowly(client: Client, api: FakeApiServer) -> None:
+    path = client.upload_ok()
+    api.update(dribble_process_bytes_per_s=100)  # about 50 bytes of JSON: 0.5 s
+    started = time.monotonic()
+    response = client.process(path, {"output_file_path": "p/o.png"})
+    assert response.status_code == 200 and response.json()["output_file_paths"] == ["p/o.png"]
+    assert time.monotonic() - started >= 0.4

@@ -52,7 +52,8 @@ def test_options_defaults_match_the_brief() -> None:
     "changes",
     [{"fail_5xx": 1.5}, {"fail_429": -0.1}, {"latency_upload_s": -1}, {"auth_fail": "yes"},
      {"retry_after_s": 1.5}, {"expiry_s": 0}, {"max_upload_bytes": 0}, {"seed": "x"},
-     {"fail_reset": True}],
+     {"fail_reset": True}, {"fail_html_200": 2}, {"fail_cut_body": -1},
+     {"dribble_download_bytes_per_s": -5}, {"dribble_headers": 1}],
 )
 def test_invalid_options_are_refused(changes: dict[str, object]) -> None:
     with pytest.raises(ValueError, match=next(iter(changes))):
