@@ -50,13 +50,19 @@ class Claims:
                else parts.workarea.claim_copy(folder, source, copy_as))
         if job is None:
             return None
-        name = Path(job.record.original_relpath).name
-        try:
-            parts.runner.ledger.record_claim(job.job_id, folder, name, parts.runner.variant_key)
-        except sqlite3.Error as exc:  # the history only: the job itself is journaled
-            log.error("job %s: cannot record the claim in the ledger: %s", job.job_id, exc)
+        self.record(parts, job)
         self.hold(job)
         return job
+
+    def record(self, parts: FolderParts, job: ClaimedJob) -> None:
+        """Record a new job in the ledger (a claim, or a page a multi-page input handed over).
+        Raises nothing: the ledger is the history only, the job itself is journaled."""
+        name = Path(job.record.original_relpath).name
+        try:
+            parts.runner.ledger.record_claim(job.job_id, job.record.folder, name,
+                                             parts.runner.variant_key)
+        except sqlite3.Error as exc:
+            log.error("job %s: cannot record the claim in the ledger: %s", job.job_id, exc)
 
     def hold(self, job: ClaimedJob) -> JobTicket:
         """Keep ``job`` (a fresh claim or a recovered one); the ticket that runs it next."""

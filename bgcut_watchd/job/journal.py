@@ -65,6 +65,14 @@ class JobRecord:
     final_outputs: tuple[str, ...] = ()
     last_error: str | None = None
     last_stage: str | None = None
+    # Normalisation (job.normalize, job.pages): what is uploaded instead of the input, in
+    # words; a multi-page input's page count once its other pages are written; a page job's
+    # page number and the relpath of the input it comes from.
+    upload_file: str | None = None
+    normalized: str | None = None
+    pages: int = 1
+    page: int = 0
+    page_of: str | None = None
 
     @classmethod
     def start(cls, job_id: str, folder: str, original_relpath: str, now: str) -> JobRecord:
@@ -132,6 +140,11 @@ class JobRecord:
                 final_outputs=_strs(data, "final_outputs"),
                 last_error=_opt_str(data, "last_error"),
                 last_stage=_opt_str(data, "last_stage"),
+                upload_file=_opt_str(data, "upload_file"),
+                normalized=_opt_str(data, "normalized"),
+                pages=_int(data, "pages", 1),
+                page=_int(data, "page", 0),
+                page_of=_opt_str(data, "page_of"),
             )
         except KeyError as exc:
             raise ValueError(f"journal field missing: {exc}") from exc
@@ -148,8 +161,9 @@ def _opt_str(data: Mapping[str, Any], key: str) -> str | None:
     return None if data.get(key) is None else _str(data, key)
 
 
-def _int(data: Mapping[str, Any], key: str) -> int:
-    value = data[key]
+def _int(data: Mapping[str, Any], key: str, default: int | None = None) -> int:
+    """An integer field; ``default`` when absent (a field later versions added)."""
+    value = data[key] if default is None else data.get(key, default)
     if not isinstance(value, int) or isinstance(value, bool):
         raise ValueError(f"journal field {key!r} is not an integer")
     return value

@@ -54,22 +54,26 @@ from bgcut_watchd.job.duplicates import (
 )
 from bgcut_watchd.job.journal import JobState
 from bgcut_watchd.job.logfields import job_fields
+from bgcut_watchd.job.metadata import read_metadata
 from bgcut_watchd.job.naming import (
     MAX_NAME_RACES,
     choose_output_set,
     download_path_for,
     output_names,
+    output_stem,
     relative_subfolder,
     remote_output_paths,
     remote_upload_path,
-    split_name,
     temp_path_for,
 )
+from bgcut_watchd.job.normalize import Limits, upload_for
+from bgcut_watchd.job.pages import Spawn, hand_over_pages, write_pages
 from bgcut_watchd.job.publish import discard_temps, publish_set
 from bgcut_watchd.job.quarantine import QuarantineRecord, quarantine
+from bgcut_watchd.job.stamp import stamp_file
 from bgcut_watchd.job.unsettled import check_again_later, second_look_s
-from bgcut_watchd.job.validate import PixelBudget, validate_input
-from bgcut_watchd.job.workarea import ClaimedJob
+from bgcut_watchd.job.validate import PixelBudget, ValidatedInput, validate_input
+from bgcut_watchd.job.workarea import ClaimedJob, WorkArea
 from bgcut_watchd.ledger import Ledger
 
 log = logging.getLogger("bgcut_watchd.job")
@@ -106,6 +110,7 @@ class JobRunner:
     monotonic: Callable[[], float] = time.monotonic
     decode_budget: PixelBudget | None = None  # shared by every folder's runner
     in_flight: SingleFlight | None = None  # shared likewise; None: no single flight
+    spawn: Spawn | None = None  # runs a page job of a multi-page input (the engine's queue)
 
     @cached_property
     def variant_key(self) -> str:
@@ -152,6 +157,7 @@ class JobRunner:
 
     def _upload(self, job: ClaimedJob) -> None:
         self._wait_while_in_flight(job, job.record.sha256)  # before decoding the input again
+        hand_over_pages(job, WorkArea(self.folder.inbox), self.spawn)  # before anything fails
         try:
             checked = validate_input(job.input_path, max_bytes=self.limits.max_input_bytes,
                                      max_pixels=self.limits.max_input_pixels,
@@ -161,11 +167,13 @@ class JobRunner:
             raise
         job.save(job.record.advance(JobState.CLAIMED, sha256=checked.sha256))
         self.ledger.update(job.job_id, sha256=checked.sha256, stage="upload")
+        self._split_pages(job, checked)
         if self._reuse_duplicate(job, checked.sha256):
             return
+        source, name = upload_for(job, checked, self._decode_limits, partial(self._say, job))
         upload_path = remote_upload_path(self.api.upload_prefix, job.job_id)
         remote = self.guard.call("upload", lambda: self.client.upload(
-            job.input_path, upload_path, self._input_name(job)))
+            source, upload_path, name))
         job.save(job.record.advance(JobState.UPLOADED, remote_input=remote))
 
     def _process(self, job: ClaimedJob) -> None:
@@ -215,6 +223,7 @@ class JobRunner:
             else:
                 job.save(job.record.advance(JobState.PROCESSED, last_stage=DOWNLOAD_MISSING))
             raise
+        self._keep_metadata(job, partial_path)
         with local_disk("writing an output", temp):
             fsync_file(partial_path)
             partial_path.rename(temp)
@@ -246,8 +255,8 @@ class JobRunner:
         source = job.input_path
         if os.path.lexists(source):
             name = Path(job.record.original_relpath).name
-            if self.folder.on_success == "delete":
-                delete_input(source)
+            if self.folder.on_success == "delete" or job.record.page_of is not None:
+                delete_input(source)  # a page's file: its multi-page original is archived
             else:
                 assert self.folder.archive is not None  # config requires it with "archive"
                 archive(source, self.folder.archive, self._subfolder(job), name)
@@ -299,6 +308,37 @@ class JobRunner:
             first_seen=iso_utc_seconds(job.record.first_seen),
             quarantined_at=iso_utc_seconds(datetime.now(UTC)),
         )
+
+    # -- normalisation (job.normalize, job.pages, job.stamp) ------------------------------
+
+    @cached_property
+    def _decode_limits(self) -> Limits:
+        return Limits(self.limits.max_input_bytes, self.limits.max_input_pixels,
+                      self.decode_budget)
+
+    def _split_pages(self, job: ClaimedJob, checked: ValidatedInput) -> None:
+        """Pages 2..N of a multi-page input become jobs of their own (``job.pages``)."""
+        write_pages(job, checked, self._decode_limits, self.folder.keep_metadata,
+                    partial(self._say, job))
+        hand_over_pages(job, WorkArea(self.folder.inbox), self.spawn)
+
+    def _keep_metadata(self, job: ClaimedJob, output: Path) -> None:
+        """Stamp the input's copyright, artist, date and description into a downloaded output
+        (``keep_metadata``). Raises LocalDiskError; an output it cannot parse stays as it is."""
+        meta = read_metadata(job.input_path) if self.folder.keep_metadata else None
+        if not meta:
+            return
+        try:
+            with local_disk("writing an output", output):
+                stamp_file(output, meta)
+        except ValueError as exc:
+            log.warning("job %s [%s] %s: output kept without metadata: %s", job.job_id,
+                        self.folder.name, show_path(job.record.original_relpath), exc,
+                        extra=self.log_fields(job, stage="download"))
+
+    def _say(self, job: ClaimedJob, text: str) -> None:
+        log.info("job %s [%s] %s: %s", job.job_id, self.folder.name,
+                 show_path(job.record.original_relpath), text, extra=self.log_fields(job))
 
     # -- helpers --------------------------------------------------------------------------
 
@@ -388,12 +428,13 @@ class JobRunner:
                    for p in remote_paths)
 
     def _choose_names(self, job: ClaimedJob) -> list[Path]:
-        stem, _ = split_name(Path(job.record.original_relpath).name)
-        folder = self.folder
+        record, folder = job.record, self.folder
+        stem, tail = output_stem(record.original_relpath, page=record.page,
+                                 page_of=record.page_of, pages=record.pages)
         return choose_output_set(
             self._out_dir(job),
             lambda s: output_names(folder.output_name, s, folder.variants, folder.name),
-            stem, folder.on_conflict)
+            stem, folder.on_conflict, tail)
 
     def _subfolder(self, job: ClaimedJob) -> Path:
         return relative_subfolder(self.folder.inbox, job.record.original_relpath)

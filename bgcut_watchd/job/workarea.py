@@ -31,6 +31,7 @@ import stat
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from bgcut_watchd.clock import WallClock, iso_utc, utc_now
 from bgcut_watchd.fsops import copy_file_durably, fsync_dir
@@ -209,13 +210,32 @@ class WorkArea:
             return None
         return job_dir, lock_fd
 
+    def hand_over(self, folder_name: str, source: Path, relpath: str,
+                  **fields: Any) -> ClaimedJob | None:
+        """Move ``source`` (a file some job wrote into its own dir: a page of a multi-page
+        input) into a new job dir, with ``fields`` in its journal, and own that job.
+
+        The same protocol as :meth:`claim`, the writing job's dir standing in for the inbox:
+        the file is in exactly one of the two dirs at every moment, so a crash can neither lose
+        it nor give it to two jobs. Returns None when ``source`` is gone (handed over already)
+        or another daemon's recovery took the brand-new dir. Raises ValueError for a bad
+        ``relpath``; OSError (the file stays where it was).
+        """
+        self._check_relpath(relpath)
+        locked = self._new_locked_job_dir()
+        if locked is None:
+            return None
+        return self._move_in(folder_name, source, relpath, *locked, **fields)
+
     def _move_in(
         self, folder_name: str, path: Path, relpath: str, job_dir: Path, lock_fd: int,
+        **fields: Any,
     ) -> ClaimedJob | None:
         """Journal ``claiming``, rename the input in, fsync both dirs, journal ``claimed``."""
         journal = Journal(job_dir, clock=self._clock)
         try:
-            record = journal.write(JobRecord.start(job_dir.name, folder_name, relpath, self._now()))
+            start = JobRecord.start(job_dir.name, folder_name, relpath, self._now())
+            record = journal.write(start.advance(JobState.CLAIMING, **fields))
             path.rename(job_dir / input_name_for(relpath))
         except BaseException as exc:
             release = _closer(lock_fd)
