@@ -2,17 +2,21 @@
 
 No API call, no file moved, nothing written (the ledger is read only if it already exists). In
 order: whether PATH is already a result (in an outbox, archive or quarantine: never taken from
-there), which folder's inbox holds it, the ignore rule that hides it, the local check (format,
-size, sha256, or the quarantine reason it would get), whether the ledger knows the same content
-with the same variants (the outputs would be copied, no API call), the remote calls (one upload,
-one process call with every variant's fields, one download per output), the output names
-against the outbox as it is now, and where the input goes afterwards.
+there), which folder's inbox holds it, the ignore rule that hides it (or that it is camera RAW,
+left alone with ``raw_files = "ignore"``), the local check (format, size, sha256, or the
+quarantine reason it would get), the normalisation (``HEIC → PNG, rotated 90°, Display P3 →
+sRGB, 3 pages → 3 jobs``, or byte for byte), whether the ledger knows the same content with
+the same variants (the outputs would be copied, no API call), the remote calls (one upload, one
+process call with every variant's fields, one download per output), the output names (every
+page's) against the outbox as it is now, and where the input goes afterwards.
 
 Exit codes: 0 the daemon would process PATH; 1 it would not (ignored, not a file, rejected by
 the local check and so quarantined, in no inbox, or already in an outbox, archive or
 quarantine); 2 usage error; 78 configuration error. A path in no inbox is never seen by the
 daemon; the plan ``process`` would follow for it (a copy, the original untouched) is shown all
 the same, with the folder ``--folder`` would have to name.
+
+Over 300 lines on purpose: one dry run, read top to bottom in the order the daemon works.
 
 ``--json`` prints one object: ``{"path", "folder" (name or null), "relpath", "verdict",
 "exit_code", "steps": [{"step", "text"}...]}`` where ``verdict`` is one of ``process``,
@@ -38,16 +42,20 @@ from bgcut_watchd.exitcodes import EXIT_FAILURE, EXIT_OK
 from bgcut_watchd.fsops import show_path
 from bgcut_watchd.intake.ignore import IgnoreRules
 from bgcut_watchd.intake.scan import is_candidate
+from bgcut_watchd.intake.sniff import sniff_camera_raw
 from bgcut_watchd.job.duplicates import intact_earlier_outputs
 from bgcut_watchd.job.naming import (
     choose_output_set,
     free_name,
     output_names,
+    output_stem,
+    page_relpath,
     relative_subfolder,
     remote_output_paths,
     remote_upload_path,
-    split_name,
+    upload_name_for,
 )
+from bgcut_watchd.job.normalize import decide
 from bgcut_watchd.job.quarantine import ERROR_SUFFIX
 from bgcut_watchd.job.validate import ValidatedInput, validate_input
 from bgcut_watchd.ledger import LEDGER_NAME, Ledger
@@ -199,6 +207,8 @@ def _plan(config: Config, folder: FolderConfig, path: Path, relpath: str, report
     """The local check and, if it passes, the calls, the outputs and the disposal."""
     sub = relative_subfolder(folder.inbox, relpath)
     name = PurePath(relpath).name
+    if _raw_left_alone(folder, path, report):
+        return report.end("ignored")
     try:
         checked = validate_input(path, max_bytes=config.daemon.max_input_bytes,
                                  max_pixels=config.daemon.max_input_pixels)
@@ -210,9 +220,12 @@ def _plan(config: Config, folder: FolderConfig, path: Path, relpath: str, report
         return report.end("quarantine")
     report.say("local check", f"OK: {checked.format} {checked.width}x{checked.height}, "
                               f"{checked.size_bytes} bytes, sha256 {checked.sha256}")
+    plan = decide(checked)
+    report.say("normalise", plan.describe())
     if not _duplicate(config, folder, checked, report):
-        _remote_calls(config, folder, name, report)
-    _outputs(folder, sub, name, report)
+        sent = upload_name_for(name, "png") if plan.convert else name
+        _remote_calls(config, folder, sent, report, checked.pages)
+    _outputs(folder, sub, name, report, checked.pages)
     _afterwards(folder, sub, name, report, copy=copy)
     return EXIT_OK
 
@@ -244,11 +257,13 @@ def _duplicate(config: Config, folder: FolderConfig, checked: ValidatedInput,
     return True
 
 
-def _remote_calls(config: Config, folder: FolderConfig, name: str, report: Report) -> None:
+def _remote_calls(config: Config, folder: FolderConfig, name: str, report: Report,
+                  pages: int) -> None:
     prefix = remote_upload_path(config.api.upload_prefix, JOB_ID)
     outputs = remote_output_paths(config.api.upload_prefix, JOB_ID, folder.variants)
     count = len(folder.variants)
-    report.say("remote calls", f"{count + 2} ({config.api.base_url})")
+    per_page = f" per page, {pages} pages: {pages * (count + 2)} in all" if pages > 1 else ""
+    report.say("remote calls", f"{count + 2}{per_page} ({config.api.base_url})")
     report.say("", f"1. upload to {json.dumps(prefix)} as {json.dumps(safe_upload_name(name))}")
     report.say("", f"2. process, one call with {count} variant(s):")
     for variant, output in zip(folder.variants, outputs, strict=True):
@@ -256,16 +271,32 @@ def _remote_calls(config: Config, folder: FolderConfig, name: str, report: Repor
     report.say("", f"3. download, {count} call(s): one per output")
 
 
-def _outputs(folder: FolderConfig, sub: Path, name: str, report: Report) -> None:
+def _raw_left_alone(folder: FolderConfig, path: Path, report: Report) -> bool:
+    """True (said so) when ``path`` is camera RAW and the folder leaves RAW in the inbox."""
+    if folder.raw_files != "ignore":
+        return False
+    try:
+        kind = sniff_camera_raw(path)
+    except OSError:
+        return False
+    if kind is not None:
+        report.say("ignored", f"camera RAW ({kind}): left in the inbox, untouched, never "
+                              'uploaded (raw_files = "ignore"; "quarantine" would move it)')
+    return kind is not None
+
+
+def _outputs(folder: FolderConfig, sub: Path, name: str, report: Report, pages: int) -> None:
     out_dir = folder.outbox / sub
-    stem, _ = split_name(name)
-    finals = choose_output_set(
-        out_dir, lambda s: output_names(folder.output_name, s, folder.variants, folder.name),
-        stem, folder.on_conflict)
     report.say("outputs", f"in {show_path(out_dir)} (on_conflict = {folder.on_conflict}, "
                           "names as the outbox is now)")
-    for variant, final in zip(folder.variants, finals, strict=True):
-        report.say("", f"{variant.name}: {show_path(final.name)}")
+    for page in range(1, pages + 1):
+        stem, tail = output_stem(name, pages=pages) if page == 1 else output_stem(
+            page_relpath(name, page, "png"), page=page, page_of=name)
+        finals = choose_output_set(
+            out_dir, lambda s: output_names(folder.output_name, s, folder.variants, folder.name),
+            stem, folder.on_conflict, tail)
+        for variant, final in zip(folder.variants, finals, strict=True):
+            report.say("", f"{variant.name}: {show_path(final.name)}")
 
 
 def _afterwards(folder: FolderConfig, sub: Path, name: str, report: Report, *,

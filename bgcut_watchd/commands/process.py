@@ -64,7 +64,7 @@ from bgcut_watchd.exitcodes import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 from bgcut_watchd.fsops import make_dirs, sha256_of_regular_file, show_path
 from bgcut_watchd.job.duplicates import intact_earlier_outputs
 from bgcut_watchd.job.naming import output_names, relative_subfolder, split_name
-from bgcut_watchd.job.workarea import WORK_DIR_NAME
+from bgcut_watchd.job.workarea import WORK_DIR_NAME, ClaimedJob
 from bgcut_watchd.ledger import JobEnd
 
 log = logging.getLogger("bgcut_watchd.process")
@@ -94,6 +94,18 @@ class _Run:
             if item is not None:
                 detail = "skipped by the pipeline" if outcome.kind is OutcomeKind.SKIPPED else ""
                 self._add(Result(item, _FINAL[outcome.kind], detail, ticket.job_id))
+        self.changed.set()
+
+    def adopt(self, job: ClaimedJob) -> None:
+        """Engine's ``on_job_spawned``: a page of a multi-page input of this run is a job of
+        its own now; it counts as one more result of the same input."""
+        with self.lock:
+            parent = next((item for item in self.jobs.values()
+                           if item.folder.name == job.record.folder
+                           and item.relpath == job.record.page_of), None)
+            if parent is not None:
+                self.jobs[job.job_id] = parent
+                self.bar.total = (self.bar.total or 0) + 1
         self.changed.set()
 
     def finish(self, item: Input, outcome: str, detail: str, job_id: str | None = None,
@@ -190,7 +202,8 @@ def _run_engine(config: Config, api_key: str, inputs: list[Input],
     """Feed ``inputs`` to a fresh engine; (why it stopped early or None, ends by job id)."""
     if not inputs:
         return None, {}
-    engine = Engine(config, api_key, cancel=threading.Event(), on_ticket_done=run.ticket_done)
+    engine = Engine(config, api_key, cancel=threading.Event(), on_ticket_done=run.ticket_done,
+                    on_job_spawned=run.adopt)
     feed = deque(inputs)
     signals = _Signals(run.changed)
     with signals.installed():

@@ -7,7 +7,9 @@ every file) is copied in (``WorkArea.claim_copy``, a detached job) and the origi
 moved or deleted. A copied file's place "in the inbox" (``relpath``: it picks the output
 subfolder) is its path below the folder argument it was found in, or its bare name.
 
-Folders given are walked with the folder's ignore rules (relative to the inbox for a folder inside
+Camera RAW is listed as ignored, never taken, when the folder says ``raw_files = "ignore"``
+(the daemon leaves it in the inbox the same way). Folders given are walked with the folder's
+ignore rules (relative to the inbox for a folder inside
 it, else to the folder given); ignored entries are listed, not taken. A walk never takes files
 from a configured outbox, archive or quarantine found below the folder given (that would feed
 outputs back in). A file named explicitly is taken even if an ignore rule matches its name: you
@@ -26,6 +28,7 @@ from bgcut_watchd.config.model import Config, FolderConfig
 from bgcut_watchd.fsops import show_path
 from bgcut_watchd.intake.ignore import IgnoreRules
 from bgcut_watchd.intake.scan import scan_folder
+from bgcut_watchd.intake.sniff import sniff_camera_raw
 from bgcut_watchd.job.workarea import WORK_DIR_NAME
 
 
@@ -97,8 +100,12 @@ def _one_file(folder: FolderConfig, path: Path, relpath: PurePath, collected: Co
     the inbox it is claimed as itself (and quarantined by the local check, like the daemon).
     """
     in_inbox = inbox_relpath(folder.inbox, path)
+    raw = _camera_raw(path) if folder.raw_files == "ignore" else None
     if in_inbox is not None and in_inbox.parts[:1] == (WORK_DIR_NAME,):
         collected.refused.append(Skipped(path, "inside the work area (a job in progress)"))
+    elif raw is not None:
+        collected.ignored.append(Skipped(path, f'camera RAW ({raw}), never uploaded '
+                                               '(raw_files = "ignore")'))
     elif in_inbox is not None and collected.output_dir is None:
         collected.add(Input(folder.inbox / in_inbox, folder, os.fsdecode(in_inbox), copy=False))
     else:
@@ -107,6 +114,15 @@ def _one_file(folder: FolderConfig, path: Path, relpath: PurePath, collected: Co
         source = Path(os.path.realpath(path)) if explicit and path.is_symlink() else path
         collected.add(Input(source, folder, os.fsdecode(relpath), copy=True,
                             output_dir=collected.output_dir))
+
+
+def _camera_raw(path: Path) -> str | None:
+    """The camera RAW format of the regular file at ``path``, or None (not RAW, or not a
+    regular file we could read: the local check says what is wrong then)."""
+    try:
+        return sniff_camera_raw(path) if path.is_file() else None
+    except OSError:
+        return None
 
 
 def _walk(config: Config, folder: FolderConfig, top: Path, collected: Collected) -> None:

@@ -18,6 +18,7 @@ from bgcut_watchd.config.model import (
     DEFAULT_CONFIG_PATH,
     FORMAT_EXTENSIONS,
     QUALITIES,
+    RAW_FILES_CHOICES,
     ApiConfig,
     Config,
     DaemonConfig,
@@ -270,6 +271,8 @@ def _parse_folder(
     archive_days = table.integer("archive_retention_days", d.archive_retention_days, minimum=0)
     quarantine_days = table.integer("quarantine_retention_days", d.quarantine_retention_days,
                                     minimum=0)
+    keep_metadata = table.boolean("keep_metadata", d.keep_metadata)
+    raw_files = table.choice("raw_files", d.raw_files, RAW_FILES_CHOICES)
     if name is None or inbox is None or outbox is None or quarantine is None or chosen is None:
         return None
     folder = FolderConfig(
@@ -279,7 +282,8 @@ def _parse_folder(
         output_name=output_name, on_conflict=on_conflict,
         ignore=tuple(item for _, item in ignore or ()), reprocess_duplicates=reprocess_duplicates,
         remove_empty_subfolders=remove_empty, archive_retention_days=archive_days,
-        quarantine_retention_days=quarantine_days,
+        quarantine_retention_days=quarantine_days, keep_metadata=keep_metadata,
+        raw_files=raw_files,
     )
     check_folder(table, folder, broken)
     return folder

@@ -22,6 +22,7 @@ API_KEY_CREDENTIAL = "api-key"
 
 FORMAT_EXTENSIONS = {"png": "png", "jpeg": "jpg", "jpg": "jpg", "webp": "webp", "avif": "avif"}
 QUALITIES = ("high", "medium", "low")
+RAW_FILES_CHOICES = ("ignore", "quarantine")
 
 
 @dataclass(frozen=True)
@@ -113,6 +114,8 @@ class FolderConfig:
     remove_empty_subfolders: bool = True
     archive_retention_days: int = 0
     quarantine_retention_days: int = 0
+    keep_metadata: bool = True  # outputs carry the input's copyright, artist, date, caption
+    raw_files: str = "ignore"  # camera RAW: "ignore" (left in the inbox) | "quarantine"
 
 
 @dataclass(frozen=True)

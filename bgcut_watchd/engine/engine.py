@@ -51,6 +51,7 @@ DRAIN_POLL_S = 0.2  # a draining stop's longest sleep between looks
 
 TicketDone = Callable[[JobTicket, Outcome], None]
 PathReleased = Callable[[str, Path], None]
+JobSpawned = Callable[[ClaimedJob], None]
 
 
 class Wake(Protocol):
@@ -74,14 +75,16 @@ class Engine:
     def __init__(self, config: Config, api_key: str, *, cancel: threading.Event,
                  on_ticket_done: TicketDone | None = None,
                  on_path_released: PathReleased | None = None,
+                 on_job_spawned: JobSpawned | None = None,
                  max_waiting: int | None = None,
                  observer: EngineObserver | None = None) -> None:
         """``on_path_released(folder, path)`` runs on the worker once per run of a ticket for a
         settled file: right after the claim moved it out of the inbox, or when the run ends
         without a claim (gone, taken by another daemon, folder paused). ``on_ticket_done``
-        runs after every run of a ticket. ``observer`` hears of every job that ended and every
-        API request (metrics, the status page, notifications). Raises OSError, sqlite3.Error,
-        ConfigError (the ledger cannot be opened)."""
+        runs after every run of a ticket; ``on_job_spawned`` for every page job a multi-page
+        input hands over (before it is queued). ``observer`` hears of every job that ended and
+        every API request (metrics, the status page, notifications). Raises OSError,
+        sqlite3.Error, ConfigError (the ledger cannot be opened)."""
         self.cancel = cancel
         self.observer = observer
         self.ledger = JobHistory(config.daemon.state_dir)
@@ -101,6 +104,7 @@ class Engine:
         self.wiring = self._wire(config)
         self._on_ticket_done = on_ticket_done
         self._on_path_released = on_path_released
+        self._on_job_spawned = on_job_spawned
         self._local = threading.local()  # per worker: did this run claim its file yet?
         self.scheduler = Scheduler(config.daemon.workers, self._run_ticket,
                                    max_waiting=max_waiting)
@@ -269,6 +273,18 @@ class Engine:
         except Exception:  # the observer's trouble never becomes the job's
             log.exception("job %s: the observer failed", job.job_id)
 
+    def _spawned(self, job: ClaimedJob) -> None:
+        """A page of a multi-page input became a job of its own (``job.pages``): record it,
+        hold it and queue it now, like a fresh claim."""
+        parts = self.folders.get(job.record.folder)
+        if parts is None:  # its folder was removed by a reload: the job waits in its work area
+            job.release()
+            return
+        self.claims.record(job, parts)
+        if self._on_job_spawned is not None:
+            self._on_job_spawned(job)
+        self._submit_held(job, parts, delay_s=0.0)
+
     def _heartbeat(self) -> None:
         """Every API answer shows the calling worker alive (for the systemd watchdog)."""
         self.scheduler.heartbeat()
@@ -278,7 +294,7 @@ class Engine:
             folder.name: FolderParts(
                 JobRunner(folder, config.api, config.daemon, self.client, self.ledger,
                           self.guard, decode_budget=self.decode_budget,
-                          in_flight=self.in_flight),
+                          in_flight=self.in_flight, spawn=self._spawned),
                 WorkArea(folder.inbox),
             )
             for folder in config.folders

@@ -4,6 +4,11 @@ The background cut is deliberately simple and deterministic: the median colour o
 border is taken as the background, and every pixel whose largest channel difference from it is
 within a threshold becomes transparent. ``quality`` picks the threshold and how much the mask's
 edge is feathered. Everything runs in Pillow's C code, so small images render in milliseconds.
+
+Only the documented contract (api-v3.md): JPEG, PNG, WebP and AVIF are taken, anything else is
+a 400 with the API's own message, and the pixels are used as stored: no EXIF orientation is
+applied and no ICC profile honoured, since nothing says the real API does either (the daemon
+must not depend on it; it sends upright sRGB pixels).
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from PIL import Image, ImageChops, ImageFilter, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageChops, ImageFilter, UnidentifiedImageError
 
 INVALID_IMAGE_DETAIL = "Invalid image format. Supported: JPEG, PNG, WebP, AVIF"
 INPUT_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "AVIF"})
@@ -45,7 +50,7 @@ class RenderSpec:
 
 
 def decode_image(path: Path) -> Image.Image:
-    """Decode ``path`` fully into an upright RGBA image.
+    """Decode ``path`` fully into an RGBA image, its pixels as stored (no EXIF orientation).
 
     Raises:
         UnreadableImageError: not a JPEG/PNG/WebP/AVIF file, or a truncated/corrupt one.
@@ -53,7 +58,7 @@ def decode_image(path: Path) -> Image.Image:
     try:
         with Image.open(path, formats=sorted(INPUT_FORMATS)) as image:
             image.load()
-            return ImageOps.exif_transpose(image).convert("RGBA")
+            return image.convert("RGBA")
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise UnreadableImageError(INVALID_IMAGE_DETAIL) from exc
     except Image.DecompressionBombError as exc:

@@ -19,6 +19,7 @@ A path handed out by ``poll_due`` stays in the in-flight set, and repeated event
 dropped, until ``done(path)``: the engine calls it right after the claim moved the file out of the
 inbox (so a new file under the same name is noticed at once), and the service calls it when the
 ticket ends without a claim (the file was gone, or left in place: the next rescan finds it).
+At that last look camera RAW is left in the inbox with ``raw_files = "ignore"`` (``rawfiles``).
 
 Over 300 lines on purpose: noticing, settling, the held-open check and handing out share one
 lock, one in-flight set and the per-folder trackers; split, each half would reach into the other.
@@ -38,6 +39,7 @@ from pathlib import Path, PurePath
 from bgcut_watchd.config.model import FolderConfig
 from bgcut_watchd.intake.fstype import MOUNTINFO_PATH, is_network_folder
 from bgcut_watchd.intake.ignore import IgnoreRules
+from bgcut_watchd.intake.rawfiles import RawLeftAlone
 from bgcut_watchd.intake.scan import is_candidate, scan_folder
 from bgcut_watchd.intake.stability import (
     Observation,
@@ -93,6 +95,7 @@ class IntakeCoordinator:
         self._in_flight: set[str] = set()  # str, not Path: a third of the memory
         self._opens = OpenCounts(clock, OPEN_HOLD_MAX_S)
         self._pending_dirs: dict[tuple[str, Path], None] = {}  # an ordered set
+        self._raw = RawLeftAlone()  # camera RAW left in the inboxes (raw_files = "ignore")
         self._lock = threading.Lock()
 
     # --- watchers -------------------------------------------------------------------------
@@ -167,10 +170,13 @@ class IntakeCoordinator:
             with self._lock:
                 folder.tracker.forget(path)
             self._opens.forget(path)
+            self._raw.forget(path)
             return
         except OSError as exc:
             logger.debug("folder %s: cannot stat %s: %s", folder_name, path, exc)
             return
+        if self._raw.known(path, st):
+            return  # camera RAW left alone, unchanged since
         if stat.S_ISDIR(st.st_mode):
             self.notice_dir(folder_name, path)
         elif is_candidate(path.name, st.st_mode):
@@ -336,11 +342,13 @@ class IntakeCoordinator:
             st = revalidated_stat(seen.path) if folder.on_network else os.lstat(seen.path)
         except OSError:
             return False  # gone or unreadable: a later event or rescan brings it back
+        unchanged = (st.st_size, st.st_mtime_ns) == (seen.size, seen.mtime_ns)
+        if unchanged and self._raw.leave_alone(folder.config, seen.path, st):
+            return False  # camera RAW, never uploaded: stays in the inbox, untouched
         key = str(seen.path)
         with self._lock:
             if key in self._in_flight:
                 return False
-            unchanged = (st.st_size, st.st_mtime_ns) == (seen.size, seen.mtime_ns)
             if not unchanged:
                 folder.tracker.observe(seen.path, st.st_size, st.st_mtime_ns)
                 return False

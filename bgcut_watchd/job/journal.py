@@ -102,6 +102,14 @@ class JobRecord:
     remote_round: int = 0
     dispose_target: str | None = None
     quarantine_target: str | None = None
+    # Normalisation (job.normalize, job.pages): what is uploaded instead of the input, in
+    # words; a multi-page input's page count once its other pages are written; a page job's
+    # page number and the relpath of the input it comes from.
+    upload_file: str | None = None
+    normalized: str | None = None
+    pages: int = 1
+    page: int = 0
+    page_of: str | None = None
 
     @classmethod
     def start(cls, job_id: str, folder: str, original_relpath: str, now: str,
@@ -194,6 +202,11 @@ class JobRecord:
                 detached=data.get("detached", False) is True,
                 output_dir=_opt_str(data, "output_dir"),
                 **_identity_fields(data),
+                upload_file=_opt_str(data, "upload_file"),
+                normalized=_opt_str(data, "normalized"),
+                pages=_int(data, "pages", 1),
+                page=_int(data, "page", 0),
+                page_of=_opt_str(data, "page_of"),
             )
         except KeyError as exc:
             raise ValueError(f"journal field missing: {exc}") from exc
@@ -257,8 +270,9 @@ def _opt_str(data: Mapping[str, Any], key: str) -> str | None:
     return None if data.get(key) is None else _str(data, key)
 
 
-def _int(data: Mapping[str, Any], key: str) -> int:
-    value = data[key]
+def _int(data: Mapping[str, Any], key: str, default: int | None = None) -> int:
+    """An integer field; ``default`` when absent (a field later versions added)."""
+    value = data[key] if default is None else data.get(key, default)
     if not isinstance(value, int) or isinstance(value, bool):
         raise ValueError(f"journal field {key!r} is not an integer")
     return value

@@ -1,6 +1,12 @@
 """Every name scheme of a job, in one place: output names (the ``output_name`` template), the
 ``-1, -2, ...`` rule shared by outputs, archive and quarantine, NAME_MAX, the hidden temporary
-names of downloads, the input's name in its job directory, and the remote paths of a job.
+names of downloads, the input's name in its job directory, the files normalisation writes there,
+the page suffix of a multi-page input, and the remote paths of a job.
+
+Pages: page N of a multi-page input ``scan.tif`` is a job of its own whose input is named
+``scan-pN.<ext>`` (its quarantine name), and every page's outputs take ``-pN`` on ``{stem}``,
+page 1 included (``scan-p1.full.png``, ``scan-p2.full.png``...), so ``output_name`` sees the
+stem ``scan-p2``. The suffix survives a NAME_MAX cut and comes before a conflict's ``-1``.
 
 Names are ``str`` as Python decodes them: undecodable bytes are lone surrogates and count as one
 byte each. Every name produced here fits in :data:`MAX_NAME_BYTES` bytes; when a long stem would
@@ -99,23 +105,25 @@ def _fit(names_for_stem: NamesForStem, stem: str, suffix: str) -> list[str]:
 
 def choose_output_set(
     out_dir: StrPath, names_for_stem: NamesForStem, stem: str, on_conflict: str,
+    tail: str = "",
 ) -> list[Path]:
     """Paths in ``out_dir`` for the whole set of names; ``-1``, ``-2``, ... on the stem if needed.
 
     With ``on_conflict="rename"``, if ANY name of the set exists the whole set moves on to the next
     suffix, so the names of one set always share one stem. ``"overwrite"`` keeps the names.
-    Raises ValueError for an unknown ``on_conflict`` or a set whose names ignore the stem.
+    ``tail`` (a page suffix) follows the stem and is never cut. Raises ValueError for an
+    unknown ``on_conflict`` or a set whose names ignore the stem.
     """
     if on_conflict not in ON_CONFLICT_CHOICES:
         raise ValueError(f"on_conflict must be one of {ON_CONFLICT_CHOICES}, not {on_conflict!r}")
     folder = Path(out_dir)
-    first = _fit(names_for_stem, stem, "")
+    first = _fit(names_for_stem, stem, tail)
     if on_conflict == "overwrite":
         return [folder / n for n in first]
-    if _fit(names_for_stem, stem, "-1") == first:
+    if _fit(names_for_stem, stem, tail + "-1") == first:
         raise ValueError("the names do not depend on the stem: cannot rename on conflict")
     for number in itertools.count():
-        names = first if number == 0 else _fit(names_for_stem, stem, f"-{number}")
+        names = first if number == 0 else _fit(names_for_stem, stem, f"{tail}-{number}")
         paths = [folder / n for n in names]
         if not any(os.path.lexists(p) for p in paths):
             return paths
@@ -152,6 +160,50 @@ def input_name_for(original: str) -> str:
     ``original`` when it is short plain ASCII."""
     suffix = Path(original).suffix
     return INPUT_STEM + (suffix.lower() if _ASCII_EXT.fullmatch(suffix) else "")
+
+
+def page_tail(page: int) -> str:
+    """What page ``page`` of a multi-page input adds to its stem: ``-p2``."""
+    return f"-p{page}"
+
+
+def output_stem(original_relpath: str, *, page: int = 0, page_of: str | None = None,
+                pages: int = 1) -> tuple[str, str]:
+    """(stem, tail) of a job's outputs: a page job's come from the multi-page input's name and
+    its page; page 1 of a multi-page input takes ``-p1``; any other input its own stem."""
+    if page_of is not None and page > 0:
+        return split_name(Path(page_of).name)[0], page_tail(page)
+    stem = split_name(Path(original_relpath).name)[0]
+    return stem, page_tail(1) if pages > 1 else ""
+
+
+def page_relpath(original_relpath: str, page: int, ext: str) -> str:
+    """The relpath of page ``page`` of a multi-page input: ``sub/scan-p2.png`` (within
+    NAME_MAX, the suffix kept): its name in logs, in the ledger and in the quarantine."""
+    relative = Path(original_relpath)
+    stem = split_name(relative.name)[0]
+    name = _fit(lambda s: [f"{s}.{ext}"], stem, page_tail(page))[0]
+    return os.fsdecode(relative.parent / name)
+
+
+PAGE_PREFIX = "page-"
+UPLOAD_STEM = "upload"
+
+
+def page_file_name(page: int, ext: str) -> str:
+    """Page ``page`` of a multi-page input, written into its job dir before its own job
+    takes it (``page-2.png``)."""
+    return f"{PAGE_PREFIX}{page}.{ext}"
+
+
+def upload_file_name(ext: str) -> str:
+    """The converted file a job uploads instead of its input (``upload.png``)."""
+    return f"{UPLOAD_STEM}.{ext}"
+
+
+def upload_name_for(original_relpath: str, ext: str) -> str:
+    """The file name sent with a converted upload: the input's stem, the new extension."""
+    return split_name(Path(original_relpath).name)[0] + f".{ext}"
 
 
 def _temp_prefix(job_id: str) -> str:

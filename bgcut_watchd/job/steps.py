@@ -74,25 +74,29 @@ from bgcut_watchd.job.duplicates import (
 from bgcut_watchd.job.journal import JobState
 from bgcut_watchd.job.logfields import job_fields
 from bgcut_watchd.job.lookout import PROCESS_AMBIGUOUS, earlier_call_ran, mark_ambiguous
+from bgcut_watchd.job.metadata import read_metadata
 from bgcut_watchd.job.naming import (
     MAX_NAME_RACES,
     choose_output_set,
     download_path_for,
     output_names,
+    output_stem,
     relative_subfolder,
     remote_output_paths,
     remote_upload_path,
-    split_name,
     temp_path_for,
 )
+from bgcut_watchd.job.normalize import Limits, upload_for
+from bgcut_watchd.job.pages import Spawn, hand_over_pages, write_pages
 from bgcut_watchd.job.publish import discard_temps, publish_set
 from bgcut_watchd.job.quarantining import STAGE_OF as STAGE_OF
 from bgcut_watchd.job.quarantining import JobQuarantine
 from bgcut_watchd.job.settle import InputFreeze
+from bgcut_watchd.job.stamp import stamp_file
 from bgcut_watchd.job.unsettled import second_look_s
-from bgcut_watchd.job.validate import PixelBudget, validate_input
+from bgcut_watchd.job.validate import PixelBudget, ValidatedInput, validate_input
 from bgcut_watchd.job.verify import upright_size, verify_output
-from bgcut_watchd.job.workarea import ClaimedJob
+from bgcut_watchd.job.workarea import ClaimedJob, WorkArea
 from bgcut_watchd.ledger import Ledger
 
 log = logging.getLogger("bgcut_watchd.job")
@@ -126,6 +130,7 @@ class JobRunner:
     monotonic: Callable[[], float] = time.monotonic
     decode_budget: PixelBudget | None = None  # shared by every folder's runner
     in_flight: SingleFlight | None = None  # shared likewise; None: no single flight
+    spawn: Spawn | None = None  # runs a page job of a multi-page input (the engine's queue)
     wall_clock: WallClock = utc_now  # journaled times (the look-out of an unanswered call)
 
     @cached_property
@@ -198,17 +203,20 @@ class JobRunner:
     def _upload(self, job: ClaimedJob) -> None:
         self.freeze.ensure_unchanged(job, self._out_dir(job), look_for_writers=True)
         self._wait_while_in_flight(job, job.record.sha256)  # before decoding the input again
+        hand_over_pages(job, WorkArea(self.folder.inbox), self.spawn)  # before anything fails
         checked = validate_input(job.input_path, max_bytes=self.limits.max_input_bytes,
                                  max_pixels=self.limits.max_input_pixels,
                                  budget=self.decode_budget)
         job.save(job.record.advance(JobState.CLAIMED, sha256=checked.sha256))
         self.ledger.update(job.job_id, sha256=checked.sha256, stage="upload")
+        self._split_pages(job, checked)
         if self._reuse_duplicate(job, checked.sha256):
             return
+        source, name = upload_for(job, checked, self._decode_limits, partial(self._say, job))
         upload_path = remote_upload_path(self.api.upload_prefix, job.job_id,
                                          job.record.remote_round)
         remote = self.guard.call("upload", lambda: self.client.upload(
-            job.input_path, upload_path, self._input_name(job)))
+            source, upload_path, name))
         # What was checked and uploaded is what was claimed: only then is it paid for.
         self.freeze.ensure_unchanged(job, self._out_dir(job))
         job.save(job.record.advance(JobState.UPLOADED, remote_input=remote))
@@ -298,6 +306,7 @@ class JobRunner:
             else:
                 job.save(job.record.advance(JobState.PROCESSED, last_stage=DOWNLOAD_MISSING))
             raise
+        self._keep_metadata(job, partial_path)
         with local_disk("writing an output", temp):
             fsync_file(partial_path)
             self._verify(job, partial_path, index, input_size)
@@ -344,8 +353,9 @@ class JobRunner:
         self.freeze.ensure_unchanged(job, self._out_dir(job))  # outputs of what is disposed of
         source = job.input_path
         if os.path.lexists(source):
-            if self.folder.on_success == "delete" or job.record.detached:
-                delete_input(source)
+            if (self.folder.on_success == "delete" or job.record.detached
+                    or job.record.page_of is not None):
+                delete_input(source)  # a page's file: its multi-page original is archived
             else:
                 self._archive(job, source)
         job.save(job.record.advance(JobState.DISPOSED))
@@ -377,6 +387,37 @@ class JobRunner:
         LocalDiskError when the quarantine folder cannot be written (the input stays).
         """
         return self.quarantiner.quarantine(job, exc, self.variants_of(job))
+
+    # -- normalisation (job.normalize, job.pages, job.stamp) ------------------------------
+
+    @cached_property
+    def _decode_limits(self) -> Limits:
+        return Limits(self.limits.max_input_bytes, self.limits.max_input_pixels,
+                      self.decode_budget)
+
+    def _split_pages(self, job: ClaimedJob, checked: ValidatedInput) -> None:
+        """Pages 2..N of a multi-page input become jobs of their own (``job.pages``)."""
+        write_pages(job, checked, self._decode_limits, self.folder.keep_metadata,
+                    partial(self._say, job))
+        hand_over_pages(job, WorkArea(self.folder.inbox), self.spawn)
+
+    def _keep_metadata(self, job: ClaimedJob, output: Path) -> None:
+        """Stamp the input's copyright, artist, date and description into a downloaded output
+        (``keep_metadata``). Raises LocalDiskError; an output it cannot parse stays as it is."""
+        meta = read_metadata(job.input_path) if self.folder.keep_metadata else None
+        if not meta:
+            return
+        try:
+            with local_disk("writing an output", output):
+                stamp_file(output, meta)
+        except ValueError as exc:
+            log.warning("job %s [%s] %s: output kept without metadata: %s", job.job_id,
+                        self.folder.name, show_path(job.record.original_relpath), exc,
+                        extra=self.log_fields(job, stage="download"))
+
+    def _say(self, job: ClaimedJob, text: str) -> None:
+        log.info("job %s [%s] %s: %s", job.job_id, self.folder.name,
+                 show_path(job.record.original_relpath), text, extra=self.log_fields(job))
 
     # -- helpers --------------------------------------------------------------------------
 
@@ -468,12 +509,13 @@ class JobRunner:
                    for p in remote_paths)
 
     def _choose_names(self, job: ClaimedJob) -> list[Path]:
-        stem, _ = split_name(Path(job.record.original_relpath).name)
-        folder, variants = self.folder, self.variants_of(job)
+        record, folder, variants = job.record, self.folder, self.variants_of(job)
+        stem, tail = output_stem(record.original_relpath, page=record.page,
+                                 page_of=record.page_of, pages=record.pages)
         return choose_output_set(
             self._out_dir(job),
             lambda s: output_names(folder.output_name, s, variants, folder.name),
-            stem, folder.on_conflict)
+            stem, folder.on_conflict, tail)
 
     def _subfolder(self, job: ClaimedJob) -> Path:
         return relative_subfolder(self.folder.inbox, job.record.original_relpath)

@@ -3,9 +3,11 @@
 ``validate_input`` opens the file without following a symlink and without blocking, checks that
 it is a regular file within the byte limit, hashes it while reading, identifies its real format
 from its first bytes (never from its name), checks the pixel count from the header, then decodes
-it fully with Pillow restricted to the four formats the API takes. It returns a
-``ValidatedInput`` or raises ``errors.LocalInputError`` whose ``reason`` is one of these stable
-codes (they reach quarantine error files, logs and ``status``; never rename one)::
+it fully with Pillow restricted to the formats the daemon takes: the API's four (JPEG, PNG, WebP,
+AVIF) and those it converts first (TIFF, BMP, GIF, HEIC/HEIF; ``job.normalize``). It returns a
+``ValidatedInput`` (with the facts normalisation decides from: mode, orientation, pages, bit
+depth, ICC profile) or raises ``errors.LocalInputError`` whose ``reason`` is one of these
+stable codes (they reach quarantine error files, logs and ``status``; never rename one)::
 
     reason              when
     ------------------  ------------------------------------------------------------------------
@@ -14,9 +16,11 @@ codes (they reach quarantine error files, logs and ``status``; never rename one)
     too_large           over max_bytes, seen by fstat before a byte is read
     too_many_pixels     header width x height over max_pixels (checked before decoding), or over
                         Pillow's own decompression-bomb limit (DecompressionBombError)
-    unsupported_format  another real format (GIF, TIFF, BMP, PDF, HEIF...); the detail names it
-    invalid_image       no known signature (text named .jpg, garbage), or a JPEG/PNG/WebP/AVIF
-                        that does not decode fully (truncated, bad PNG CRC, corrupt data)
+    unsupported_format  another real format (PDF, PSD, JPEG XL...); the detail names it
+    camera_raw          a camera RAW file (CR2, CR3, NEF, ARW, RAF, ORF, RW2, DNG...), by content
+    invalid_image       no known signature (text named .jpg, garbage), or a file of a format we
+                        take that does not decode fully (truncated, bad PNG CRC, corrupt data):
+                        the detail gives the decoder's verdict in plain words
     unreadable          the system refused or failed to read it (EACCES, EIO...): strerror
 
 A ``detail`` tells an administrator what to do and never contains the file name: names may carry
@@ -39,9 +43,13 @@ Choices worth knowing:
   checked here with Pillow's ``ChunkStream``.
 * ``ImageFile.LOAD_TRUNCATED_IMAGES`` is read, never written: if something in the process set it,
   truncated files would pass, so ``validate_input`` refuses to run (RuntimeError).
+* HEIC/HEIF is decoded by pi-heif (a decode-only build of libheif), registered with Pillow once
+  when this module is imported: one decoding thread, no thumbnails, depth or auxiliary images.
+  Without it, HEIC is ``unsupported_format`` with a word on what to install.
+* A multi-page TIFF has its first page decoded here; the others are decoded when they are split
+  into jobs of their own (``job.pages``). The signatures are ``intake.sniff``'s (one place).
 
-Over 300 lines on purpose: one ordered pipeline of checks, and the format sniffing stays
-beside the decoder that trusts it.
+Over 300 lines on purpose: one ordered pipeline of checks, each small, read top to bottom.
 """
 
 from __future__ import annotations
@@ -51,55 +59,61 @@ import errno
 import fcntl
 import hashlib
 import os
-import re
 import stat
 import struct
-import threading
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Final, Literal, TypeVar
+from typing import BinaryIO, Final, Literal, cast
 
-from PIL import Image, ImageFile, PngImagePlugin, UnidentifiedImageError
+from PIL import Image, ImageFile, PngImagePlugin
 
-from bgcut_watchd.errors import LocalInputError
+from bgcut_watchd.intake.sniff import ACCEPTED, CONVERTED, camera_raw, format_of
+from bgcut_watchd.job.budget import PixelBudget as PixelBudget
+from bgcut_watchd.job.budget import reserved
+from bgcut_watchd.job.decoding import INVALID_IMAGE as INVALID_IMAGE
+from bgcut_watchd.job.decoding import TOO_MANY_PIXELS as TOO_MANY_PIXELS
+from bgcut_watchd.job.decoding import UNREADABLE as UNREADABLE
+from bgcut_watchd.job.decoding import (
+    declared_orientation,
+    is_animated_gif,
+    page_count,
+    pillow_step,
+    refuse_too_many_pixels,
+    reject,
+    tiff_bits,
+    unreadable_on_os_error,
+)
 
-ImageFormat = Literal["jpeg", "png", "webp", "avif"]
-_T = TypeVar("_T")
+try:  # a normal dependency, but a HEIC must not stop the daemon if its wheel is missing
+    import pi_heif
+except ImportError:  # pragma: no cover - pi-heif has wheels for every platform we run on
+    HEIF_DECODER = False
+else:
+    pi_heif.register_heif_opener(thumbnails=False, depth_images=False, aux_images=False,
+                                 decode_threads=1)
+    HEIF_DECODER = True
+
+ImageFormat = Literal["jpeg", "png", "webp", "avif", "tiff", "bmp", "gif", "heif"]
 
 NOT_REGULAR_FILE: Final = "not_regular_file"
 EMPTY_FILE: Final = "empty_file"
 TOO_LARGE: Final = "too_large"
-TOO_MANY_PIXELS: Final = "too_many_pixels"
 UNSUPPORTED_FORMAT: Final = "unsupported_format"
-INVALID_IMAGE: Final = "invalid_image"
-UNREADABLE: Final = "unreadable"
+CAMERA_RAW: Final = "camera_raw"
 REASONS: Final = frozenset({
     NOT_REGULAR_FILE, EMPTY_FILE, TOO_LARGE, TOO_MANY_PIXELS,
-    UNSUPPORTED_FORMAT, INVALID_IMAGE, UNREADABLE,
+    UNSUPPORTED_FORMAT, CAMERA_RAW, INVALID_IMAGE, UNREADABLE,
 })
 
 _OPEN_FLAGS: Final = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 _READ_CHUNK_BYTES: Final = 1 << 20
-SNIFF_BYTES: Final = 4096
-_ACCEPTED: Final = "JPEG, PNG, WebP or AVIF"
-PILLOW_FORMATS: Final[dict[ImageFormat, str]] = {
-    "jpeg": "JPEG", "png": "PNG", "webp": "WEBP", "avif": "AVIF",
+_SNIFF_BYTES: Final = 4096
+_TAKEN: Final = "JPEG, PNG, WebP, AVIF, TIFF, BMP, GIF or HEIC"
+PILLOW_FORMAT: Final[dict[ImageFormat, str]] = {
+    "jpeg": "JPEG", "png": "PNG", "webp": "WEBP", "avif": "AVIF", "tiff": "TIFF", "bmp": "BMP",
+    "gif": "GIF", "heif": "HEIF",
 }
 _PNG_SIGNATURE: Final = b"\x89PNG\r\n\x1a\n"
-# Leading bytes -> format name; lower case = one we take, upper case = named in the refusal.
-_SIGNATURES: Final[tuple[tuple[bytes, str], ...]] = (
-    (b"\xff\xd8\xff", "jpeg"), (_PNG_SIGNATURE, "png"),
-    (b"GIF87a", "GIF"), (b"GIF89a", "GIF"), (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"),
-    (b"II+\x00", "BigTIFF"), (b"MM\x00+", "BigTIFF"), (b"%PDF-", "PDF"), (b"%!PS", "PostScript"),
-    (b"8BPS", "PSD"), (b"\x00\x00\x01\x00", "ICO"), (b"qoif", "QOI"), (b"\xff\x0a", "JPEG XL"),
-    (b"\x00\x00\x00\x0cJXL \r\n\x87\n", "JPEG XL"),
-    (b"\x00\x00\x00\x0cjP  \r\n\x87\n", "JPEG 2000"),
-    (b"\xff\x4f\xff\x51", "JPEG 2000"), (b"PK\x03\x04", "ZIP"), (b"<?xml", "XML/SVG"),
-    (b"<svg", "SVG"),
-)
-_HEIF_BRANDS: Final = frozenset({b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1",
-                                 b"msf1"})
 _FILE_KINDS: Final = (
     (stat.S_ISLNK, "a symbolic link (never followed)"), (stat.S_ISDIR, "a directory"),
     (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"),
@@ -109,7 +123,13 @@ _FILE_KINDS: Final = (
 
 @dataclass(frozen=True)
 class ValidatedInput:
-    """An input that passed the local check; ``st_dev``/``st_ino`` identify the file read."""
+    """An input that passed the local check; ``st_dev``/``st_ino`` identify the file read.
+
+    ``width``/``height`` are the decoded first page's; ``mode`` its Pillow mode; ``orientation``
+    the EXIF orientation the file declares (1 = upright; TIFF and HEIF decoders apply theirs
+    while decoding); ``pages`` a TIFF's page count; ``animated`` a GIF with more frames;
+    ``bits`` the bits per sample of a PNG or TIFF; ``icc_profile`` the embedded profile.
+    """
 
     format: ImageFormat
     width: int
@@ -118,34 +138,12 @@ class ValidatedInput:
     sha256: str
     st_dev: int
     st_ino: int
-
-
-class PixelBudget:
-    """Bounds the pixels being decoded at once by all workers together (memory, not time).
-
-    A full decode holds every pixel in memory: eight workers decoding 14 MP inputs at once
-    peaked at 401 MB (bench/memory.py). A decode waits until its pixels fit the budget; one
-    larger than the whole budget runs alone. Small images (the common case) never wait.
-    """
-
-    def __init__(self, max_pixels: int) -> None:
-        self.max_pixels = max(1, max_pixels)
-        self._in_use = 0
-        self._cond = threading.Condition()
-
-    @contextlib.contextmanager
-    def reserve(self, pixels: int) -> Iterator[None]:
-        """Hold ``pixels`` of the budget for the duration of the ``with`` block."""
-        with self._cond:
-            while self._in_use and self._in_use + pixels > self.max_pixels:
-                self._cond.wait()
-            self._in_use += pixels
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._in_use -= pixels
-                self._cond.notify_all()
+    mode: str = "RGB"
+    orientation: int = 1
+    pages: int = 1
+    animated: bool = False
+    bits: int = 8
+    icc_profile: bytes | None = field(default=None, repr=False)
 
 
 def validate_input(path: Path, *, max_bytes: int, max_pixels: int,
@@ -174,38 +172,27 @@ def validate_input(path: Path, *, max_bytes: int, max_pixels: int,
         raise
     with fp:
         sha256, head, size_bytes = _hash_and_sniff(fp, max_bytes)
-        image_format = _identify(head)
-        width, height = _decode_fully(fp, image_format, size_bytes, max_pixels, budget)
+        image_format = _identify(head, fp)
+        facts = _decode_fully(fp, image_format, size_bytes, max_pixels, budget)
     return ValidatedInput(
-        format=image_format, width=width, height=height, size_bytes=size_bytes,
-        sha256=sha256, st_dev=opened.st_dev, st_ino=opened.st_ino,
+        format=image_format, width=facts.width, height=facts.height, size_bytes=size_bytes,
+        sha256=sha256, st_dev=opened.st_dev, st_ino=opened.st_ino, mode=facts.mode,
+        orientation=facts.orientation, pages=facts.pages, animated=facts.animated,
+        bits=_png_bits(head) if image_format == "png" else facts.bits,
+        icc_profile=facts.icc_profile,
     )
-
-
-def _reject(reason: str, detail: str) -> LocalInputError:
-    return LocalInputError(detail, reason=reason)
-
-
-@contextlib.contextmanager
-def _unreadable_on_os_error() -> Iterator[None]:
-    """Turn an OSError of a system call into ``unreadable`` with its strerror (no file name)."""
-    try:
-        yield
-    except OSError as exc:
-        cause = exc.strerror or os.strerror(exc.errno or errno.EIO)
-        raise _reject(UNREADABLE, f"cannot read the file: {cause}") from exc
 
 
 def _refuse_non_regular(mode: int) -> None:
     if stat.S_ISREG(mode):
         return
     kind = next((name for test, name in _FILE_KINDS if test(mode)), "a special file")
-    raise _reject(NOT_REGULAR_FILE, f"{kind}, not a regular file; only regular files are taken")
+    raise reject(NOT_REGULAR_FILE, f"{kind}, not a regular file; only regular files are taken")
 
 
 def _refuse_non_regular_by_lstat(path: Path) -> None:
     """Refuse a symlink, FIFO, device... before opening it: opening one can have side effects."""
-    with _unreadable_on_os_error():
+    with unreadable_on_os_error():
         mode = path.lstat().st_mode
     _refuse_non_regular(mode)
 
@@ -216,22 +203,22 @@ def _open_no_follow(path: Path) -> int:
         return os.open(path, _OPEN_FLAGS)
     except OSError as exc:
         if exc.errno == errno.ELOOP:  # O_NOFOLLOW met a symlink swapped in after lstat
-            raise _reject(NOT_REGULAR_FILE, "a symbolic link (never followed)") from exc
+            raise reject(NOT_REGULAR_FILE, "a symbolic link (never followed)") from exc
         if exc.errno == errno.ENXIO:  # a socket (or a device with no driver)
-            raise _reject(NOT_REGULAR_FILE, "a socket or a special file") from exc
-        with _unreadable_on_os_error():
+            raise reject(NOT_REGULAR_FILE, "a socket or a special file") from exc
+        with unreadable_on_os_error():
             raise
 
 
 def _check_opened(fd: int, max_bytes: int) -> os.stat_result:
     """fstat what was really opened: a regular, non-empty file within ``max_bytes``."""
-    with _unreadable_on_os_error():
+    with unreadable_on_os_error():
         opened = os.fstat(fd)
     _refuse_non_regular(opened.st_mode)
     if opened.st_size == 0:
-        raise _reject(EMPTY_FILE, "the file is empty (0 bytes)")
+        raise reject(EMPTY_FILE, "the file is empty (0 bytes)")
     _refuse_too_large(opened.st_size, max_bytes)
-    with _unreadable_on_os_error():
+    with unreadable_on_os_error():
         flags = fcntl.fcntl(fd, fcntl.F_GETFL)
         fcntl.fcntl(fd, fcntl.F_SETFL, flags & ~os.O_NONBLOCK)
     return opened
@@ -239,8 +226,8 @@ def _check_opened(fd: int, max_bytes: int) -> os.stat_result:
 
 def _refuse_too_large(size_bytes: int, max_bytes: int) -> None:
     if size_bytes > max_bytes:
-        raise _reject(TOO_LARGE, f"{size_bytes} bytes, over the limit of {max_bytes} bytes "
-                                 "(daemon.max_input_bytes); shrink the image or raise the limit")
+        raise reject(TOO_LARGE, f"{size_bytes} bytes, over the limit of {max_bytes} bytes "
+                     "(daemon.max_input_bytes); shrink the image or raise the limit")
 
 
 def _hash_and_sniff(fp: BinaryIO, max_bytes: int) -> tuple[str, bytes, int]:
@@ -248,127 +235,88 @@ def _hash_and_sniff(fp: BinaryIO, max_bytes: int) -> tuple[str, bytes, int]:
     digest = hashlib.sha256()
     head = b""
     size_bytes = 0
-    with _unreadable_on_os_error():
+    with unreadable_on_os_error():
         while chunk := fp.read(_READ_CHUNK_BYTES):
-            head = head or chunk[:SNIFF_BYTES]
+            head = head or chunk[:_SNIFF_BYTES]
             size_bytes += len(chunk)
             _refuse_too_large(size_bytes, max_bytes)
             digest.update(chunk)
     if size_bytes == 0:
-        raise _reject(EMPTY_FILE, "the file is empty (0 bytes)")
+        raise reject(EMPTY_FILE, "the file is empty (0 bytes)")
     return digest.hexdigest(), head, size_bytes
 
 
-def sniff_format(head: bytes) -> str | None:
-    """Name the format from the first bytes (lower case: one the API takes, e.g. ``png``;
-    otherwise a name such as ``GIF``), or None when no known signature matches."""
-    for signature, name in _SIGNATURES:
-        if head.startswith(signature):
-            return name
-    if head[:4] == b"RIFF":
-        return "webp" if head[8:12] == b"WEBP" else f"RIFF {_ascii(head[8:12])}"
-    if head[4:8] == b"ftyp":
-        return _sniff_iso_media(head)
-    if head[:2] == b"BM" and head[6:10] == b"\x00\x00\x00\x00":  # BMP's reserved bytes are 0
-        return "BMP"
-    return None
+def _identify(head: bytes, fp: BinaryIO) -> ImageFormat:
+    """The real format from the magic bytes, whatever the file is called.
 
+    Camera RAW is told apart first: most RAW formats are TIFF inside.
+    """
+    def read_at(offset: int, size: int) -> bytes:
+        fp.seek(offset)
+        return fp.read(size)
 
-def _sniff_iso_media(head: bytes) -> str:
-    """An ISO base media file: AVIF, HEIF/HEIC, Canon CR3 or some video, from its ftyp brands."""
-    (box_bytes,) = struct.unpack(">I", head[:4])
-    brands = {head[8:12]} | {head[i:i + 4] for i in range(16, min(box_bytes, len(head)) - 3, 4)}
-    if brands & {b"avif", b"avis"}:
-        return "avif"
-    if brands & _HEIF_BRANDS:
-        return "HEIF/HEIC"
-    if b"crx " in brands:
-        return "Canon CR3"
-    return f"ISO media (brand {_ascii(head[8:12])})"
-
-
-def _ascii(raw: bytes) -> str:
-    return raw.decode("ascii", errors="replace").strip()
-
-
-def _identify(head: bytes) -> ImageFormat:
-    """The real format from the magic bytes, whatever the file is called."""
-    name = sniff_format(head)
-    if name in PILLOW_FORMATS:
-        return name
+    with unreadable_on_os_error():
+        raw = camera_raw(head, read_at)
+    if raw is not None:
+        raise reject(CAMERA_RAW, f"a camera RAW file ({raw}): never uploaded; cameras that "
+                     "shoot RAW+JPEG write a JPEG beside it, that one is processed")
+    name = format_of(head)
+    if name in ACCEPTED or name in CONVERTED:
+        if name == "heif" and not HEIF_DECODER:
+            raise reject(UNSUPPORTED_FORMAT, "HEIC/HEIF, but its decoder is not installed: "
+                         "pip install pi-heif")
+        return cast(ImageFormat, name)
     if name is not None:
-        raise _reject(UNSUPPORTED_FORMAT, f"the content is {name}, not {_ACCEPTED} (the name "
-                                          "does not matter); convert it first")
-    raise _reject(INVALID_IMAGE, f"not an image: no {_ACCEPTED} signature (starts with "
-                                 f"{head[:8].hex(' ')})")
+        raise reject(UNSUPPORTED_FORMAT, f"the content is {name}, not {_TAKEN} (the name "
+                     "does not matter); convert it first")
+    raise reject(INVALID_IMAGE, f"not an image: no {_TAKEN} signature (starts with "
+                 f"{head[:8].hex(' ')})")
+
+
+@dataclass(frozen=True)
+class _Facts:
+    width: int
+    height: int
+    mode: str
+    orientation: int
+    pages: int
+    animated: bool
+    bits: int
+    icc_profile: bytes | None
 
 
 def _decode_fully(fp: BinaryIO, image_format: ImageFormat, size_bytes: int,
-                  max_pixels: int, budget: PixelBudget | None) -> tuple[int, int]:
-    """Check the header's pixel count, then decode every pixel; return (width, height)."""
+                  max_pixels: int, budget: PixelBudget | None) -> _Facts:
+    """Check the header's pixel count, then decode every pixel of the first page."""
     if image_format == "png":
         verify_png_chunks(fp, size_bytes)
     fp.seek(0)
-    pillow_formats = [PILLOW_FORMATS[image_format]]
-    image = _pillow_step(image_format, lambda: Image.open(fp, formats=pillow_formats))
+    pillow_formats = [PILLOW_FORMAT[image_format]]
+    image = pillow_step(image_format, lambda: Image.open(fp, formats=pillow_formats))
     with image:
         width, height = image.size
-        if width * height > max_pixels:
-            raise _reject(TOO_MANY_PIXELS, f"{width}x{height} = {width * height} pixels, over "
-                          f"the limit of {max_pixels} (daemon.max_input_pixels); not decoded")
-        with budget.reserve(width * height) if budget else contextlib.nullcontext():
-            _pillow_step(image_format, image.load)
-    return width, height
+        refuse_too_many_pixels(width, height, max_pixels)
+        orientation = declared_orientation(image)
+        with reserved(budget, width * height):
+            pillow_step(image_format, image.load)
+        pages = pillow_step(image_format, lambda: page_count(image, image_format))
+        return _Facts(width=image.width, height=image.height, mode=image.mode,
+                      orientation=orientation, pages=pages,
+                      animated=is_animated_gif(image, image_format), bits=tiff_bits(image),
+                      icc_profile=image.info.get("icc_profile") or None)
 
 
-def _pillow_step(image_format: ImageFormat, step: Callable[[], _T]) -> _T:
-    """Run one Pillow call on untrusted bytes; any failure of it is the input's fault.
-
-    Pillow raises many types on malformed data (OSError, SyntaxError, ValueError, EOFError,
-    struct.error, IndexError...), so everything but MemoryError is caught: the try holds this
-    single call and nothing of ours. An OSError carrying an errno is the disk's, not Pillow's.
-    """
-    try:
-        return step()
-    except Image.DecompressionBombError as exc:
-        raise _reject(TOO_MANY_PIXELS, _bomb_detail(exc)) from exc
-    except MemoryError:
-        raise
-    except OSError as exc:
-        if exc.errno is not None:
-            with _unreadable_on_os_error():
-                raise
-        raise _broken(image_format, exc) from exc
-    except Exception as exc:
-        raise _broken(image_format, exc) from exc
-
-
-def _bomb_detail(exc: Image.DecompressionBombError) -> str:
-    """Our words for Pillow's decompression-bomb refusal, with the image's pixel count when
-    Pillow's message gives it."""
-    limit = 2 * (Image.MAX_IMAGE_PIXELS or 0)
-    found = re.search(r"\((\d+) pixels\)", str(exc))
-    size = f"{int(found.group(1))} pixels: " if found else ""
-    return (f"{size}over {limit:,} pixels, the most any image may have for a safe decode "
-            "(whatever daemon.max_input_pixels says); scale it down first")
-
-
-def _broken(image_format: ImageFormat, exc: BaseException) -> LocalInputError:
-    why = ("Pillow cannot parse its header" if isinstance(exc, UnidentifiedImageError)
-           else f"{type(exc).__name__}: {exc}")
-    return _reject(INVALID_IMAGE, f"a {image_format.upper()} signature, but it does not "
-                                  f"decode fully: {why}")
+def _png_bits(head: bytes) -> int:
+    """A PNG's bit depth, from its IHDR chunk (always first)."""
+    return head[24] if len(head) > 24 and head[12:16] == b"IHDR" else 8
 
 
 def verify_png_chunks(fp: BinaryIO, size_bytes: int) -> None:
-    """Check every chunk's CRC up to IEND; Pillow itself skips those of IDAT and IEND.
-
-    Raises LocalInputError (``invalid_image``, or ``unreadable`` for a read failure).
-    """
+    """Check every chunk's CRC up to IEND; Pillow itself skips those of IDAT and IEND."""
     fp.seek(len(_PNG_SIGNATURE))
     chunks = PngImagePlugin.ChunkStream(fp)
     try:
-        with _unreadable_on_os_error():
+        with unreadable_on_os_error():
             while True:
                 cid, position, length = chunks.read()
                 if length > size_bytes - position:
@@ -377,6 +325,6 @@ def verify_png_chunks(fp: BinaryIO, size_bytes: int) -> None:
                 if cid == b"IEND":
                     return
     except struct.error as exc:
-        raise _reject(INVALID_IMAGE, "a broken PNG: it ends before its IEND chunk") from exc
+        raise reject(INVALID_IMAGE, "a broken PNG: it ends before its IEND chunk") from exc
     except SyntaxError as exc:
-        raise _reject(INVALID_IMAGE, f"a broken PNG: {exc}") from exc
+        raise reject(INVALID_IMAGE, f"a broken PNG: {exc}") from exc

@@ -39,12 +39,11 @@ from PIL import Image, ImageFile
 
 from bgcut_watchd.config.model import Variant
 from bgcut_watchd.errors import BadOutputError, LocalInputError
+from bgcut_watchd.intake.sniff import format_of as sniff_format
 from bgcut_watchd.job.validate import (
-    PILLOW_FORMATS,
-    SNIFF_BYTES,
+    PILLOW_FORMAT,
     ImageFormat,
     PixelBudget,
-    sniff_format,
     verify_png_chunks,
 )
 
@@ -57,6 +56,8 @@ _API_FORMAT: Final[dict[str, ImageFormat]] = {
 }
 _SWAPPING_ORIENTATIONS: Final = frozenset({5, 6, 7, 8})  # transposed, rotated 90 or 270
 _EXIF_ORIENTATION: Final = 0x0112
+
+SNIFF_BYTES = 4096  # enough for every signature and an ISO media ftyp box
 
 
 def verify_output(path: Path, variant: Variant, input_size: tuple[int, int] | None,
@@ -80,7 +81,7 @@ def verify_output(path: Path, variant: Variant, input_size: tuple[int, int] | No
         if expected == "png":
             _check_png_chunks(fp, os.fstat(fp.fileno()).st_size, variant)
         fp.seek(0)
-        image = _pillow_step(variant, lambda: Image.open(fp, formats=[PILLOW_FORMATS[expected]]))
+        image = _pillow_step(variant, lambda: Image.open(fp, formats=[PILLOW_FORMAT[expected]]))
         with image:
             width, height = image.size
             _check_size(width, height, variant, input_size)
@@ -97,7 +98,7 @@ def upright_size(path: Path) -> tuple[int, int] | None:
     others still hold. Raises nothing.
     """
     try:
-        with Image.open(path, formats=list(PILLOW_FORMATS.values())) as image:
+        with Image.open(path, formats=list(PILLOW_FORMAT.values())) as image:
             width, height = image.size
             raw_exif = image.info.get("exif")
             orientation = _orientation(raw_exif) if isinstance(raw_exif, bytes) else None

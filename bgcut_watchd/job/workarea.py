@@ -34,6 +34,7 @@ import stat
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from bgcut_watchd.clock import WallClock, iso_utc, utc_now
 from bgcut_watchd.config.model import Variant
@@ -222,6 +223,25 @@ class WorkArea:
         if lock_fd is None:  # another daemon's recovery holds it and will remove it
             return None
         return job_dir, lock_fd
+
+    def hand_over(self, folder_name: str, source: Path, relpath: str,
+                  **fields: Any) -> ClaimedJob | None:
+        """Move ``source`` (a file some job wrote into its own dir: a page of a multi-page
+        input) into a new job dir, with ``fields`` in its journal, and own that job.
+
+        The same protocol as :meth:`claim`, the writing job's dir standing in for the inbox:
+        the file is in exactly one of the two dirs at every moment, so a crash can neither lose
+        it nor give it to two jobs. Returns None when ``source`` is gone (handed over already)
+        or another daemon's recovery took the brand-new dir. Raises ValueError for a bad
+        ``relpath``; OSError (the file stays where it was).
+        """
+        self._check_relpath(relpath)
+        locked = self._new_locked_job_dir()
+        if locked is None:
+            return None
+        start = dataclasses.replace(
+            JobRecord.start(locked[0].name, folder_name, relpath, self._now()), **fields)
+        return self._move_in(start, source, *locked)
 
     def _move_in(
         self, start: JobRecord, path: Path, job_dir: Path, lock_fd: int,

@@ -9,6 +9,7 @@ import pytest
 
 from bgcut_watchd.cli import main
 from bgcut_watchd.fake_api import FakeApiServer
+from tests.devices.corpus import heic_phone, make_dng_shaped, tiff_three_pages
 from tests.hostile import make_text_named_jpg, make_valid_jpeg
 from tests.support import API_KEY, files_under, write_config
 
@@ -191,3 +192,55 @@ def test_a_configuration_error_exits_78(
     broken.write_text("[api]\nbase_url = 3\n", "utf-8")
     assert main(["explain", "-c", str(broken), str(tmp_path)]) == 78
     assert "api.base_url" in capsys.readouterr().err
+
+
+# -- normalisation (issue 10) -------------------------------------------------------------------
+
+def test_explain_says_what_normalisation_a_phone_heic_gets(
+    tmp_path: Path, emulator: FakeApiServer, inbox: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    config = write_config(tmp_path, emulator.base_url)
+    heic_phone(inbox)
+    code, out = _explain(config, inbox / "IMG_1234.heic", capsys)
+    assert code == 0, out
+    assert "normalise:   HEIC → PNG, rotated 90°, Display P3 → sRGB" in out
+    assert 'as "IMG_1234.png"' in out  # what the API receives
+    assert "'IMG_1234.full.png'" in out
+
+
+def test_explain_lists_every_page_of_a_multi_page_tiff(
+    tmp_path: Path, emulator: FakeApiServer, inbox: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    config = write_config(tmp_path, emulator.base_url)
+    tiff_three_pages(inbox)
+    code, out = _explain(config, inbox / "letters.tif", capsys)
+    assert code == 0, out
+    assert "normalise:   TIFF → PNG, 3 pages → 3 jobs" in out
+    assert "5 per page, 3 pages: 15 in all" in out
+    for page in (1, 2, 3):
+        assert f"'letters-p{page}.full.png'" in out
+
+
+def test_an_accepted_upright_srgb_file_goes_byte_for_byte(
+    tmp_path: Path, emulator: FakeApiServer, inbox: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    config = write_config(tmp_path, emulator.base_url)
+    image = make_valid_jpeg(inbox, "plain.jpg")
+    code, out = _explain(config, image, capsys)
+    assert code == 0, out
+    assert "normalise:   none: uploaded byte for byte" in out
+    assert 'as "plain.jpg"' in out
+
+
+@pytest.mark.parametrize(("raw_files", "code", "words"), [
+    ("ignore", 1, "ignored:     camera RAW (Adobe DNG): left in the inbox, untouched"),
+    ("quarantine", 1, "local check: rejected: camera_raw: a camera RAW file (Adobe DNG)"),
+])
+def test_camera_raw_follows_the_setting(
+    tmp_path: Path, emulator: FakeApiServer, inbox: Path, capsys: pytest.CaptureFixture[str],
+    raw_files: str, code: int, words: str,
+) -> None:
+    config = write_config(tmp_path, emulator.base_url, folder={"raw_files": raw_files})
+    raw = make_dng_shaped(inbox)
+    got, out = _explain(config, raw, capsys)
+    assert (got, words in out) == (code, True), out

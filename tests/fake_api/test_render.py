@@ -157,3 +157,31 @@ def test_fitted_size_fits_and_never_grows(width: int, height: int, max_pixels: i
     assert new_width * new_height <= max_pixels
     if min(new_width, new_height) >= 20:
         assert abs(new_width / new_height - width / height) / (width / height) < 0.1
+
+
+def test_exif_orientation_is_not_applied(tmp_path: Path) -> None:
+    """The documented contract only: nothing says the API honours EXIF orientation, so the
+    emulator does not either (the daemon must send upright pixels)."""
+    stored = Image.new("RGB", (64, 48), BACKGROUND)
+    stored.paste((0, 0, 0), (0, 0, 8, 8))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "turn a quarter clockwise to view"
+    path = tmp_path / "phone.jpg"
+    stored.save(path, "JPEG", exif=exif.tobytes(), quality=95)
+    decoded = decode_image(path)
+    assert decoded.size == (64, 48)
+    assert sum(decoded.getpixel((3, 3))[:3]) < 60  # type: ignore[index]
+
+
+@pytest.mark.parametrize("make", ["tiff", "heic"])
+def test_what_scanners_and_phones_write_is_refused_with_the_apis_message(
+    tmp_path: Path, make: str,
+) -> None:
+    """TIFF and HEIC are not in the API's list, even with a HEIC decoder in the process."""
+    import bgcut_watchd.job.validate  # noqa: F401 - registers pi-heif with Pillow
+    from tests.devices.corpus import heic_phone, tiff
+
+    made = heic_phone(tmp_path) if make == "heic" else tiff("scan.tif", "tiff_lzw")(tmp_path)
+    with pytest.raises(UnreadableImageError) as raised:
+        decode_image(tmp_path / made.name)
+    assert str(raised.value) == INVALID_IMAGE_DETAIL
