@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from PIL import Image, ImageFile
+from PIL import Image, ImageFile, ImageOps
 
 from bgcut_watchd.config.model import Variant
 from bgcut_watchd.errors import BadOutputError, ServiceError
@@ -145,7 +145,12 @@ def test_what_the_emulator_renders_from_a_rotated_photo_passes(tmp_path: Path) -
     specs = [RenderSpec(format=v.format, max_resolution=v.max_resolution,
                         background_color=v.background_color, autocrop=v.autocrop)
              for v in variants]
-    for index, (variant, data) in enumerate(zip(variants, render_all(source, specs),
+    # The daemon uploads the photo turned upright (job.normalize); the emulator, like the real
+    # API may, ignores EXIF orientation: it renders what it got.
+    uploaded = tmp_path / "upright.png"
+    with Image.open(source) as photo:
+        ImageOps.exif_transpose(photo).save(uploaded)
+    for index, (variant, data) in enumerate(zip(variants, render_all(uploaded, specs),
                                                 strict=True)):
         path = write(tmp_path, data, f"{index}.dl")
         width, height = verify_output(path, variant, upright_size(source))
