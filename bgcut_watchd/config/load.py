@@ -17,6 +17,7 @@ from bgcut_watchd.config.model import (
     DEFAULT_CONFIG_PATH,
     FORMAT_EXTENSIONS,
     QUALITIES,
+    RENDER_MODES,
     ApiConfig,
     Config,
     DaemonConfig,
@@ -228,6 +229,8 @@ def _parse_folder(
     archive_days = table.integer("archive_retention_days", d.archive_retention_days, minimum=0)
     quarantine_days = table.integer("quarantine_retention_days", d.quarantine_retention_days,
                                     minimum=0)
+    render = table.choice("render", d.render, RENDER_MODES)
+    downscale = table.boolean("downscale_before_upload", d.downscale_before_upload)
     if name is None or inbox is None or outbox is None or quarantine is None or chosen is None:
         return None
     folder = FolderConfig(
@@ -237,7 +240,8 @@ def _parse_folder(
         output_name=output_name, on_conflict=on_conflict,
         ignore=tuple(item for _, item in ignore or ()), reprocess_duplicates=reprocess_duplicates,
         remove_empty_subfolders=remove_empty, archive_retention_days=archive_days,
-        quarantine_retention_days=quarantine_days,
+        quarantine_retention_days=quarantine_days, render=render,
+        downscale_before_upload=downscale,
     )
     check_folder(table, folder, broken)
     return folder

@@ -21,6 +21,7 @@ API_KEY_CREDENTIAL = "api-key"
 
 FORMAT_EXTENSIONS = {"png": "png", "jpeg": "jpg", "jpg": "jpg", "webp": "webp", "avif": "avif"}
 QUALITIES = ("high", "medium", "low")
+RENDER_MODES = ("api", "local")
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,8 @@ class FolderConfig:
     remove_empty_subfolders: bool = True
     archive_retention_days: int = 0
     quarantine_retention_days: int = 0
+    render: str = "api"  # "local": one transparent cutout, variants rendered here (job.render)
+    downscale_before_upload: bool = True  # larger than every variant needs: scaled down first
 
 
 @dataclass(frozen=True)

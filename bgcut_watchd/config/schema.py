@@ -20,6 +20,7 @@ from typing import Any
 from bgcut_watchd.config.model import (
     FORMAT_EXTENSIONS,
     QUALITIES,
+    RENDER_MODES,
     ApiConfig,
     DaemonConfig,
     FolderConfig,
@@ -50,6 +51,7 @@ RULES: dict[str, dict[str, Any]] = {
     "folders.on_success": {"enum": ["archive", "delete"]},
     "folders.watch": {"enum": ["auto", "inotify", "polling"]},
     "folders.on_conflict": {"enum": ["rename", "overwrite"]},
+    "folders.render": {"enum": list(RENDER_MODES)},
     "folders.archive_retention_days": {"minimum": 0},
     "folders.quarantine_retention_days": {"minimum": 0},
 }

@@ -71,9 +71,9 @@ from bgcut_watchd.job.naming import (
     MAX_NAME_RACES,
     choose_output_set,
     download_path_for,
+    is_remote_master,
     output_names,
     relative_subfolder,
-    remote_output_paths,
     remote_upload_path,
     split_name,
     temp_path_for,
@@ -81,6 +81,7 @@ from bgcut_watchd.job.naming import (
 from bgcut_watchd.job.publish import discard_temps, publish_set
 from bgcut_watchd.job.quarantining import STAGE_OF as STAGE_OF
 from bgcut_watchd.job.quarantining import JobQuarantine
+from bgcut_watchd.job.render import BadRenderError, render_set, requested_outputs
 from bgcut_watchd.job.settle import InputFreeze
 from bgcut_watchd.job.unsettled import second_look_s
 from bgcut_watchd.job.validate import PixelBudget, validate_input
@@ -204,9 +205,9 @@ class JobRunner:
     def _process(self, job: ClaimedJob) -> None:
         remote_input = job.record.remote_input
         assert remote_input is not None  # journaled with state "uploaded"
-        variants = self.variants_of(job)
-        wanted = remote_output_paths(self.api.upload_prefix, job.job_id, variants,
-                                     job.record.remote_round)
+        variants, wanted = requested_outputs(self.folder.render, self.api.upload_prefix,
+                                             job.job_id, self.variants_of(job),
+                                             job.record.remote_round)
         if job.record.last_stage == PROCESS_AMBIGUOUS and earlier_call_ran(
                 job, wanted, partial(self._outputs_exist, wanted), self.api.process_timeout_s,
                 self.wall_clock, self.folder.name):
@@ -245,8 +246,25 @@ class JobRunner:
             if not os.path.lexists(temp):  # finished downloads survive a retry or a crash
                 self._download_one(job, remote, index, temp)
             temps.append(os.fsdecode(temp))
+        local = is_remote_master(job.record.remote_outputs[0])
+        if local:  # render = "local": the one cutout becomes every variant here
+            temps = self._render_local(job, out_dir, Path(temps[0]))
         job.save(job.record.advance(JobState.DOWNLOADED, temp_outputs=tuple(temps),
                                     last_stage="download"))
+        if local:
+            temp_path_for(out_dir, job.job_id, 0).unlink(missing_ok=True)
+
+    def _render_local(self, job: ClaimedJob, out_dir: Path, master: Path) -> list[str]:
+        """Every variant of ``job`` rendered from its downloaded ``master`` (``job.render``).
+        Raises BadRenderError (the master is dropped: a retry downloads it again),
+        LocalDiskError."""
+        try:
+            rendered = render_set(master, self.variants_of(job), out_dir, job.job_id,
+                                  self.decode_budget)
+        except BadRenderError:
+            master.unlink(missing_ok=True)
+            raise
+        return [os.fsdecode(p) for p in rendered]
 
     def _download_one(self, job: ClaimedJob, remote: str, index: int, temp: Path) -> None:
         """Download into ``.dl``, fsync, rename to ``.part``: a ``.part`` is always whole."""
