@@ -195,6 +195,14 @@ def remote_output_paths(upload_prefix: str, job_id: str, variants: Sequence[Vari
     return [f"{prefix}/{i}-{v.name}.{v.ext}" for i, v in enumerate(variants)]
 
 
+SCALED_UPLOAD_STEM = "upload-scaled"  # in the job dir; never "input*" (that is the input)
+
+
+def scaled_upload_name(ext: str) -> str:
+    """The job-dir name of an input scaled down before its upload (``job.downscale``)."""
+    return f"{SCALED_UPLOAD_STEM}.{ext}"
+
+
 REMOTE_MASTER_NAME = "master.png"  # never a variant's: theirs start with "<index>-"
 
 

@@ -58,6 +58,7 @@ from bgcut_watchd.fsops import (
     show_path,
 )
 from bgcut_watchd.job.dispose import archive_target, delete_input, move_to_target
+from bgcut_watchd.job.downscale import upload_source
 from bgcut_watchd.job.duplicates import (
     SameContentInFlight,
     SingleFlight,
@@ -84,7 +85,7 @@ from bgcut_watchd.job.quarantining import JobQuarantine
 from bgcut_watchd.job.render import BadRenderError, render_set, requested_outputs
 from bgcut_watchd.job.settle import InputFreeze
 from bgcut_watchd.job.unsettled import second_look_s
-from bgcut_watchd.job.validate import PixelBudget, validate_input
+from bgcut_watchd.job.validate import PixelBudget, ValidatedInput, validate_input
 from bgcut_watchd.job.workarea import ClaimedJob
 from bgcut_watchd.ledger import Ledger
 
@@ -196,11 +197,25 @@ class JobRunner:
             return
         upload_path = remote_upload_path(self.api.upload_prefix, job.job_id,
                                          job.record.remote_round)
+        source = self._upload_source(job, checked)
         remote = self.guard.call("upload", lambda: self.client.upload(
-            job.input_path, upload_path, self._input_name(job)))
+            source, upload_path, self._input_name(job)))
         # What was checked and uploaded is what was claimed: only then is it paid for.
         self.freeze.ensure_unchanged(job, self._out_dir(job))
         job.save(job.record.advance(JobState.UPLOADED, remote_input=remote))
+
+    def _upload_source(self, job: ClaimedJob, checked: ValidatedInput) -> Path:
+        """The input, or its copy scaled down to what the variants need (``job.downscale``).
+        Raises LocalDiskError."""
+        scaled = upload_source(job.job_dir, job.input_path, checked, self.variants_of(job),
+                               enabled=self.folder.downscale_before_upload,
+                               budget=self.decode_budget)
+        if scaled.saved_pixels:
+            log.info("job %s [%s] %s: scaled down before the upload: %d pixels and %d bytes "
+                     "fewer to send", job.job_id, self.folder.name,
+                     show_path(job.record.original_relpath), scaled.saved_pixels,
+                     scaled.saved_bytes, extra=self.log_fields(job, stage="upload"))
+        return scaled.path
 
     def _process(self, job: ClaimedJob) -> None:
         remote_input = job.record.remote_input
