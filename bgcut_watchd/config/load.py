@@ -19,6 +19,7 @@ from bgcut_watchd.config.model import (
     QUALITIES,
     RENDER_MODES,
     ApiConfig,
+    BudgetConfig,
     Config,
     DaemonConfig,
     FolderConfig,
@@ -45,7 +46,7 @@ from bgcut_watchd.config.rules import (
 )
 from bgcut_watchd.errors import ConfigError
 
-_TOP_LEVEL_KEYS = ("api", "daemon", "retry", "variants", "folders")
+_TOP_LEVEL_KEYS = ("api", "daemon", "retry", "budget", "variants", "folders")
 _REQUIRED_PATHS = ("inbox", "outbox", "quarantine")
 
 
@@ -91,6 +92,7 @@ def parse_config(data: Mapping[str, object], source: Path | None = None) -> Conf
     api = _parse_api(root.table("api"), base)
     daemon = _parse_daemon(root.table("daemon"), base)
     retry = _parse_retry(root.table("retry"))
+    budget = _parse_budget(root.table("budget"))
     variants, broken = _parse_variants(root)
     folders = _parse_folders(root, variants, broken, base)
     check_folder_paths(folders, daemon.state_dir, problems)
@@ -100,7 +102,7 @@ def parse_config(data: Mapping[str, object], source: Path | None = None) -> Conf
     return Config(
         api=api, daemon=daemon, retry=retry, variants=variants,
         folders=tuple(folder for _, folder in folders), source=source,
-        warnings=tuple(problems.warnings),
+        warnings=tuple(problems.warnings), budget=budget,
     )
 
 
@@ -151,6 +153,24 @@ def _parse_retry(table: Table) -> RetryConfig:
         limit = f"{table.key('max_delay_s')} ({retry.max_delay_s})"
         table.error("base_delay_s", f"must be <= {limit}, got {retry.base_delay_s}")
     return retry
+
+
+def _parse_budget(table: Table) -> BudgetConfig:
+    table.reject_unknown(_keys(BudgetConfig))
+    d = BudgetConfig
+    return BudgetConfig(
+        first_variant_min_credits=table.number(
+            "first_variant_min_credits", d.first_variant_min_credits, exclusive=False),
+        first_variant_max_credits=table.number(
+            "first_variant_max_credits", d.first_variant_max_credits, exclusive=False),
+        first_variant_max_at_pixels=table.integer(
+            "first_variant_max_at_pixels", d.first_variant_max_at_pixels, minimum=1),
+        extra_variant_credits=table.number(
+            "extra_variant_credits", d.extra_variant_credits, exclusive=False),
+        autocrop_credits=table.number("autocrop_credits", d.autocrop_credits, exclusive=False),
+        max_credits_per_day=table.number(
+            "max_credits_per_day", d.max_credits_per_day, exclusive=False),
+    )
 
 
 def _parse_variants(root: Table) -> tuple[dict[str, Variant], set[str]]:

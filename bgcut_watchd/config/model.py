@@ -58,6 +58,18 @@ class RetryConfig:
 
 
 @dataclass(frozen=True)
+class BudgetConfig:
+    """The spend model (indicative public pricing, api-v3.md "Credits") and the daily cap."""
+
+    first_variant_min_credits: float = 0.5
+    first_variant_max_credits: float = 1.1
+    first_variant_max_at_pixels: int = 25_000_000
+    extra_variant_credits: float = 0.25
+    autocrop_credits: float = 0.5
+    max_credits_per_day: float = 0.0  # 0: no cap
+
+
+@dataclass(frozen=True)
 class Variant:
     """One named output preset; fields take the API's values (api-v3.md)."""
 
@@ -108,6 +120,7 @@ class Config:
     folders: tuple[FolderConfig, ...]
     source: Path | None = None
     warnings: tuple[str, ...] = ()
+    budget: BudgetConfig = BudgetConfig()
 
 
 def expand_output_name(template: str, stem: str, variant: Variant, folder_name: str) -> str:

@@ -22,6 +22,7 @@ from bgcut_watchd.config.model import (
     QUALITIES,
     RENDER_MODES,
     ApiConfig,
+    BudgetConfig,
     DaemonConfig,
     FolderConfig,
     RetryConfig,
@@ -29,7 +30,8 @@ from bgcut_watchd.config.model import (
 )
 
 SCHEMA_ID = "https://bgcut-watchd.invalid/config.schema.json"
-SECTIONS: dict[str, type] = {"api": ApiConfig, "daemon": DaemonConfig, "retry": RetryConfig}
+SECTIONS: dict[str, type] = {"api": ApiConfig, "daemon": DaemonConfig, "retry": RetryConfig,
+                             "budget": BudgetConfig}
 REQUIRED_FOLDER_KEYS = ("name", "inbox", "outbox", "quarantine", "variants")
 
 _POSITIVE = {"exclusiveMinimum": 0}
@@ -43,6 +45,12 @@ RULES: dict[str, dict[str, Any]] = {
     "retry.max_attempts": {"minimum": 1},
     "retry.base_delay_s": _NOT_NEGATIVE,
     "retry.max_delay_s": _NOT_NEGATIVE,
+    "budget.first_variant_min_credits": _NOT_NEGATIVE,
+    "budget.first_variant_max_credits": _NOT_NEGATIVE,
+    "budget.first_variant_max_at_pixels": {"minimum": 1},
+    "budget.extra_variant_credits": _NOT_NEGATIVE,
+    "budget.autocrop_credits": _NOT_NEGATIVE,
+    "budget.max_credits_per_day": _NOT_NEGATIVE,
     "variants.format": {"enum": list(FORMAT_EXTENSIONS)},
     "variants.max_resolution": {"minimum": 4096, "maximum": 25_000_000},
     "variants.quality": {"enum": list(QUALITIES)},

@@ -41,6 +41,7 @@ class PauseReason(Enum):
     AUTH = "auth"
     CREDITS = "credits"
     DISK = "disk"
+    BUDGET = "budget"
 
     @property
     def description(self) -> str:
@@ -49,6 +50,7 @@ class PauseReason(Enum):
             PauseReason.AUTH: "API key rejected (401)",
             PauseReason.CREDITS: "out of credits (402)",
             PauseReason.DISK: "folder not writable",
+            PauseReason.BUDGET: "daily budget reached",
         }[self]
 
 
@@ -71,6 +73,9 @@ class PauseState:
         if self.probing:
             return f"paused: {self.reason.description}, probing now"
         next_try = wall_now + timedelta(seconds=self.probe_in_s)
+        if self.reason is PauseReason.BUDGET:  # ends at 00:00: the nearest minute, not 23:59
+            at = next_try + timedelta(seconds=30)
+            return f"paused: {self.detail or self.reason.description}, resumes at {at:%H:%M}"
         return f"paused: {self.reason.description}, next try {next_try:%H:%M}"
 
 

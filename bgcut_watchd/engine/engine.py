@@ -21,6 +21,7 @@ from bgcut_watchd.control.pause import FolderPauses, ProbedPause
 from bgcut_watchd.control.ratelimit import RateLimiter
 from bgcut_watchd.control.scheduler import Scheduler
 from bgcut_watchd.control.tickets import JobTicket, Outcome
+from bgcut_watchd.engine.budget import DailyBudget
 from bgcut_watchd.engine.claim import Claims, FolderParts
 from bgcut_watchd.engine.failures import GATE_RETRY_S, FailurePolicy
 from bgcut_watchd.engine.inflight import InFlight
@@ -67,6 +68,7 @@ class Engine:
         self.guard = ApiGuard(self.api_pause, RateLimiter(config.api.max_requests_per_minute),
                               cancel, penalty_s=config.retry.base_delay_s,
                               on_answer=self._heartbeat, on_failure=self.failures.on_api_failure)
+        self.budget = DailyBudget(config.budget, self.ledger, self.api_pause)
         self.decode_budget = PixelBudget(DECODE_BUDGET_PIXELS)
         self.in_flight = InFlight()  # identical content in flight at once is paid once
         self.folders = self._folder_parts(config.folders)
@@ -79,6 +81,7 @@ class Engine:
     def apply_config(self, config: Config) -> None:
         """Use a new configuration for the jobs that start from now on (SIGHUP)."""
         self.config = config
+        self.budget.configure(config.budget)
         self.folders = self._folder_parts(config.folders)
 
     def start(self) -> None:
@@ -204,7 +207,7 @@ class Engine:
             folder.name: FolderParts(
                 JobRunner(folder, self.config.api, self.config.daemon, self.client,
                           self.ledger, self.guard, decode_budget=self.decode_budget,
-                          in_flight=self.in_flight),
+                          in_flight=self.in_flight, spend=self.budget),
                 WorkArea(folder.inbox),
             )
             for folder in folders

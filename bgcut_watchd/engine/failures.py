@@ -8,6 +8,8 @@ scheduler's :class:`Outcome`:
 QUARANTINE          the input is to blame: quarantine at once (no attempt counted)
 PAUSE_AUTH/CREDITS  the key or the account: pause ALL API work (``retry.auth_pause_s`` /
                     ``credits_pause_s``), quarantine nothing, hand the job back
+PAUSE_BUDGET        the daily budget (``engine.budget``, which paused ALL API work until
+                    00:00 itself): quarantine nothing, hand the job back
 PAUSE_FOLDER        the folder's disk: pause that folder (``retry.disk_pause_s``), keep the input
 RETRY               the network or the service, for this file: back off and retry; after
                     ``max_attempts`` consecutive failures, quarantine (``retries_exhausted``)
@@ -37,6 +39,7 @@ from bgcut_watchd.control.pause import FolderPauses, PauseReason, ProbedPause
 from bgcut_watchd.control.retry import next_delay_s, should_retry
 from bgcut_watchd.control.tickets import JobTicket, Outcome
 from bgcut_watchd.errors import (
+    BudgetExceededError,
     CreditsError,
     InputError,
     LocalDiskError,
@@ -62,6 +65,7 @@ class Decision(Enum):
     QUARANTINE = "quarantine"
     PAUSE_AUTH = "pause_auth"
     PAUSE_CREDITS = "pause_credits"
+    PAUSE_BUDGET = "pause_budget"
     PAUSE_FOLDER = "pause_folder"
     UNEXPECTED = "unexpected"
     WAIT = "wait"
@@ -79,6 +83,8 @@ def classify(exc: BaseException) -> Decision:
         return Decision.QUARANTINE
     if isinstance(exc, CreditsError):
         return Decision.PAUSE_CREDITS
+    if isinstance(exc, BudgetExceededError):
+        return Decision.PAUSE_BUDGET
     if isinstance(exc, PauseError):
         return Decision.PAUSE_AUTH
     if isinstance(exc, LocalDiskError):
@@ -86,6 +92,9 @@ def classify(exc: BaseException) -> Decision:
     if isinstance(exc, TransientError):
         return Decision.RETRY
     return Decision.UNEXPECTED
+
+
+_API_PAUSES = (Decision.PAUSE_AUTH, Decision.PAUSE_CREDITS, Decision.PAUSE_BUDGET)
 
 
 class FailedJobRunner(Protocol):
@@ -121,7 +130,7 @@ class FailurePolicy:
         """The guard's ``on_failure``: a 401/402 pauses all API work at once, before any other
         worker sends a request the account would refuse as well. Raises nothing."""
         decision = classify(exc)
-        if decision in (Decision.PAUSE_AUTH, Decision.PAUSE_CREDITS):
+        if decision in _API_PAUSES:
             self._pause_api(decision, exc)
 
     def outcome(self, runner: FailedJobRunner, ticket: JobTicket, job: ClaimedJob,
@@ -131,7 +140,7 @@ class FailurePolicy:
         folder_pause = self.folder_pauses.of(ticket.folder)
         if decision is not Decision.PAUSE_FOLDER:
             folder_pause.release_probe()  # no verdict on the folder's disk
-        if decision in (Decision.PAUSE_AUTH, Decision.PAUSE_CREDITS):
+        if decision in _API_PAUSES:
             if not self.api_pause.state().paused:  # the guard's on_failure has paused already
                 self._pause_api(decision, exc)
             return Outcome.paused(GATE_RETRY_S, self.held.ticket_again(job, ticket))
@@ -148,7 +157,9 @@ class FailurePolicy:
 
     def _pause_api(self, decision: Decision, exc: BaseException) -> None:
         detail = getattr(exc, "detail", "") or str(exc)
-        if decision is Decision.PAUSE_CREDITS:
+        if isinstance(exc, BudgetExceededError):
+            self.api_pause.pause(PauseReason.BUDGET, exc.pause_s, detail)
+        elif decision is Decision.PAUSE_CREDITS:
             self.api_pause.pause(PauseReason.CREDITS, self.retry.credits_pause_s, detail)
         else:
             self.api_pause.pause(PauseReason.AUTH, self.retry.auth_pause_s, detail)

@@ -25,11 +25,13 @@ input checks (``settle``), the look-out of an unanswered call (``lookout``), qua
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from functools import cached_property, partial
 from pathlib import Path
@@ -57,6 +59,7 @@ from bgcut_watchd.fsops import (
     sha256_of_regular_file,
     show_path,
 )
+from bgcut_watchd.job.cost import pixels_of
 from bgcut_watchd.job.dispose import archive_target, delete_input, move_to_target
 from bgcut_watchd.job.downscale import upload_source
 from bgcut_watchd.job.duplicates import (
@@ -103,6 +106,14 @@ class ApiCaller(Protocol):
     def call(self, endpoint: str, fn: Callable[[], T]) -> T: ...
 
 
+class SpendMeter(Protocol):
+    """Holds a process call's estimated credits against the daily budget (``engine.budget``);
+    raises BudgetExceededError instead of letting a call cross it."""
+
+    def paying(self, folder: str, input_pixels: int,
+               variants: Sequence[Variant]) -> AbstractContextManager[float]: ...
+
+
 @dataclass(frozen=True)
 class JobRunner:
     """Carries one folder's jobs through the pipeline; safe to share between worker threads."""
@@ -117,6 +128,7 @@ class JobRunner:
     decode_budget: PixelBudget | None = None  # shared by every folder's runner
     in_flight: SingleFlight | None = None  # shared likewise; None: no single flight
     wall_clock: WallClock = utc_now  # journaled times (the look-out of an unanswered call)
+    spend: SpendMeter | None = None  # the daily budget; None: nothing counted
 
     @cached_property
     def freeze(self) -> InputFreeze:
@@ -247,9 +259,13 @@ class JobRunner:
     def _send_process(self, job: ClaimedJob, remote_input: str, variants: tuple[Variant, ...],
                       wanted: list[str]) -> list[str]:
         """Journal that the paid call is being sent (a restart then looks for its outputs
-        first), then send it. Raises ApiError subclasses, OSError."""
-        job.save(job.record.advance(JobState.UPLOADED, process_sent_at=self._now()))
-        return self.client.process(remote_input, variants, wanted)
+        first), then send it, its estimated credits held against the daily budget. Raises
+        ApiError subclasses (BudgetExceededError: not sent), OSError."""
+        spending = (contextlib.nullcontext(0.0) if self.spend is None else self.spend.paying(
+            self.folder.name, pixels_of(job.input_path), variants))
+        with spending:  # BudgetExceededError here: nothing sent, nothing journaled
+            job.save(job.record.advance(JobState.UPLOADED, process_sent_at=self._now()))
+            return self.client.process(remote_input, variants, wanted)
 
     def _download(self, job: ClaimedJob) -> None:
         out_dir = self._out_dir(job)

@@ -16,7 +16,8 @@ from bgcut_watchd.fake_api import FakeApiServer
 from tests.hostile import make_text_named_jpg, make_valid_jpeg
 from tests.support import API_KEY, InProcessDaemon, load_checked, wait_for, write_config
 
-TOP_KEYS = {"config", "state_dir", "daemon", "pause", "folders", "recent_errors", "notes"}
+TOP_KEYS = {"config", "state_dir", "daemon", "pause", "folders", "credits", "recent_errors",
+            "notes"}
 FOLDER_KEYS = {"name", "inbox", "waiting", "in_work_area", "in_progress", "done", "quarantined",
                "failed", "error_files", "paused", "live", "quarantined_now", "quarantined_total"}
 ERROR_KEYS = {"job_id", "folder", "file", "outcome", "stage", "reason", "http_status", "error",
