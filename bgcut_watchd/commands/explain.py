@@ -5,7 +5,8 @@ order: whether PATH is already a result (in an outbox, archive or quarantine: ne
 there), which folder's inbox holds it, the ignore rule that hides it, the local check (format,
 size, sha256, or the quarantine reason it would get), whether the ledger knows the same content
 with the same variants (the outputs would be copied, no API call), the remote calls (one upload,
-one process call with every variant's fields, one download per output), the output names
+one process call with every variant's fields, or the one master of ``render = "local"``, one
+download per output), what each render mode would cost (``explain_cost``), the output names
 against the outbox as it is now, and where the input goes afterwards.
 
 Exit codes: 0 the daemon would process PATH; 1 it would not (ignored, not a file, rejected by
@@ -32,6 +33,7 @@ from typing import Any
 
 from bgcut_watchd.api import safe_upload_name, variant_body
 from bgcut_watchd.commands.common import absolute_path, folder_holding, inbox_relpath, load
+from bgcut_watchd.commands.explain_cost import cost_lines
 from bgcut_watchd.config.model import Config, FolderConfig, variant_key
 from bgcut_watchd.errors import ConfigError, LocalInputError
 from bgcut_watchd.exitcodes import EXIT_FAILURE, EXIT_OK
@@ -44,11 +46,11 @@ from bgcut_watchd.job.naming import (
     free_name,
     output_names,
     relative_subfolder,
-    remote_output_paths,
     remote_upload_path,
     split_name,
 )
 from bgcut_watchd.job.quarantine import ERROR_SUFFIX
+from bgcut_watchd.job.render import requested_outputs
 from bgcut_watchd.job.validate import ValidatedInput, validate_input
 from bgcut_watchd.ledger import LEDGER_NAME, Ledger
 
@@ -212,6 +214,8 @@ def _plan(config: Config, folder: FolderConfig, path: Path, relpath: str, report
                               f"{checked.size_bytes} bytes, sha256 {checked.sha256}")
     if not _duplicate(config, folder, checked, report):
         _remote_calls(config, folder, name, report)
+        for step, text in cost_lines(config, folder, checked):
+            report.say(step, text)
     _outputs(folder, sub, name, report)
     _afterwards(folder, sub, name, report, copy=copy)
     return EXIT_OK
@@ -246,14 +250,18 @@ def _duplicate(config: Config, folder: FolderConfig, checked: ValidatedInput,
 
 def _remote_calls(config: Config, folder: FolderConfig, name: str, report: Report) -> None:
     prefix = remote_upload_path(config.api.upload_prefix, JOB_ID)
-    outputs = remote_output_paths(config.api.upload_prefix, JOB_ID, folder.variants)
-    count = len(folder.variants)
+    requested, outputs = requested_outputs(folder.render, config.api.upload_prefix, JOB_ID,
+                                           folder.variants)
+    count = len(requested)
     report.say("remote calls", f"{count + 2} ({config.api.base_url})")
     report.say("", f"1. upload to {json.dumps(prefix)} as {json.dumps(safe_upload_name(name))}")
     report.say("", f"2. process, one call with {count} variant(s):")
-    for variant, output in zip(folder.variants, outputs, strict=True):
+    for variant, output in zip(requested, outputs, strict=True):
         report.say("", f"   {variant.name}: {json.dumps(variant_body(variant, output))}")
     report.say("", f"3. download, {count} call(s): one per output")
+    if folder.render == "local":
+        report.say("", f"4. every variant ({len(folder.variants)}) rendered here from the "
+                       "master (render = \"local\")")
 
 
 def _outputs(folder: FolderConfig, sub: Path, name: str, report: Report) -> None:
