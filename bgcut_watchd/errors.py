@@ -23,7 +23,8 @@ class of the exception, never from its message. The tree says who is to blame::
     │   │   └── RemoteFileMissingError 404: regional routing or expiry, redo with a new upload
     │   ├── PauseError                 pause every API call, quarantine nothing
     │   │   ├── AuthError              401: the API key (configuration)
-    │   │   └── CreditsError           402: the account has no credits
+    │   │   ├── CreditsError           402: the account has no credits
+    │   │   └── BudgetExceededError    the daily budget ([budget]) is spent: no call was sent
     │   └── ApiInputError              (also an InputError, see above)
     └── LocalDiskError                 the outbox/archive/quarantine disk failed: pause the folder
 
@@ -175,6 +176,17 @@ class CreditsError(PauseError):
     """402: the account has run out of credits."""
 
     reason = "credits"
+
+
+class BudgetExceededError(PauseError):
+    """The next process call would cross ``budget.max_credits_per_day``: it was not sent.
+    ``pause_s`` is how long until the budget's day ends (00:00 local time)."""
+
+    reason = "budget"
+
+    def __init__(self, detail: str, pause_s: float) -> None:
+        super().__init__("process", detail)
+        self.pause_s = pause_s
 
 
 class LocalDiskError(BgcutError):

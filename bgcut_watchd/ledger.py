@@ -81,8 +81,21 @@ def _add_output_sha256s_v2(conn: sqlite3.Connection) -> None:
     conn.execute("ALTER TABLE jobs ADD COLUMN output_sha256s TEXT")
 
 
+def _add_credits_v3(conn: sqlite3.Connection) -> None:
+    """Credits spent per local day (``YYYY-MM-DD``) and folder: the daily budget's count
+    survives a restart, and ``status`` shows today's and this month's."""
+    conn.execute(
+        """CREATE TABLE credits (
+            day     TEXT NOT NULL,
+            folder  TEXT NOT NULL,
+            credits REAL NOT NULL DEFAULT 0,
+            PRIMARY KEY (day, folder)
+        )"""
+    )
+
+
 #: MIGRATIONS[n] takes a file from user_version n to n + 1.
-MIGRATIONS: tuple[Migration, ...] = (_create_v1, _add_output_sha256s_v2)
+MIGRATIONS: tuple[Migration, ...] = (_create_v1, _add_output_sha256s_v2, _add_credits_v3)
 
 
 def migrate(conn: sqlite3.Connection, migrations: Sequence[Migration] = MIGRATIONS) -> int:
@@ -351,6 +364,22 @@ class Ledger:
         ):
             stats.setdefault(folder, dict.fromkeys(OUTCOMES, 0))[outcome] = count
         return stats
+
+    def add_credits(self, day: str, folder: str, credits: float) -> None:
+        """Count ``credits`` spent by ``folder`` on local ``day`` (``YYYY-MM-DD``).
+        Raises sqlite3.Error."""
+        self._execute(
+            "INSERT INTO credits (day, folder, credits) VALUES (?, ?, ?) ON CONFLICT"
+            " (day, folder) DO UPDATE SET credits = credits + excluded.credits",
+            (day, _text(folder), credits),
+        )
+
+    def credits_spent(self, first_day: str, last_day: str) -> dict[str, float]:
+        """Credits spent per folder from ``first_day`` to ``last_day`` included (ISO dates).
+        Raises sqlite3.Error."""
+        rows = self._fetch("SELECT folder, SUM(credits) FROM credits WHERE day BETWEEN ? AND ?"
+                           " GROUP BY folder", (first_day, last_day))
+        return {folder: float(total) for folder, total in rows}
 
     def recent_errors(self, limit: int = 10) -> list[ErrorEntry]:
         """The ``limit`` most recently updated jobs that carry an error. Raises sqlite3.Error."""

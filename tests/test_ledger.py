@@ -270,7 +270,7 @@ def test_a_version_1_ledger_is_migrated_and_its_done_jobs_are_never_reused(
         ledger.finish_done("new", [new_output], 1.0, sha256s=["d" * 64])
         assert ledger.earlier_outputs("c" * 64, KEY) == [[PublishedOutput(new_output, "d" * 64)]]
     version = open_raw(tmp_path / "state" / LEDGER_NAME).execute("PRAGMA user_version")
-    assert version.fetchone() == (len(MIGRATIONS),) == (2,)
+    assert version.fetchone() == (len(MIGRATIONS),) == (3,)
 
 
 def _open_ledger(state_dir: str, barrier: Any, results: Any) -> None:
@@ -296,3 +296,25 @@ def test_two_daemons_opening_one_new_ledger_at_once_both_succeed(tmp_path: Path)
         for proc in procs:
             proc.join(30)
         assert [results.get(timeout=5) for _ in procs] == ["ok", "ok"]
+
+
+def test_a_version_2_ledger_gains_the_credits_table_and_keeps_its_jobs(tmp_path: Path) -> None:
+    (tmp_path / "state").mkdir()
+    conn = open_raw(tmp_path / "state" / LEDGER_NAME)
+    assert migrate(conn, MIGRATIONS[:2]) == 2
+    conn.execute(
+        "INSERT INTO jobs (job_id, folder, input_name, variant_key, outcome, created_at,"
+        " updated_at) VALUES ('old', 'studio', 'a.jpg', ?, 'done', '2024-01-01T00:00:00+00:00',"
+        " '2024-01-01T00:00:00+00:00')", (KEY,))
+    conn.close()
+    with Ledger(tmp_path / "state", clock=StepClock()) as ledger:
+        assert ledger.folder_stats()["studio"]["done"] == 1
+        assert ledger.credits_spent("2026-12-01", "2026-12-31") == {}
+        ledger.add_credits("2026-12-01", "studio", 1.5)
+        ledger.add_credits("2026-12-01", "studio", 0.75)
+        ledger.add_credits("2026-12-02", "other", 1.0)
+        ledger.add_credits("2026-11-30", "studio", 9.0)
+    with Ledger(tmp_path / "state") as ledger:  # a restart keeps the count
+        assert ledger.credits_spent("2026-12-01", "2026-12-01") == {"studio": 2.25}
+        assert ledger.credits_spent("2026-12-01", "2026-12-31") == {"studio": 2.25,
+                                                                    "other": 1.0}

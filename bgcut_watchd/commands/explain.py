@@ -9,6 +9,8 @@ sRGB, 3 pages → 3 jobs``, or byte for byte), whether the ledger knows the same
 the same variants (the outputs would be copied, no API call), the remote calls (one upload, one
 process call with every variant's fields, one download per output), the output names (every
 page's) against the outbox as it is now, and where the input goes afterwards.
+What each render mode (``api`` or ``local``) would request and cost is said too
+(``explain_cost``).
 
 Exit codes: 0 the daemon would process PATH; 1 it would not (ignored, not a file, rejected by
 the local check and so quarantined, in no inbox, or already in an outbox, archive or
@@ -36,6 +38,7 @@ from typing import Any
 
 from bgcut_watchd.api import safe_upload_name, variant_body
 from bgcut_watchd.commands.common import absolute_path, folder_holding, inbox_relpath, load
+from bgcut_watchd.commands.explain_cost import cost_lines
 from bgcut_watchd.config.model import Config, FolderConfig, variant_key
 from bgcut_watchd.errors import ConfigError, LocalInputError
 from bgcut_watchd.exitcodes import EXIT_FAILURE, EXIT_OK
@@ -51,12 +54,12 @@ from bgcut_watchd.job.naming import (
     output_stem,
     page_relpath,
     relative_subfolder,
-    remote_output_paths,
     remote_upload_path,
     upload_name_for,
 )
 from bgcut_watchd.job.normalize import decide
 from bgcut_watchd.job.quarantine import ERROR_SUFFIX
+from bgcut_watchd.job.render import requested_outputs
 from bgcut_watchd.job.validate import ValidatedInput, validate_input
 from bgcut_watchd.ledger import LEDGER_NAME, Ledger
 
@@ -225,6 +228,8 @@ def _plan(config: Config, folder: FolderConfig, path: Path, relpath: str, report
     if not _duplicate(config, folder, checked, report):
         sent = upload_name_for(name, "png") if plan.convert else name
         _remote_calls(config, folder, sent, report, checked.pages)
+        for step, text in cost_lines(config, folder, checked):
+            report.say(step, text)
     _outputs(folder, sub, name, report, checked.pages)
     _afterwards(folder, sub, name, report, copy=copy)
     return EXIT_OK
@@ -260,15 +265,19 @@ def _duplicate(config: Config, folder: FolderConfig, checked: ValidatedInput,
 def _remote_calls(config: Config, folder: FolderConfig, name: str, report: Report,
                   pages: int) -> None:
     prefix = remote_upload_path(config.api.upload_prefix, JOB_ID)
-    outputs = remote_output_paths(config.api.upload_prefix, JOB_ID, folder.variants)
-    count = len(folder.variants)
+    requested, outputs = requested_outputs(folder.render, config.api.upload_prefix, JOB_ID,
+                                           folder.variants)
+    count = len(requested)
     per_page = f" per page, {pages} pages: {pages * (count + 2)} in all" if pages > 1 else ""
     report.say("remote calls", f"{count + 2}{per_page} ({config.api.base_url})")
     report.say("", f"1. upload to {json.dumps(prefix)} as {json.dumps(safe_upload_name(name))}")
     report.say("", f"2. process, one call with {count} variant(s):")
-    for variant, output in zip(folder.variants, outputs, strict=True):
+    for variant, output in zip(requested, outputs, strict=True):
         report.say("", f"   {variant.name}: {json.dumps(variant_body(variant, output))}")
     report.say("", f"3. download, {count} call(s): one per output")
+    if folder.render == "local":
+        report.say("", f"4. every variant ({len(folder.variants)}) rendered here from the "
+                       "master (render = \"local\")")
 
 
 def _raw_left_alone(folder: FolderConfig, path: Path, report: Report) -> bool:

@@ -20,7 +20,7 @@ and no API state is claimed; when the lock cannot be checked, the daemon's state
                     (running: from the lock, null when it cannot be checked; pid and
                     updated_at from the last status file, even of a stopped daemon)
     pause           null, or the running daemon's global pause:
-                    {"reason": "auth"|"credits"|"unreachable", "description", "detail",
+                    {"reason": "auth"|"credits"|"unreachable"|"budget", "description", "detail",
                      "next_try_in_s"}
     state_dir_problem  null, or what is wrong with the state folder (full, the ledger or the
                     status file not writable, the lock not held), from the daemon or seen here
@@ -41,6 +41,9 @@ and no API state is claimed; when the lock cannot be checked, the daemon's state
                     "standby: ..." while its share is declared but not mounted, or null
       live          the running daemon's own figures for it (watch, settling, waiting,
                     in_progress, done, quarantined since it started, paused), or null
+    credits         per folder name, the credits the spend model ([budget]) counted for its
+                    process calls: {"today": float, "this_month": float} (local days);
+                    null when the ledger cannot be read
     recent_errors   the last 5 jobs with an error: {"job_id", "folder", "file", "outcome",
                     "stage", "reason", "http_status", "error", "at"}
     notes           list of strings: what could not be read, and why
@@ -61,6 +64,7 @@ from bgcut_watchd.commands.common import load
 from bgcut_watchd.config.model import Config, FolderConfig
 from bgcut_watchd.daemon.lock import LOCK_NAME, REAPPEAR_S, daemon_alive
 from bgcut_watchd.daemon.status import read_status
+from bgcut_watchd.engine.budget import month_bounds
 from bgcut_watchd.errors import ConfigError
 from bgcut_watchd.exitcodes import EXIT_FAILURE, EXIT_NOT_RUNNING, EXIT_OK
 from bgcut_watchd.intake.ignore import IgnoreRules
@@ -110,6 +114,7 @@ def collect_status(config: Config, reappear_s: float = REAPPEAR_S) -> dict[str, 
         "pause": live.get("pause") if alive else None,
         "state_dir_problem": problem,
         "folders": [_folder(f, stats, live_folders.get(f.name), notes) for f in config.folders],
+        "credits": _credits(state_dir, config),
         "recent_errors": [_error(e) for e in errors],
         "notes": notes,
     }
@@ -125,6 +130,21 @@ def _state_dir_problem(state_dir: Path, live: dict[str, Any]) -> str | None:
     except OSError:
         return None
     return f"{state_dir} is full: the ledger and the status file cannot grow" if full else None
+
+
+def _credits(state_dir: Path, config: Config) -> dict[str, dict[str, float]] | None:
+    """Credits counted today and this month per configured folder; None when unreadable
+    (``_ledger_figures`` has said why)."""
+    today = datetime.now().astimezone().date()
+    first, last = month_bounds(today)
+    try:
+        with Ledger(state_dir) as ledger:
+            day = ledger.credits_spent(today.isoformat(), today.isoformat())
+            month = ledger.credits_spent(first, last)
+    except (OSError, sqlite3.Error, ConfigError):
+        return None
+    return {f.name: {"today": round(day.get(f.name, 0.0), 3),
+                     "this_month": round(month.get(f.name, 0.0), 3)} for f in config.folders}
 
 
 def _ledger_figures(state_dir: Path, notes: list[str], *, drop_in_progress: bool,
@@ -213,6 +233,10 @@ def render_table(doc: dict[str, Any]) -> str:
         cells = [f"{_cell(folder[key]):>{len(title)}}" for key, title in _COLUMNS]
         lines.append(f"{folder['name']:<{width}}  " + "  ".join(cells)
                      + f"  {folder['paused'] or '-'}")
+    if doc.get("credits"):
+        lines += ["", "credits (estimated by [budget]): today / this month"]
+        lines += [f"  {name:<{width}}  {c['today']:.2f} / {c['this_month']:.2f}"
+                  for name, c in doc["credits"].items()]
     if doc["recent_errors"]:
         lines += ["", "last errors:"]
         lines += [_error_line(e) for e in doc["recent_errors"]]
@@ -240,7 +264,8 @@ def _api_line(doc: dict[str, Any]) -> str:
     pause = doc["pause"]
     if not pause:
         return "ok"
-    detail = f" ({pause['detail']})" if pause.get("detail") else ""
+    shown = pause.get("detail") and pause["detail"] not in pause["description"]
+    detail = f" ({pause['detail']})" if shown else ""
     return f"{pause['description']}{detail}"
 
 

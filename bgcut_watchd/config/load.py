@@ -19,7 +19,9 @@ from bgcut_watchd.config.model import (
     FORMAT_EXTENSIONS,
     QUALITIES,
     RAW_FILES_CHOICES,
+    RENDER_MODES,
     ApiConfig,
+    BudgetConfig,
     Config,
     DaemonConfig,
     FolderConfig,
@@ -51,7 +53,8 @@ from bgcut_watchd.config.rules import (
 )
 from bgcut_watchd.errors import ConfigError
 
-_TOP_LEVEL_KEYS = ("api", "daemon", "retry", "http", "notify", "variants", "folders")
+_TOP_LEVEL_KEYS = ("api", "daemon", "retry", "http", "notify", "budget", "variants",
+                   "folders")
 _REQUIRED_PATHS = ("inbox", "outbox", "quarantine")
 
 
@@ -99,6 +102,7 @@ def parse_config(data: Mapping[str, object], source: Path | None = None) -> Conf
     retry = _parse_retry(root.table("retry"))
     http = _parse_http(root.table("http"), base)
     notify = _parse_notify(root.table("notify"))
+    budget = _parse_budget(root.table("budget"))
     variants, broken = _parse_variants(root)
     folders = _parse_folders(root, variants, broken, base)
     check_folder_paths(folders, daemon.state_dir, problems)
@@ -108,7 +112,7 @@ def parse_config(data: Mapping[str, object], source: Path | None = None) -> Conf
     return Config(
         api=api, daemon=daemon, retry=retry, variants=variants,
         folders=tuple(folder for _, folder in folders), http=http, notify=notify, source=source,
-        warnings=tuple(problems.warnings),
+        warnings=tuple(problems.warnings), budget=budget,
     )
 
 
@@ -195,6 +199,24 @@ def _parse_notify(table: Table) -> NotifyConfig:
     return NotifyConfig(webhook_url=webhook_url, apprise_urls=apprise_urls, digest_s=digest_s)
 
 
+def _parse_budget(table: Table) -> BudgetConfig:
+    table.reject_unknown(_keys(BudgetConfig))
+    d = BudgetConfig
+    return BudgetConfig(
+        first_variant_min_credits=table.number(
+            "first_variant_min_credits", d.first_variant_min_credits, exclusive=False),
+        first_variant_max_credits=table.number(
+            "first_variant_max_credits", d.first_variant_max_credits, exclusive=False),
+        first_variant_max_at_pixels=table.integer(
+            "first_variant_max_at_pixels", d.first_variant_max_at_pixels, minimum=1),
+        extra_variant_credits=table.number(
+            "extra_variant_credits", d.extra_variant_credits, exclusive=False),
+        autocrop_credits=table.number("autocrop_credits", d.autocrop_credits, exclusive=False),
+        max_credits_per_day=table.number(
+            "max_credits_per_day", d.max_credits_per_day, exclusive=False),
+    )
+
+
 def _parse_variants(root: Table) -> tuple[dict[str, Variant], set[str]]:
     """Every ``[variants.<name>]``, and the names of those that have problems."""
     if root.has("variants") and not isinstance(root.data["variants"], Mapping):
@@ -273,6 +295,8 @@ def _parse_folder(
                                     minimum=0)
     keep_metadata = table.boolean("keep_metadata", d.keep_metadata)
     raw_files = table.choice("raw_files", d.raw_files, RAW_FILES_CHOICES)
+    render = table.choice("render", d.render, RENDER_MODES)
+    downscale = table.boolean("downscale_before_upload", d.downscale_before_upload)
     if name is None or inbox is None or outbox is None or quarantine is None or chosen is None:
         return None
     folder = FolderConfig(
@@ -283,7 +307,7 @@ def _parse_folder(
         ignore=tuple(item for _, item in ignore or ()), reprocess_duplicates=reprocess_duplicates,
         remove_empty_subfolders=remove_empty, archive_retention_days=archive_days,
         quarantine_retention_days=quarantine_days, keep_metadata=keep_metadata,
-        raw_files=raw_files,
+        raw_files=raw_files, render=render, downscale_before_upload=downscale,
     )
     check_folder(table, folder, broken)
     return folder

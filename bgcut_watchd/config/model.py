@@ -23,6 +23,7 @@ API_KEY_CREDENTIAL = "api-key"
 FORMAT_EXTENSIONS = {"png": "png", "jpeg": "jpg", "jpg": "jpg", "webp": "webp", "avif": "avif"}
 QUALITIES = ("high", "medium", "low")
 RAW_FILES_CHOICES = ("ignore", "quarantine")
+RENDER_MODES = ("api", "local")
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,18 @@ class NotifyConfig:
 
 
 @dataclass(frozen=True)
+class BudgetConfig:
+    """The spend model (indicative public pricing, api-v3.md "Credits") and the daily cap."""
+
+    first_variant_min_credits: float = 0.5
+    first_variant_max_credits: float = 1.1
+    first_variant_max_at_pixels: int = 25_000_000
+    extra_variant_credits: float = 0.25
+    autocrop_credits: float = 0.5
+    max_credits_per_day: float = 0.0  # 0: no cap
+
+
+@dataclass(frozen=True)
 class Variant:
     """One named output preset; fields take the API's values (api-v3.md)."""
 
@@ -116,6 +129,8 @@ class FolderConfig:
     quarantine_retention_days: int = 0
     keep_metadata: bool = True  # outputs carry the input's copyright, artist, date, caption
     raw_files: str = "ignore"  # camera RAW: "ignore" (left in the inbox) | "quarantine"
+    render: str = "api"  # "local": one transparent cutout, variants rendered here (job.render)
+    downscale_before_upload: bool = True  # larger than every variant needs: scaled down first
 
 
 @dataclass(frozen=True)
@@ -129,6 +144,7 @@ class Config:
     notify: NotifyConfig = NotifyConfig()
     source: Path | None = None
     warnings: tuple[str, ...] = ()
+    budget: BudgetConfig = BudgetConfig()
 
 
 def expand_output_name(template: str, stem: str, variant: Variant, folder_name: str) -> str:

@@ -20,7 +20,9 @@ from typing import Any
 from bgcut_watchd.config.model import (
     FORMAT_EXTENSIONS,
     QUALITIES,
+    RENDER_MODES,
     ApiConfig,
+    BudgetConfig,
     DaemonConfig,
     FolderConfig,
     HttpConfig,
@@ -31,7 +33,8 @@ from bgcut_watchd.config.model import (
 
 SCHEMA_ID = "https://bgcut-watchd.invalid/config.schema.json"
 SECTIONS: dict[str, type] = {"api": ApiConfig, "daemon": DaemonConfig, "retry": RetryConfig,
-                             "http": HttpConfig, "notify": NotifyConfig}
+                             "http": HttpConfig, "notify": NotifyConfig,
+                             "budget": BudgetConfig}
 REQUIRED_FOLDER_KEYS = ("name", "inbox", "outbox", "quarantine", "variants")
 
 _POSITIVE = {"exclusiveMinimum": 0}
@@ -45,6 +48,12 @@ RULES: dict[str, dict[str, Any]] = {
     "retry.max_attempts": {"minimum": 1},
     "retry.base_delay_s": _NOT_NEGATIVE,
     "retry.max_delay_s": _NOT_NEGATIVE,
+    "budget.first_variant_min_credits": _NOT_NEGATIVE,
+    "budget.first_variant_max_credits": _NOT_NEGATIVE,
+    "budget.first_variant_max_at_pixels": {"minimum": 1},
+    "budget.extra_variant_credits": _NOT_NEGATIVE,
+    "budget.autocrop_credits": _NOT_NEGATIVE,
+    "budget.max_credits_per_day": _NOT_NEGATIVE,
     "variants.format": {"enum": list(FORMAT_EXTENSIONS)},
     "variants.max_resolution": {"minimum": 4096, "maximum": 25_000_000},
     "variants.quality": {"enum": list(QUALITIES)},
@@ -55,6 +64,7 @@ RULES: dict[str, dict[str, Any]] = {
     "folders.on_success": {"enum": ["archive", "delete"]},
     "folders.watch": {"enum": ["auto", "inotify", "polling"]},
     "folders.on_conflict": {"enum": ["rename", "overwrite"]},
+    "folders.render": {"enum": list(RENDER_MODES)},
     "folders.archive_retention_days": {"minimum": 0},
     "folders.quarantine_retention_days": {"minimum": 0},
 }

@@ -74,7 +74,9 @@ class ApiGuard:
     def _settles_pause(self, endpoint: str) -> bool:
         """Whether a success of ``endpoint`` proves the pause's cause gone.
 
-        Only a process call can answer 402: a probe that uploads and succeeds says nothing
-        about credits, so its thread keeps the probe and its process call decides.
+        Only a process call can answer 402 or cross the daily budget: a probe that uploads and
+        succeeds says nothing about credits, so its thread keeps the probe and its process call
+        decides.
         """
-        return not (self.pause.state().reason is PauseReason.CREDITS and endpoint != "process")
+        reason = self.pause.state().reason
+        return endpoint == "process" or reason not in (PauseReason.CREDITS, PauseReason.BUDGET)

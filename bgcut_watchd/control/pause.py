@@ -43,6 +43,7 @@ class PauseReason(Enum):
     CREDITS = "credits"
     UNREACHABLE = "unreachable"
     DISK = "disk"
+    BUDGET = "budget"
 
     @property
     def description(self) -> str:
@@ -52,6 +53,7 @@ class PauseReason(Enum):
             PauseReason.CREDITS: "out of credits (402)",
             PauseReason.UNREACHABLE: "service unreachable",
             PauseReason.DISK: "folder not writable",
+            PauseReason.BUDGET: "daily budget reached",
         }[self]
 
 
@@ -79,7 +81,10 @@ class PauseState:
         if self.probing:
             return f"paused: {what}, probing now"
         next_try = wall_now + timedelta(seconds=self.probe_in_s)
-        return f"paused: {what}, next try {next_try:%H:%M}"
+        if self.reason is PauseReason.BUDGET:  # ends at 00:00: the nearest minute, not 23:59
+            at = next_try + timedelta(seconds=30)
+            return f"paused: {self.detail or self.reason.description}, resumes at {at:%H:%M}"
+        return f"paused: {self.reason.description}, next try {next_try:%H:%M}"
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from bgcut_watchd.control.pause import FolderPauses, ProbedPause
 from bgcut_watchd.control.ratelimit import RateLimiter
 from bgcut_watchd.control.scheduler import Scheduler
 from bgcut_watchd.control.tickets import JobTicket, Outcome, OutcomeKind
+from bgcut_watchd.engine.budget import DailyBudget
 from bgcut_watchd.engine.claim import Claims, FolderParts
 from bgcut_watchd.engine.failures import GATE_RETRY_S, FailurePolicy
 from bgcut_watchd.engine.history import JobHistory
@@ -99,6 +100,7 @@ class Engine:
                               cancel, penalty_s=config.retry.base_delay_s,
                               on_answer=self._heartbeat, on_failure=self.failures.on_api_failure,
                               on_success=self.failures.on_api_success)
+        self.budget = DailyBudget(config.budget, self.ledger, self.api_pause)
         self.decode_budget = PixelBudget(DECODE_BUDGET_PIXELS)
         self.in_flight = InFlight()  # identical content in flight at once is paid once
         self.wiring = self._wire(config)
@@ -121,6 +123,7 @@ class Engine:
         """Use a new configuration for the jobs that start from now on (SIGHUP); the jobs
         claimed already finish with the parts they started with."""
         self.wiring = self._wire(config)
+        self.budget.configure(config.budget)
 
     def start(self) -> None:
         self.scheduler.start()
@@ -294,7 +297,8 @@ class Engine:
             folder.name: FolderParts(
                 JobRunner(folder, config.api, config.daemon, self.client, self.ledger,
                           self.guard, decode_budget=self.decode_budget,
-                          in_flight=self.in_flight, spawn=self._spawned),
+                          in_flight=self.in_flight, spawn=self._spawned,
+                          spend=self.budget),
                 WorkArea(folder.inbox),
             )
             for folder in config.folders

@@ -10,6 +10,8 @@ PAUSE_AUTH/CREDITS  the key or the account: pause ALL API work (``retry.auth_pau
                     ``credits_pause_s``), quarantine nothing, hand the job back
 PAUSE_UNREACHABLE   the service never reached (refused, DNS, connect timeout): no file's fault,
                     pause ALL API work like a 401, quarantine nothing however long it lasts
+PAUSE_BUDGET        the daily budget (``engine.budget``, which paused ALL API work until
+                    00:00 itself): quarantine nothing, hand the job back
 PAUSE_FOLDER        the folder's disk: pause that folder (``retry.disk_pause_s``), keep the input
 RETRY               the network or the service, for this file: back off and retry; after
                     ``max_attempts`` consecutive failures, quarantine (``retries_exhausted``)
@@ -46,6 +48,7 @@ from bgcut_watchd.control.pause import FolderPauses, PauseReason, ProbedPause
 from bgcut_watchd.control.retry import next_delay_s, should_retry
 from bgcut_watchd.control.tickets import JobTicket, Outcome
 from bgcut_watchd.errors import (
+    BudgetExceededError,
     CreditsError,
     InputError,
     LocalDiskError,
@@ -74,6 +77,7 @@ class Decision(Enum):
     PAUSE_AUTH = "pause_auth"
     PAUSE_CREDITS = "pause_credits"
     PAUSE_UNREACHABLE = "pause_unreachable"
+    PAUSE_BUDGET = "pause_budget"
     PAUSE_FOLDER = "pause_folder"
     UNEXPECTED = "unexpected"
     WAIT = "wait"
@@ -91,6 +95,8 @@ def classify(exc: BaseException) -> Decision:
         return Decision.QUARANTINE
     if isinstance(exc, CreditsError):
         return Decision.PAUSE_CREDITS
+    if isinstance(exc, BudgetExceededError):
+        return Decision.PAUSE_BUDGET
     if isinstance(exc, PauseError):
         return Decision.PAUSE_AUTH
     if isinstance(exc, LocalDiskError):
@@ -100,6 +106,9 @@ def classify(exc: BaseException) -> Decision:
     if isinstance(exc, TransientError):
         return Decision.RETRY
     return Decision.UNEXPECTED
+
+
+_API_PAUSES = (Decision.PAUSE_AUTH, Decision.PAUSE_CREDITS, Decision.PAUSE_BUDGET)
 
 
 class FailedJobRunner(Protocol):
@@ -138,7 +147,7 @@ class FailurePolicy:
         worker sends a request the account would refuse as well. Any answer that is not a
         service failure (a 4xx) shows the service up. Raises nothing."""
         decision = classify(exc)
-        if decision in (Decision.PAUSE_AUTH, Decision.PAUSE_CREDITS):
+        if decision in _API_PAUSES:
             self._pause_api(decision, exc)
         if not isinstance(exc, ServiceError):
             self.on_api_success()
@@ -157,7 +166,7 @@ class FailurePolicy:
         folder_pause = self.folder_pauses.of(ticket.folder)
         if decision is not Decision.PAUSE_FOLDER:
             folder_pause.release_probe()  # no verdict on the folder's disk
-        if decision in (Decision.PAUSE_AUTH, Decision.PAUSE_CREDITS):
+        if decision in _API_PAUSES:
             if not self.api_pause.state().paused:  # the guard's on_failure has paused already
                 self._pause_api(decision, exc)
             return Outcome.paused(GATE_RETRY_S, self.held.ticket_again(job, ticket))
@@ -176,7 +185,9 @@ class FailurePolicy:
 
     def _pause_api(self, decision: Decision, exc: BaseException) -> None:
         detail = getattr(exc, "detail", "") or str(exc)
-        if decision is Decision.PAUSE_CREDITS:
+        if isinstance(exc, BudgetExceededError):
+            self.api_pause.pause(PauseReason.BUDGET, exc.pause_s, detail)
+        elif decision is Decision.PAUSE_CREDITS:
             self.api_pause.pause(PauseReason.CREDITS, self.retry.credits_pause_s, detail)
         else:
             self.api_pause.pause(PauseReason.AUTH, self.retry.auth_pause_s, detail)

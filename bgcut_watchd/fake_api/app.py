@@ -23,10 +23,11 @@ from werkzeug.exceptions import (
 )
 from werkzeug.formparser import parse_form_data
 
+from bgcut_watchd.fake_api.credits import CreditAccount, Pricing, call_credits
 from bgcut_watchd.fake_api.faults import FaultDice
 from bgcut_watchd.fake_api.options import FakeApiOptions
 from bgcut_watchd.fake_api.paths import sanitise_file_name, validate_remote_path
-from bgcut_watchd.fake_api.render import UnreadableImageError, render_all
+from bgcut_watchd.fake_api.render import UnreadableImageError, decode_image, render_decoded
 from bgcut_watchd.fake_api.reqlog import RequestLog
 from bgcut_watchd.fake_api.storage import Storage, StoredFile
 from bgcut_watchd.fake_api.variants import parse_process_request
@@ -58,6 +59,7 @@ class FakeApiApp:
         self.sleep = sleep
         self.dice = FaultDice(options.seed)
         self.log = RequestLog()
+        self.credits = CreditAccount(options.credits_balance)
 
     @property
     def options(self) -> FakeApiOptions:
@@ -76,6 +78,8 @@ class FakeApiApp:
             options = self._options
         if "seed" in changes:
             self.dice.reseed(options.seed)
+        if "credits_balance" in changes:
+            self.credits.set_balance(options.credits_balance)
         return options
 
     def authenticate(self, header: str | None) -> None:
@@ -134,21 +138,28 @@ class FakeApiApp:
     def process(self, body: bytes, options: FakeApiOptions) -> tuple[str, list[str]]:
         """Render every variant of a process call; returns (input path, output paths).
 
+        The call is charged (``fake_api.credits``) once the input decodes, before rendering.
+
         Raises:
             BadRequest: malformed JSON, invalid field, or unreadable input image.
             NotFound: the input file does not exist (or expired).
+            PaymentRequired: the balance cannot pay for the call (nothing is charged).
         """
         try:
             request = parse_process_request(json.loads(body))
         except ValueError as exc:  # json.JSONDecodeError is a ValueError too
             raise BadRequest(description=_json_detail(exc)) from exc
         source = self.find(request.input_file_path, options)
+        specs = [v.spec for v in request.variants]
         try:
-            outputs = render_all(
-                self.storage.local_path(source.path), [v.spec for v in request.variants]
-            )
+            image = decode_image(self.storage.local_path(source.path))
         except UnreadableImageError as exc:
             raise BadRequest(description=str(exc)) from exc
+        cost = call_credits(_pricing(options), image.width * image.height,
+                            [(spec.max_resolution, spec.autocrop) for spec in specs])
+        if not self.credits.charge(cost):
+            raise PaymentRequired()
+        outputs = render_decoded(image, specs)
         paths = [variant.output_file_path for variant in request.variants]
         for path, data in zip(paths, outputs, strict=True):
             try:
@@ -169,14 +180,22 @@ class FakeApiApp:
         return entry
 
     def usage(self, options: FakeApiOptions) -> dict[str, Any]:
-        """Storage used against the quota."""
+        """Storage used against the quota, and the emulator's own credit fields
+        (``credits_balance``, null when unlimited; ``credits_charged``; ``charged_calls``)."""
         files = self.storage.live_files(options.expiry_s)
         return {
             "used_bytes": sum(f.size_bytes for f in files),
             "quota_bytes": options.quota_bytes,
             "files": len(files),
             "expiry_s": options.expiry_s,
+            **self.credits.snapshot(),
         }
+
+
+def _pricing(options: FakeApiOptions) -> Pricing:
+    return Pricing(first_min=options.price_first_min, first_max=options.price_first_max,
+                   full_at_pixels=options.price_full_at_pixels,
+                   extra_variant=options.price_extra_variant, autocrop=options.price_autocrop)
 
 
 def _multipart_environ(stream: IO[bytes], headers: Mapping[str, str]) -> dict[str, Any]:

@@ -86,6 +86,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--expiry", type=float, default=DEFAULT_EXPIRY_S, metavar="S",
                         help="stored files vanish after S seconds (default 7200)")
     parser.add_argument("--quota-bytes", type=int, default=DEFAULT_QUOTA_BYTES, metavar="N")
+    _add_credit_arguments(parser)
+
+
+def _add_credit_arguments(parser: argparse.ArgumentParser) -> None:
+    credits = parser.add_argument_group(
+        "credits (every process call is charged; GET /v3/file-ops/usage/ shows the balance)")
+    credits.add_argument("--credits-balance", type=float, default=None, metavar="N",
+                         help="starting balance; a call it cannot pay answers 402 "
+                              "(default: unlimited)")
+    credits.add_argument("--price-first-min", type=float, default=0.5, metavar="C",
+                         help="first variant at 0 pixels (default 0.5)")
+    credits.add_argument("--price-first-max", type=float, default=1.1, metavar="C",
+                         help="first variant at --price-full-at-pixels or more (default 1.1)")
+    credits.add_argument("--price-full-at-pixels", type=int, default=25_000_000, metavar="N",
+                         help="pixels from which the first variant costs the most")
+    credits.add_argument("--price-extra-variant", type=float, default=0.25, metavar="C",
+                         help="each further variant of the same call (default 0.25)")
+    credits.add_argument("--price-autocrop", type=float, default=0.5, metavar="C",
+                         help="each autocrop variant, on top (default 0.5)")
 
 
 def options_from_args(args: argparse.Namespace) -> FakeApiOptions:
@@ -106,6 +125,9 @@ def options_from_args(args: argparse.Namespace) -> FakeApiOptions:
         auth_fail=args.auth_fail, credits_exhausted=args.credits_exhausted, seed=args.seed,
         request_log=args.request_log, max_upload_bytes=args.max_upload_bytes,
         expiry_s=args.expiry, quota_bytes=args.quota_bytes,
+        credits_balance=args.credits_balance, price_first_min=args.price_first_min,
+        price_first_max=args.price_first_max, price_full_at_pixels=args.price_full_at_pixels,
+        price_extra_variant=args.price_extra_variant, price_autocrop=args.price_autocrop,
     )
 
 

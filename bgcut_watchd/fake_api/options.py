@@ -20,6 +20,7 @@ SHARE_FIELDS = ("fail_5xx", "fail_429", "fail_reset", "fail_truncate", "fail_404
 LATENCY_FIELDS = ("latency_upload_s", "latency_process_s", "latency_download_s")
 DRIBBLE_FIELDS = ("dribble_upload_bytes_per_s", "dribble_process_bytes_per_s",
                   "dribble_download_bytes_per_s")
+PRICE_FIELDS = ("price_first_min", "price_first_max", "price_extra_variant", "price_autocrop")
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,12 @@ class FakeApiOptions:
     max_upload_bytes: int | None = None
     expiry_s: float = DEFAULT_EXPIRY_S
     quota_bytes: int = DEFAULT_QUOTA_BYTES
+    credits_balance: float | None = None  # None: unlimited; changing it sets the balance
+    price_first_min: float = 0.5
+    price_first_max: float = 1.1
+    price_full_at_pixels: int = 25_000_000
+    price_extra_variant: float = 0.25
+    price_autocrop: float = 0.5
 
     def __post_init__(self) -> None:
         problems = _problems(self)
@@ -89,7 +96,9 @@ def _coerce(name: str, value: Any) -> Any:
     """Turn a JSON value into the field's Python type where that is lossless."""
     if name == "request_log" and isinstance(value, str):
         return Path(value)
-    if name in SHARE_FIELDS + LATENCY_FIELDS + DRIBBLE_FIELDS + ("expiry_s",) and _is_int(value):
+    numbers = (SHARE_FIELDS + LATENCY_FIELDS + DRIBBLE_FIELDS + PRICE_FIELDS
+               + ("expiry_s", "credits_balance"))
+    if name in numbers and _is_int(value):
         return float(value)
     return value
 
@@ -117,6 +126,20 @@ def _problems(options: FakeApiOptions) -> list[str]:
         if not isinstance(getattr(options, name), bool):
             problems.append(f"{name} must be a boolean")
     problems.extend(_scalar_problems(options))
+    problems.extend(_price_problems(options))
+    return problems
+
+
+def _price_problems(options: FakeApiOptions) -> list[str]:
+    problems = [f"{name} must be a number >= 0, got {getattr(options, name)!r}"
+                for name in PRICE_FIELDS
+                if not _is_number(getattr(options, name)) or getattr(options, name) < 0]
+    balance = options.credits_balance
+    if balance is not None and (not _is_number(balance) or balance < 0):
+        problems.append(f"credits_balance must be a number >= 0 or null, got {balance!r}")
+    pixels = options.price_full_at_pixels
+    if not _is_int(pixels) or pixels < 1:
+        problems.append(f"price_full_at_pixels must be an integer >= 1, got {pixels!r}")
     return problems
 
 

@@ -188,7 +188,11 @@ def render_all(source: Path, specs: Sequence[RenderSpec]) -> list[bytes]:
     Raises:
         UnreadableImageError: ``source`` is not a decodable JPEG/PNG/WebP/AVIF image.
     """
-    image = decode_image(source)
+    return render_decoded(decode_image(source), specs)
+
+
+def render_decoded(image: Image.Image, specs: Sequence[RenderSpec]) -> list[bytes]:
+    """Render every spec from the decoded RGBA ``image``, in order; one cut per quality."""
     cuts: dict[str, Image.Image] = {}
     outputs: list[bytes] = []
     for spec in specs:

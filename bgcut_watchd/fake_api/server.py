@@ -189,6 +189,10 @@ class FakeApiServer:
         """
         return self._app.update(changes)
 
+    def usage(self) -> dict[str, Any]:
+        """What ``GET /v3/file-ops/usage/`` answers now (storage and credits)."""
+        return self._app.usage(self._app.options)
+
     def requests(self) -> list[RequestLogEntry]:
         """Every API request logged so far, oldest first."""
         return self._app.log.entries()

@@ -247,6 +247,27 @@ def remote_output_paths(upload_prefix: str, job_id: str, variants: Sequence[Vari
     return [f"{prefix}/{i}-{v.name}.{v.ext}" for i, v in enumerate(variants)]
 
 
+SCALED_UPLOAD_STEM = "upload-scaled"  # in the job dir; never "input*" (that is the input)
+
+
+def scaled_upload_name(ext: str) -> str:
+    """The job-dir name of an input scaled down before its upload (``job.downscale``)."""
+    return f"{SCALED_UPLOAD_STEM}.{ext}"
+
+
+REMOTE_MASTER_NAME = "master.png"  # never a variant's: theirs start with "<index>-"
+
+
+def remote_master_path(upload_prefix: str, job_id: str, remote_round: int = 0) -> str:
+    """The remote ``output_file_path`` of a local-render job's one cutout (``job.render``)."""
+    return f"{remote_upload_path(upload_prefix, job_id, remote_round)}/out/{REMOTE_MASTER_NAME}"
+
+
+def is_remote_master(remote_path: str) -> bool:
+    """Whether ``remote_path`` is a local-render cutout (its variants are rendered here)."""
+    return remote_path.rpartition("/")[2] == REMOTE_MASTER_NAME
+
+
 def is_unlink_placeholder(name: str) -> bool:
     """True for a network client's placeholder of a file unlinked while open."""
     return name.startswith(UNLINK_PLACEHOLDER_PREFIXES)

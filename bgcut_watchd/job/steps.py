@@ -31,11 +31,13 @@ reuse and single flight (``duplicates``), the checks of an output (``verify``), 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from functools import cached_property, partial
 from pathlib import Path
@@ -64,7 +66,9 @@ from bgcut_watchd.fsops import (
     sha256_of_regular_file,
     show_path,
 )
+from bgcut_watchd.job.cost import pixels_of
 from bgcut_watchd.job.dispose import archive_target, delete_input, move_to_target
+from bgcut_watchd.job.downscale import upload_source
 from bgcut_watchd.job.duplicates import (
     SameContentInFlight,
     SingleFlight,
@@ -79,10 +83,10 @@ from bgcut_watchd.job.naming import (
     MAX_NAME_RACES,
     choose_output_set,
     download_path_for,
+    is_remote_master,
     output_names,
     output_stem,
     relative_subfolder,
-    remote_output_paths,
     remote_upload_path,
     temp_path_for,
 )
@@ -91,6 +95,7 @@ from bgcut_watchd.job.pages import Spawn, hand_over_pages, write_pages
 from bgcut_watchd.job.publish import discard_temps, publish_set
 from bgcut_watchd.job.quarantining import STAGE_OF as STAGE_OF
 from bgcut_watchd.job.quarantining import JobQuarantine
+from bgcut_watchd.job.render import BadRenderError, render_set, requested_outputs
 from bgcut_watchd.job.settle import InputFreeze
 from bgcut_watchd.job.stamp import stamp_file
 from bgcut_watchd.job.unsettled import second_look_s
@@ -117,6 +122,14 @@ class ApiCaller(Protocol):
     def call(self, endpoint: str, fn: Callable[[], T]) -> T: ...
 
 
+class SpendMeter(Protocol):
+    """Holds a process call's estimated credits against the daily budget (``engine.budget``);
+    raises BudgetExceededError instead of letting a call cross it."""
+
+    def paying(self, folder: str, input_pixels: int,
+               variants: Sequence[Variant]) -> AbstractContextManager[float]: ...
+
+
 @dataclass(frozen=True)
 class JobRunner:
     """Carries one folder's jobs through the pipeline; safe to share between worker threads."""
@@ -132,6 +145,7 @@ class JobRunner:
     in_flight: SingleFlight | None = None  # shared likewise; None: no single flight
     spawn: Spawn | None = None  # runs a page job of a multi-page input (the engine's queue)
     wall_clock: WallClock = utc_now  # journaled times (the look-out of an unanswered call)
+    spend: SpendMeter | None = None  # the daily budget; None: nothing counted
 
     @cached_property
     def freeze(self) -> InputFreeze:
@@ -215,16 +229,30 @@ class JobRunner:
         source, name = upload_for(job, checked, self._decode_limits, partial(self._say, job))
         upload_path = remote_upload_path(self.api.upload_prefix, job.job_id,
                                          job.record.remote_round)
+        source = self._upload_source(job, checked)
         remote = self.guard.call("upload", lambda: self.client.upload(
             source, upload_path, name))
         # What was checked and uploaded is what was claimed: only then is it paid for.
         self.freeze.ensure_unchanged(job, self._out_dir(job))
         job.save(job.record.advance(JobState.UPLOADED, remote_input=remote))
 
+    def _upload_source(self, job: ClaimedJob, checked: ValidatedInput) -> Path:
+        """The input, or its copy scaled down to what the variants need (``job.downscale``).
+        Raises LocalDiskError."""
+        scaled = upload_source(job.job_dir, job.input_path, checked, self.variants_of(job),
+                               enabled=self.folder.downscale_before_upload,
+                               budget=self.decode_budget)
+        if scaled.saved_pixels:
+            log.info("job %s [%s] %s: scaled down before the upload: %d pixels and %d bytes "
+                     "fewer to send", job.job_id, self.folder.name,
+                     show_path(job.record.original_relpath), scaled.saved_pixels,
+                     scaled.saved_bytes, extra=self.log_fields(job, stage="upload"))
+        return scaled.path
+
     def _process(self, job: ClaimedJob) -> None:
-        variants = self.variants_of(job)
-        wanted = remote_output_paths(self.api.upload_prefix, job.job_id, variants,
-                                     job.record.remote_round)
+        variants, wanted = requested_outputs(self.folder.render, self.api.upload_prefix,
+                                             job.job_id, self.variants_of(job),
+                                             job.record.remote_round)
         if job.record.last_stage == PROCESS_AMBIGUOUS and earlier_call_ran(
                 job, wanted, partial(self._outputs_exist, wanted), self.api.process_timeout_s,
                 self.wall_clock, self.folder.name):
@@ -236,9 +264,9 @@ class JobRunner:
     def _redo_process(self, job: ClaimedJob) -> None:
         """An output came back bad twice in a row: it may be broken on the service's side, so
         render it again, once per job. A redo that may have run is not sent a third time."""
-        variants = self.variants_of(job)
-        wanted = remote_output_paths(self.api.upload_prefix, job.job_id, variants,
-                                     job.record.remote_round)
+        variants, wanted = requested_outputs(self.folder.render, self.api.upload_prefix,
+                                             job.job_id, self.variants_of(job),
+                                             job.record.remote_round)
         outputs = self._call_process(job, variants, wanted, redo=True)
         job.save(job.record.advance(JobState.PROCESSED, remote_outputs=tuple(outputs),
                                     last_stage=PROCESS_REDONE))
@@ -270,9 +298,13 @@ class JobRunner:
     def _send_process(self, job: ClaimedJob, remote_input: str, variants: tuple[Variant, ...],
                       wanted: list[str]) -> list[str]:
         """Journal that the paid call is being sent (a restart then looks for its outputs
-        first), then send it. Raises ApiError subclasses, OSError."""
-        job.save(job.record.advance(job.record.state, process_sent_at=self._now()))
-        return self.client.process(remote_input, variants, wanted)
+        first), then send it, its estimated credits held against the daily budget. Raises
+        ApiError subclasses (BudgetExceededError: not sent), OSError."""
+        spending = (contextlib.nullcontext(0.0) if self.spend is None else self.spend.paying(
+            self.folder.name, pixels_of(job.input_path), variants))
+        with spending:  # BudgetExceededError here: nothing sent, nothing journaled
+            job.save(job.record.advance(job.record.state, process_sent_at=self._now()))
+            return self.client.process(remote_input, variants, wanted)
 
     def _download(self, job: ClaimedJob) -> None:
         if job.record.last_stage == REDO_PROCESS:
@@ -287,8 +319,34 @@ class JobRunner:
             if not os.path.lexists(temp):  # finished downloads survive a retry or a crash
                 self._download_one(job, remote, index, temp, input_size)
             temps.append(os.fsdecode(temp))
+        local = is_remote_master(job.record.remote_outputs[0])
+        if local:  # render = "local": the one cutout becomes every variant here
+            temps = self._render_local(job, out_dir, Path(temps[0]))
         job.save(job.record.advance(JobState.DOWNLOADED, temp_outputs=tuple(temps),
                                     last_stage="download"))
+        if local:
+            temp_path_for(out_dir, job.job_id, 0).unlink(missing_ok=True)
+
+    def _downloaded_variants(self, job: ClaimedJob) -> tuple[Variant, ...]:
+        """What each remote output of ``job`` is: its variants, or the one master of
+        ``render = "local"`` (decided by what was asked for, whatever a reload says now)."""
+        if job.record.remote_outputs and is_remote_master(job.record.remote_outputs[0]):
+            master, _ = requested_outputs("local", self.api.upload_prefix, job.job_id,
+                                          self.variants_of(job), job.record.remote_round)
+            return master
+        return self.variants_of(job)
+
+    def _render_local(self, job: ClaimedJob, out_dir: Path, master: Path) -> list[str]:
+        """Every variant of ``job`` rendered from its downloaded ``master`` (``job.render``).
+        Raises BadRenderError (the master is dropped: a retry downloads it again),
+        LocalDiskError."""
+        try:
+            rendered = render_set(master, self.variants_of(job), out_dir, job.job_id,
+                                  self.decode_budget)
+        except BadRenderError:
+            master.unlink(missing_ok=True)
+            raise
+        return [os.fsdecode(p) for p in rendered]
 
     def _download_one(self, job: ClaimedJob, remote: str, index: int, temp: Path,
                       input_size: tuple[int, int] | None) -> None:
@@ -315,7 +373,7 @@ class JobRunner:
     def _verify(self, job: ClaimedJob, path: Path, index: int,
                 input_size: tuple[int, int] | None) -> None:
         """Raises BadOutputError (the download deleted, the next step journaled) or OSError."""
-        variants = self.variants_of(job)
+        variants = self._downloaded_variants(job)
         if index >= len(variants):  # cannot happen with the journaled set; never publish it
             return
         try:

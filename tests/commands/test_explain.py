@@ -244,3 +244,19 @@ def test_camera_raw_follows_the_setting(
     raw = make_dng_shaped(inbox)
     got, out = _explain(config, raw, capsys)
     assert (got, words in out) == (code, True), out
+
+
+def test_both_render_modes_are_priced_and_local_asks_for_one_master(
+    tmp_path: Path, emulator: FakeApiServer, inbox: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    config = write_config(tmp_path, emulator.base_url, folder={"render": "local"})
+    image = make_valid_jpeg(inbox, "shot.jpg")
+    code, out = _explain(config, image, capsys)
+    assert code == 0
+    assert "2. process, one call with 1 variant(s):" in out
+    assert '"output_file_path": "bgcut-watchd/<job id>/out/master.png"' in out
+    assert "every variant (3) rendered here" in out
+    assert 'render = "api": one call with 3 variant(s), about 1.50 credits' in out
+    assert "3 variant(s) rendered here, about 0.50 credits" in out
+    assert "upload:      the input as it is, byte for byte" in out
+    assert emulator.requests() == []

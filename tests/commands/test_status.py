@@ -30,7 +30,7 @@ from tests.support import (
 )
 
 TOP_KEYS = {"config", "state_dir", "daemon", "pause", "state_dir_problem", "folders",
-            "recent_errors", "notes"}
+            "credits", "recent_errors", "notes"}
 FOLDER_KEYS = {"name", "inbox", "waiting", "in_work_area", "in_progress", "done", "quarantined",
                "failed", "error_files", "paused", "live", "quarantined_now", "quarantined_total"}
 ERROR_KEYS = {"job_id", "folder", "file", "outcome", "stage", "reason", "http_status", "error",

@@ -236,6 +236,7 @@ EXPECTED = {
     "PauseError": Decision.PAUSE_AUTH,
     "AuthError": Decision.PAUSE_AUTH,
     "CreditsError": Decision.PAUSE_CREDITS,
+    "BudgetExceededError": Decision.PAUSE_BUDGET,
     "LocalDiskError": Decision.PAUSE_FOLDER,
     "QuarantineUnfinishedError": Decision.QUARANTINE,
     "NotReadyError": Decision.WAIT,

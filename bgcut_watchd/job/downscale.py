@@ -1,0 +1,100 @@
+"""No more pixels than needed: an input larger than its largest variant is scaled down here
+before the upload (``downscale_before_upload``, default true).
+
+The API scales every output down to its ``max_resolution`` anyway, so pixels above the largest
+one are paid for in upload time (and, by the public pricing, in resolution) and then thrown
+away. Such an input is decoded upright (its EXIF orientation applied, then dropped), scaled
+with Lanczos to fit the largest ``max_resolution``, and saved in its own format, losslessly or
+visually so: PNG stays PNG (lossless), JPEG is saved at quality 95 with the chroma subsampling
+of the input (never coarser), WebP at quality 95, AVIF at 90; its ICC profile is kept. Every
+other input (small enough, or the option off) is uploaded byte for byte: the file the API gets
+is then the claimed one.
+
+The scaled copy lives in the job dir (``job.naming.scaled_upload_name``) and is made again
+whenever the upload step runs (it is not journaled: the same input makes the same copy);
+``finish`` removes it with the job dir. Issue 10's ``job.normalize`` (format, orientation,
+sRGB) works at the same place: combined, "a file the API accepts, upright, sRGB and small
+enough is uploaded byte for byte" must still hold.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from PIL import Image, ImageOps, JpegImagePlugin, UnidentifiedImageError
+
+from bgcut_watchd.config.model import Variant
+from bgcut_watchd.fsops import local_disk
+from bgcut_watchd.job.naming import scaled_upload_name
+from bgcut_watchd.job.render import fitted_size
+from bgcut_watchd.job.validate import PixelBudget, ValidatedInput
+
+log = logging.getLogger("bgcut_watchd.job")
+
+_SAVE: dict[str, tuple[str, str, dict[str, Any]]] = {  # format -> (Pillow, ext, options)
+    "png": ("PNG", "png", {"compress_level": 6}),
+    "jpeg": ("JPEG", "jpg", {"quality": 95}),
+    "webp": ("WEBP", "webp", {"quality": 95, "method": 4}),
+    "avif": ("AVIF", "avif", {"quality": 90, "speed": 6}),
+}
+
+
+@dataclass(frozen=True)
+class UploadSource:
+    """The file to upload, and what scaling it down saved (0 when it is the input itself)."""
+
+    path: Path
+    saved_bytes: int = 0
+    saved_pixels: int = 0
+
+
+def upload_source(job_dir: Path, source: Path, checked: ValidatedInput,
+                  variants: Sequence[Variant], *, enabled: bool,
+                  budget: PixelBudget | None = None) -> UploadSource:
+    """The file to upload for ``source`` (described by ``checked``): a scaled-down copy in
+    ``job_dir`` when it has more pixels than the largest ``max_resolution`` of ``variants``
+    and ``enabled``, else ``source`` itself. Raises LocalDiskError when the copy cannot be
+    written; a copy Pillow cannot make leaves the input to be uploaded as it is."""
+    pixels = checked.width * checked.height
+    largest = max(v.max_resolution for v in variants)
+    if not enabled or pixels <= largest:
+        return UploadSource(source)
+    pil_format, ext, options = _SAVE[checked.format]
+    target = job_dir / scaled_upload_name(ext)
+    reserved = budget.reserve(pixels) if budget is not None else contextlib.nullcontext()
+    try:
+        with reserved:
+            scaled_pixels = _write_scaled(source, target, largest, pil_format, options)
+    except (UnidentifiedImageError, SyntaxError, ValueError) as exc:
+        log.warning("cannot scale %s down before the upload (%s): uploading it as it is",
+                    source.name, exc)
+        return UploadSource(source)
+    return UploadSource(target, saved_bytes=checked.size_bytes - target.stat().st_size,
+                        saved_pixels=pixels - scaled_pixels)
+
+
+def _write_scaled(source: Path, target: Path, max_pixels: int, pil_format: str,
+                  options: dict[str, Any]) -> int:
+    """Write ``source`` upright and scaled to fit ``max_pixels`` into ``target``; return its
+    pixels. Raises LocalDiskError (writing), Pillow's errors (decoding)."""
+    with Image.open(source) as opened:
+        icc = opened.info.get("icc_profile")
+        if pil_format == "JPEG":
+            options = {**options, "subsampling": max(0, JpegImagePlugin.get_sampling(opened))}
+        image = ImageOps.exif_transpose(opened)
+        if image.mode not in ("RGB", "RGBA", "L", "LA"):
+            image = image.convert("RGBA" if "A" in image.getbands() or
+                                  "transparency" in image.info else "RGB")
+        size = fitted_size(image.width, image.height, max_pixels)
+        scaled = image.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
+    if pil_format == "JPEG" and scaled.mode not in ("RGB", "L"):
+        scaled = scaled.convert("RGB")
+    extra = {"icc_profile": icc} if icc else {}
+    with local_disk("writing the scaled-down input", target):
+        scaled.save(target, pil_format, **options, **extra)
+    return size[0] * size[1]

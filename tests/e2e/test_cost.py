@@ -1,0 +1,64 @@
+"""Paying for less, end to end: ``render = "local"`` asks the emulator for one cutout per input
+and renders the example variant set here, at about half the credits of ``render = "api"``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from bgcut_watchd.fake_api import FakeApiServer
+from bgcut_watchd.fake_api.credits import Pricing, call_credits
+from tests.hostile import make_valid_jpeg
+from tests.support import InProcessDaemon, files_under, wait_for, write_config
+
+SIZE = (640, 480)
+INPUTS = 3
+
+
+def _run_set(tmp_path: Path, emulator: FakeApiServer, render: str) -> float:
+    """Process INPUTS images with the example variant set; return the credits charged."""
+    root = tmp_path / render
+    config = write_config(root, emulator.base_url, folder={"render": render})
+    before = emulator.usage()["credits_charged"]
+    with InProcessDaemon(config):
+        for n in range(INPUTS):
+            make_valid_jpeg(root / "studio" / "inbox", f"p{n}.jpg", size=SIZE)
+        wait_for(lambda: len(files_under(root / "studio" / "archive")) == INPUTS,
+                 what="every input archived")
+    outbox = root / "studio" / "outbox"
+    assert len(files_under(outbox)) == 3 * INPUTS
+    for path in files_under(outbox):
+        with Image.open(path) as image:
+            image.load()
+    return float(emulator.usage()["credits_charged"]) - float(before)
+
+
+def _ok(emulator: FakeApiServer, endpoint: str) -> int:
+    return sum(1 for r in emulator.requests() if r.endpoint == endpoint and r.status == 200)
+
+
+def test_local_render_sends_one_variant_per_input(tmp_path: Path,
+                                                  emulator: FakeApiServer) -> None:
+    charged = _run_set(tmp_path, emulator, "local")
+    assert (_ok(emulator, "upload"), _ok(emulator, "process"), _ok(emulator, "download")) == (
+        INPUTS, INPUTS, INPUTS)
+    one_variant = call_credits(Pricing(), SIZE[0] * SIZE[1], [(12_000_000, False)])
+    assert charged == pytest.approx(INPUTS * one_variant)
+    outbox = tmp_path / "local" / "studio" / "outbox"
+    with Image.open(outbox / "p0.thumb.webp") as thumb, Image.open(outbox / "p0.full.png") as full:
+        assert thumb.format == "WEBP" and full.format == "PNG"
+        assert thumb.width * thumb.height <= 40_000 and full.size == SIZE
+    with Image.open(outbox / "p0.white.jpg") as white:
+        assert white.format == "JPEG" and white.convert("RGB").getpixel((0, 0)) >= (250,) * 3
+
+
+def test_local_render_costs_about_half_of_api_render(
+        tmp_path: Path, emulator: FakeApiServer, capsys: pytest.CaptureFixture[str]) -> None:
+    api = _run_set(tmp_path, emulator, "api")
+    local = _run_set(tmp_path, emulator, "local")
+    with capsys.disabled():
+        print(f"\ncredits for {INPUTS} inputs of {SIZE[0]}x{SIZE[1]}, example set: "
+              f"api {api:.3f}, local {local:.3f} ({local / api:.0%})")
+    assert local < 0.55 * api

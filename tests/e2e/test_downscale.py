@@ -1,0 +1,84 @@
+"""No more pixels than needed: a 24 MP input whose largest variant is 12 MP is scaled down
+before its upload (``downscale_before_upload``), and uploaded byte for byte when it is off."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from PIL import Image, ImageDraw
+
+from bgcut_watchd.config.model import Variant
+from bgcut_watchd.fake_api import FakeApiServer
+from bgcut_watchd.job.downscale import upload_source
+from bgcut_watchd.job.validate import validate_input
+from tests.support import InProcessDaemon, files_under, wait_for, write_config
+
+VARIANTS = '[variants.full]\nformat = "jpeg"\nmax_resolution = 12000000\n'
+SIZE_24MP = (6000, 4000)
+
+
+def _photo(path: Path, size: tuple[int, int], fmt: str = "JPEG") -> Path:
+    """A photo-like picture: a textured backdrop (noise) with a plain subject."""
+    width, height = size
+    noise = Image.effect_noise(size, 24).convert("RGB")
+    image = Image.blend(Image.new("RGB", size, (40, 170, 60)), noise, 0.15)
+    ImageDraw.Draw(image).ellipse((width // 4, height // 4, width * 3 // 4, height * 3 // 4),
+                                  fill=(200, 40, 40))
+    image.save(path, fmt, quality=90)
+    return path
+
+
+def _uploaded_bytes(tmp_path: Path, emulator: FakeApiServer, downscale: bool) -> int:
+    root = tmp_path / ("on" if downscale else "off")
+    config = write_config(root, emulator.base_url, variants=VARIANTS, variant_names=("full",),
+                          folder={"downscale_before_upload": downscale},
+                          api={"upload_timeout_s": 60, "process_timeout_s": 120,
+                               "download_timeout_s": 60})
+    seen = {r.file_path for r in emulator.requests() if r.endpoint == "upload"}
+    with InProcessDaemon(config):
+        _photo(root / "staging.jpg", SIZE_24MP).rename(root / "studio" / "inbox" / "big.jpg")
+        wait_for(lambda: len(files_under(root / "studio" / "archive")) == 1, timeout_s=120,
+                 what="the input archived")
+    [stored] = [r.file_path for r in emulator.requests()
+                if r.endpoint == "upload" and r.status == 200 and r.file_path not in seen]
+    assert stored is not None
+    with Image.open(next(iter(files_under(root / "studio" / "outbox")))) as out:
+        assert out.width * out.height <= 12_000_000
+        assert out.width * out.height > 11_900_000
+    return emulator.local_path(stored).stat().st_size
+
+
+@pytest.mark.slow
+def test_a_24mp_input_is_uploaded_at_12mp(tmp_path: Path, emulator: FakeApiServer,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    before = _uploaded_bytes(tmp_path, emulator, downscale=False)
+    after = _uploaded_bytes(tmp_path, emulator, downscale=True)
+    with capsys.disabled():
+        print(f"\n24 MP JPEG, largest variant 12 MP: uploaded {before} bytes without "
+              f"downscaling, {after} with ({after / before:.0%})")
+    assert after < 0.75 * before
+
+
+def test_small_enough_inputs_are_uploaded_byte_for_byte(tmp_path: Path) -> None:
+    source = _photo(tmp_path / "in.jpg", (400, 300))
+    checked = validate_input(source, max_bytes=10**8, max_pixels=10**8)
+    chosen = upload_source(tmp_path, source, checked, [Variant("full")], enabled=True)
+    assert chosen.path == source and chosen.saved_bytes == 0
+
+
+def test_a_larger_input_is_scaled_upright_to_the_largest_variant(tmp_path: Path) -> None:
+    source = tmp_path / "in.png"
+    image = Image.new("RGB", (400, 200), (10, 200, 10))
+    exif = image.getexif()
+    exif[0x0112] = 6  # orientation: rotate 90 degrees clockwise to view
+    image.save(source, "PNG", exif=exif)
+    checked = validate_input(source, max_bytes=10**8, max_pixels=10**8)
+    variants = [Variant("a", max_resolution=20_000), Variant("b", max_resolution=5_000)]
+    chosen = upload_source(tmp_path, source, checked, variants, enabled=True)
+    with Image.open(chosen.path) as scaled:
+        assert scaled.format == "PNG"
+        assert scaled.size == (100, 200)  # upright (portrait), 20 000 pixels
+    assert chosen.saved_pixels == 80_000 - 20_000
+    off = upload_source(tmp_path, source, checked, variants, enabled=False)
+    assert off.path == source
