@@ -229,7 +229,8 @@ class JobRunner:
         source, name = upload_for(job, checked, self._decode_limits, partial(self._say, job))
         upload_path = remote_upload_path(self.api.upload_prefix, job.job_id,
                                          job.record.remote_round)
-        source = self._upload_source(job, checked)
+        if source == job.input_path:  # sent as it is: scaled down when larger than needed
+            source = self._upload_source(job, checked)
         remote = self.guard.call("upload", lambda: self.client.upload(
             source, upload_path, name))
         # What was checked and uploaded is what was claimed: only then is it paid for.
