@@ -32,8 +32,9 @@ from urllib.parse import quote
 import requests
 from requests_toolbelt import MultipartEncoder
 
+from bgcut_watchd.api.alarms import AlarmClock, TimerFactory
 from bgcut_watchd.api.body import BODY_READ_ERRORS, copy_body, json_field, read_body
-from bgcut_watchd.api.deadline import CallWatch, DeadlineAdapter, TimerFactory, start_thread_timer
+from bgcut_watchd.api.deadline import CallWatch, DeadlineAdapter
 from bgcut_watchd.api.statuses import deadline_error, error_for_status, transport_error
 from bgcut_watchd.config import ApiConfig, Variant
 from bgcut_watchd.errors import (
@@ -115,7 +116,7 @@ class BackgroundCutClient:
         wall_clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
         on_request: RequestObserver | None = None,
-        start_timer: TimerFactory = start_thread_timer,
+        start_timer: TimerFactory | None = None,
     ) -> None:
         """Raises ConfigError when the key is empty or not printable ASCII (never quoting it).
 
@@ -131,7 +132,7 @@ class BackgroundCutClient:
         self._wall_clock = wall_clock
         self._monotonic = monotonic
         self._on_request = on_request
-        self._start_timer = start_timer
+        self._start_timer = start_timer or AlarmClock(monotonic)  # the calls' deadlines
         self._local = threading.local()
         self._sessions: list[requests.Session] = []
         self._sessions_lock = threading.Lock()

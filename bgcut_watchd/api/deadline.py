@@ -3,20 +3,20 @@
 requests and urllib3 time out each socket operation, not the call: a server that sends one byte
 every half second never trips a 60 s read timeout, and http.client's buffered read of a 1 MiB
 chunk loops over such reads without ever returning to the caller, so a deadline checked between
-chunks would not be reached either. Hence a timer: each call gets a budget
-(``connect_timeout_s`` + its endpoint's timeout) and, when it is spent, the timer shuts the
-call's socket down with ``shutdown(SHUT_RDWR)``. Unlike ``close`` this is safe from another
-thread (the file descriptor stays valid and cannot be reused under the reader), and it wakes a
-blocked ``recv`` or ``send`` at once: the read fails, and the client, seeing
-:attr:`CallDeadline.expired`, raises the deadline error instead of whatever the broken read
-said. A call that ends first cancels its timer; the timer and the end of the call take one lock,
-so a finished call's pooled connection is never shut down under the next call.
+chunks would not be reached either. Hence an alarm (``api.alarms``, one thread for all calls):
+each call gets a budget (``connect_timeout_s`` + its endpoint's timeout) and, when it is spent,
+the alarm shuts the call's socket down with ``shutdown(SHUT_RDWR)``. Unlike ``close`` this is
+safe from another thread (the file descriptor stays valid and cannot be reused under the
+reader), and it wakes a blocked ``recv`` or ``send`` at once: the read fails, and the client,
+seeing :attr:`CallDeadline.expired`, raises the deadline error instead of whatever the broken
+read said. A call that ends first cancels its alarm; the alarm and the end of the call take one
+lock, so a finished call's pooled connection is never shut down under the next call.
 
-How the timer finds the socket: the client's sessions mount :class:`DeadlineAdapter`, whose
+How the alarm finds the socket: the client's sessions mount :class:`DeadlineAdapter`, whose
 connection pools (and proxy managers) make connections of a subclass that registers itself with
 the adapter's :class:`CallWatch` when it connects and when it sends a request: the socket is
-known from the first byte, for a new connection and for a pooled keep-alive one alike, and a
-timer that fired before the socket existed shuts it down as soon as it does. The client keeps
+known from the first byte, for a new connection and for a pooled keep-alive one alike, and an
+alarm that rang before the socket existed shuts it down as soon as it does. The client keeps
 one session per thread, so one adapter and one watch per thread, serving one call at a time.
 
 Not covered: name resolution (``getaddrinfo`` has no timeout in the standard library).
@@ -27,28 +27,14 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
-from collections.abc import Callable, Iterator
-from typing import Any, Protocol
+from collections.abc import Iterator
+from typing import Any
 
 from requests.adapters import HTTPAdapter
 from urllib3 import HTTPConnectionPool, PoolManager
 from urllib3.connection import HTTPConnection
 
-TimerFactory = Callable[[float, Callable[[], None]], "Cancellable"]
-
-
-class Cancellable(Protocol):
-    """A started timer (``threading.Timer``)."""
-
-    def cancel(self) -> None: ...
-
-
-def start_thread_timer(delay_s: float, action: Callable[[], None]) -> Cancellable:
-    """A daemon ``threading.Timer`` running ``action`` after ``delay_s``, started."""
-    timer = threading.Timer(delay_s, action)
-    timer.daemon = True
-    timer.start()
-    return timer
+from bgcut_watchd.api.alarms import TimerFactory
 
 
 class CallDeadline:
@@ -75,7 +61,7 @@ class CallDeadline:
                 _shut_down(connection)
 
     def expire(self) -> None:
-        """The timer's action: mark the call expired and shut its connection down."""
+        """The alarm's action: mark the call expired and shut its connection down."""
         with self._lock:
             if self._finished:
                 return
@@ -84,7 +70,7 @@ class CallDeadline:
                 _shut_down(self._connection)
 
     def finish(self) -> None:
-        """The call ended: from now on the timer does nothing."""
+        """The call ended: from now on the alarm does nothing."""
         with self._lock:
             self._finished = True
             self._connection = None
@@ -101,7 +87,7 @@ def _shut_down(connection: HTTPConnection) -> None:
 class CallWatch:
     """The deadline of the call in flight on one adapter's connections."""
 
-    def __init__(self, start_timer: TimerFactory = start_thread_timer) -> None:
+    def __init__(self, start_timer: TimerFactory) -> None:
         self._start_timer = start_timer
         self._current: CallDeadline | None = None
 
@@ -110,12 +96,12 @@ class CallWatch:
         """Run one call under a total deadline of ``budget_s`` seconds."""
         call = CallDeadline(budget_s)
         self._current = call
-        timer = self._start_timer(budget_s, call.expire)
+        alarm = self._start_timer(budget_s, call.expire)
         try:
             yield call
         finally:
             call.finish()
-            timer.cancel()
+            alarm.cancel()
             self._current = None
 
     def attach(self, connection: HTTPConnection) -> None:
@@ -170,7 +156,7 @@ def _watched_connection(base: type[Any], watch: CallWatch) -> type[Any]:
         def connect(self) -> None:
             watch.attach(self)  # HTTPS connects (TLS handshake) before its first request
             super().connect()
-            watch.attach(self)  # a timer that fired before the socket existed acts now
+            watch.attach(self)  # an alarm that rang before the socket existed acts now
 
         def request(self, *args: Any, **kwargs: Any) -> None:
             watch.attach(self)  # a pooled keep-alive connection does not connect again

@@ -39,14 +39,14 @@ from bgcut_watchd.engine.recovery import recover_folder
 from bgcut_watchd.fsops import show_path
 from bgcut_watchd.job.duplicates import SameContentInFlight
 from bgcut_watchd.job.steps import JobRunner
-from bgcut_watchd.job.validate import PixelBudget
+from bgcut_watchd.job.validate import PixelBudget, return_freed_pixels_to_the_system
 from bgcut_watchd.job.workarea import ClaimedJob, WorkArea
 
 log = logging.getLogger("bgcut_watchd.engine")
 
-# Pixels decoded at once by the local check, all workers together: 16 MP is about 50 MB of
-# RGB; a larger input is decoded alone (bench/memory.py: 8 x 14 MP inputs peaked at 401 MB
-# without this bound).
+# Pixels decoded at once by the local check and the verification of outputs, all workers
+# together: 16 MP is about 64 MB (Pillow keeps 4 bytes a pixel); a larger image is decoded
+# alone (bench/memory.py: 8 x 14 MP inputs peaked at 401 MB without this bound).
 DECODE_BUDGET_PIXELS = 16_000_000
 DRAIN_POLL_S = 0.2  # a draining stop's longest sleep between looks
 
@@ -103,6 +103,7 @@ class Engine:
         self.budget = DailyBudget(config.budget, self.ledger, self.api_pause)
         self.decode_budget = PixelBudget(DECODE_BUDGET_PIXELS)
         self.in_flight = InFlight()  # identical content in flight at once is paid once
+        return_freed_pixels_to_the_system()  # else freed pixels stay in each worker's arena
         self.wiring = self._wire(config)
         self._on_ticket_done = on_ticket_done
         self._on_path_released = on_path_released

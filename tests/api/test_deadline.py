@@ -112,9 +112,9 @@ def test_a_dribbled_upload_answer_ends_at_the_deadline(
     assert_at_the_deadline(elapsed_s, exc, "upload")
 
 
-def test_calls_within_their_deadline_leave_no_timer_behind(
+def test_calls_within_their_deadline_add_no_thread(
         client: BackgroundCutClient, uploaded: str) -> None:
-    before = threading.active_count()
+    before = threading.active_count()  # the alarm thread runs since the upload
     for _ in range(30):
         client.download(uploaded, io.BytesIO())
     deadline_s = time.monotonic() + 5

@@ -217,15 +217,15 @@ def _timed_download(client: Client, path: str) -> tuple[float, float, bytes]:
 def test_dribble_download_sends_the_body_slowly(client: Client, api: FakeApiServer) -> None:
     data = image_bytes("PNG", size=(120, 90))
     path = client.upload_ok(data, name="x.png")
-    rate = len(data) / 0.6  # the whole body in about 0.6 s
+    rate = len(data) / 1.0  # the whole body in about a second
     api.update(dribble_download_bytes_per_s=rate)
     headers_s, body_s, body = _timed_download(client, path)
     assert body == data
-    assert headers_s < 0.3 and body_s >= 0.5
+    assert headers_s < 0.5 and body_s >= 0.9
     assert api.requests()[-1].fault == "dribble"
-    assert client.upload(image_bytes()).elapsed.total_seconds() < 0.3  # downloads only
+    assert client.upload(image_bytes()).elapsed.total_seconds() < 0.5  # downloads only
     api.update(dribble_download_bytes_per_s=0)
-    assert _timed_download(client, path)[1] < 0.3
+    assert _timed_download(client, path)[1] < 0.5
 
 
 def test_dribble_headers_slows_the_status_line_too(client: Client, api: FakeApiServer) -> None:
