@@ -15,8 +15,8 @@ import pytest
 import requests
 from werkzeug.test import Client
 
-from bgcut_watchd.daemon.web.app import WebApp
 from bgcut_watchd.daemon.status import read_status
+from bgcut_watchd.daemon.web.app import WebApp
 from bgcut_watchd.daemon.web.page import PageData
 from bgcut_watchd.fake_api import FakeApiServer
 from tests.support import REPO, DaemonProcess, InProcessDaemon, wait_for, write_config
