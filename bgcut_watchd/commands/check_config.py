@@ -31,6 +31,7 @@ from bgcut_watchd.commands.common import load, print_warnings
 from bgcut_watchd.config.describe import describe
 from bgcut_watchd.config.model import Config
 from bgcut_watchd.config.secrets import find_api_key, load_http_token
+from bgcut_watchd.daemon.notify import targets_for
 from bgcut_watchd.errors import ApiError, AuthError, ConfigError, PauseError
 from bgcut_watchd.exitcodes import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK
 
@@ -55,7 +56,8 @@ class OnlineCheck:
 def run(args: argparse.Namespace) -> int:
     """Print the summary (and the online check); the exit code above. Raises ConfigError (78)."""
     config = load(args)
-    load_http_token(config.http)  # the daemon would exit 78 on an unreadable token: say so now
+    load_http_token(config.http)  # the daemon would exit 78 on these two: say so now
+    targets_for(config.notify)
     warnings = list(config.warnings)
     online = check_online(config) if args.online else None
     if online is None and _key_problem(config) is not None:

@@ -16,6 +16,7 @@ the remote address.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 import threading
@@ -30,6 +31,7 @@ log = logging.getLogger("bgcut_watchd.daemon.http")
 
 MAX_CONNECTIONS = 16
 REQUEST_TIMEOUT_S = 10.0
+IDLE_POLL_S = 5.0  # the serving loop's idle wake-ups (stop wakes it with a connection)
 
 
 class _QuietHandler(WSGIRequestHandler):
@@ -98,11 +100,20 @@ class HttpListener:
             self._server = _Server(self.host, port, app, handler=_QuietHandler,
                                    fd=sock.fileno())
         self._thread = threading.Thread(target=self._server.serve_forever,
-                                        kwargs={"poll_interval": 0.5}, daemon=True,
+                                        kwargs={"poll_interval": IDLE_POLL_S}, daemon=True,
                                         name="bgcut-http")
         self._thread.start()
 
     def stop(self) -> None:
-        if self._server is not None and self._thread is not None:
-            self._server.shutdown()
-            self._thread.join(timeout=5)
+        """Stop serving: ask the loop to end, and wake its wait with one connection."""
+        if self._server is None or self._thread is None:
+            return
+        stopper = threading.Thread(target=self._server.shutdown, daemon=True)
+        stopper.start()
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "") else "::1" if self.host == "::" \
+            else self.host
+        with contextlib.suppress(OSError), socket.create_connection(
+                (host, self._server.port), timeout=1.0):
+            pass
+        stopper.join(timeout=IDLE_POLL_S + 1)
+        self._thread.join(timeout=5)

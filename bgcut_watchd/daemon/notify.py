@@ -31,6 +31,7 @@ from bgcut_watchd.clock import Clock
 from bgcut_watchd.config.model import NotifyConfig
 from bgcut_watchd.config.secrets import redact
 from bgcut_watchd.daemon.web.words import reason_words
+from bgcut_watchd.errors import ConfigError
 
 log = logging.getLogger("bgcut_watchd.daemon.notify")
 
@@ -80,7 +81,8 @@ class AppriseTarget:
         self.name = f"apprise {urlsplit(url).scheme}://"
         self._apprise = apprise.Apprise()
         if not self._apprise.add(url):
-            raise ValueError(f"{self.name}: Apprise does not understand this URL")
+            raise ValueError(f"Apprise does not understand this {urlsplit(url).scheme}:// URL "
+                             "(see Apprise's list of services)")
 
     def send(self, event: Event, text: str) -> None:
         body = json.loads(text)  # the redacted payload
@@ -102,11 +104,18 @@ def _body_text(event: Event) -> str:
 
 
 def targets_for(config: NotifyConfig) -> list[Target]:
-    """The configured targets. Raises ValueError for an Apprise URL Apprise refuses."""
+    """The configured targets. Raises ConfigError for Apprise URLs Apprise does not take."""
     targets: list[Target] = []
     if config.webhook_url:
         targets.append(WebhookTarget(config.webhook_url))
-    targets.extend(AppriseTarget(url) for url in config.apprise_urls)
+    problems: list[str] = []
+    for index, url in enumerate(config.apprise_urls):
+        try:
+            targets.append(AppriseTarget(url))
+        except ValueError as exc:
+            problems.append(f"notify.apprise_urls[{index}]: {exc}")
+    if problems:
+        raise ConfigError(problems)
     return targets
 
 

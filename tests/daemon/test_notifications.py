@@ -175,3 +175,15 @@ def test_publishing_never_waits_for_a_hung_target() -> None:
     target.release.set()
     notifier.stop(timeout_s=10)
     assert len(target.sent) <= 101 and target.sent[-1] == "event 149"
+
+
+def test_an_apprise_url_apprise_does_not_take_is_a_configuration_error(
+        tmp_path: Path, emulator: FakeApiServer, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("apprise")
+    from bgcut_watchd.cli import main
+
+    config = write_config(tmp_path, emulator.base_url,
+                          notify={"apprise_urls": ["json://127.0.0.1:9/", "nonsense://x"]})
+    assert main(["check-config", "-c", str(config)]) == 78
+    assert "notify.apprise_urls[1]: Apprise does not understand this nonsense:// URL" in \
+        capsys.readouterr().err

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 import threading
 import warnings
 from collections import OrderedDict
@@ -47,6 +48,8 @@ class ThumbnailCache:
             st = path.stat()
         except OSError:
             return None
+        if not stat.S_ISREG(st.st_mode):  # a FIFO put in its place would block the thread
+            return None
         key = (os.fsdecode(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
         with self._lock:
             if key in self._cache:
@@ -78,9 +81,20 @@ def make_thumbnail(path: Path, max_pixels: int) -> bytes | None:
     """A WebP of ``path`` at most THUMB_PX wide and high, or None when it is not a decodable
     image within ``max_pixels``."""
     try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as stream:
+        if not stat.S_ISREG(os.fstat(stream.fileno()).st_mode):
+            return None
+        return _encode(stream, max_pixels)
+
+
+def _encode(stream: io.BufferedReader, max_pixels: int) -> bytes | None:
+    try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # DecompressionBombWarning: checked below
-            with Image.open(path) as image:
+            with Image.open(stream) as image:
                 if image.width * image.height > max_pixels:
                     return None
                 image.draft("RGB", (THUMB_PX * 2, THUMB_PX * 2))  # JPEG: decode at 1/2..1/8

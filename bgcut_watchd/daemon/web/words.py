@@ -26,6 +26,9 @@ PAUSES = {
     "auth": "the API key was rejected (401): fix the key",
     "credits": "the account is out of credits (402): buy credits",
     "disk": "a folder of it is not writable or full",
+    "outage": "the service cannot be reached or fails for every job",
+    "unreachable": "the service cannot be reached",
+    "budget": "the daily credit budget is used up",
 }
 
 
