@@ -20,7 +20,9 @@ Failures leave this module as exceptions of the tree in ``errors.py``; the failu
 Over 300 lines on purpose: the steps read in order as one story, with the naming helpers they
 share; what could stand apart does: duplicate reuse and single flight (``duplicates``), the
 input checks (``settle``), the look-out of an unanswered call (``lookout``), quarantine
-(``quarantining``).
+(``quarantining``), the scaled-down upload (``downscale``), what a process call asks for and
+the local rendering of ``render = "local"`` (``render``), and its estimated credits (``cost``,
+held against the daily budget by the engine's ``SpendMeter``).
 """
 
 from __future__ import annotations
@@ -85,7 +87,7 @@ from bgcut_watchd.job.naming import (
 from bgcut_watchd.job.publish import discard_temps, publish_set
 from bgcut_watchd.job.quarantining import STAGE_OF as STAGE_OF
 from bgcut_watchd.job.quarantining import JobQuarantine
-from bgcut_watchd.job.render import BadRenderError, render_set, requested_outputs
+from bgcut_watchd.job.render import drop_master, render_set, requested_outputs
 from bgcut_watchd.job.settle import InputFreeze
 from bgcut_watchd.job.unsettled import second_look_s
 from bgcut_watchd.job.validate import PixelBudget, ValidatedInput, validate_input
@@ -279,23 +281,12 @@ class JobRunner:
             temps.append(os.fsdecode(temp))
         local = is_remote_master(job.record.remote_outputs[0])
         if local:  # render = "local": the one cutout becomes every variant here
-            temps = self._render_local(job, out_dir, Path(temps[0]))
+            temps = render_set(Path(temps[0]), self.variants_of(job), out_dir, job.job_id,
+                               self.decode_budget)
         job.save(job.record.advance(JobState.DOWNLOADED, temp_outputs=tuple(temps),
                                     last_stage="download"))
         if local:
-            temp_path_for(out_dir, job.job_id, 0).unlink(missing_ok=True)
-
-    def _render_local(self, job: ClaimedJob, out_dir: Path, master: Path) -> list[str]:
-        """Every variant of ``job`` rendered from its downloaded ``master`` (``job.render``).
-        Raises BadRenderError (the master is dropped: a retry downloads it again),
-        LocalDiskError."""
-        try:
-            rendered = render_set(master, self.variants_of(job), out_dir, job.job_id,
-                                  self.decode_budget)
-        except BadRenderError:
-            master.unlink(missing_ok=True)
-            raise
-        return [os.fsdecode(p) for p in rendered]
+            drop_master(out_dir, job.job_id)
 
     def _download_one(self, job: ClaimedJob, remote: str, index: int, temp: Path) -> None:
         """Download into ``.dl``, fsync, rename to ``.part``: a ``.part`` is always whole."""
@@ -334,6 +325,7 @@ class JobRunner:
                 self._restart_remote(job)
                 return
             job.save(job.record.advance(JobState.PUBLISHED))
+            drop_master(self._out_dir(job), job.job_id)  # a crash may have left it
             return
         raise LocalDiskError(f"no free output names in {show_path(self._out_dir(job))} after "
                              f"{MAX_NAME_RACES} tries: another writer keeps taking them")
