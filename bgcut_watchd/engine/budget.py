@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from datetime import date, datetime, time, timedelta
@@ -68,7 +69,15 @@ class DailyBudget:
             with self._lock:
                 self._pending = max(0.0, self._pending - credits)
             if charged:
-                self._ledger.add_credits(day, folder, credits)
+                self._count(day, folder, credits)
+
+    def _count(self, day: str, folder: str, credits: float) -> None:
+        """Write the spend down; a ledger failure is logged, never fails the paid call."""
+        try:
+            self._ledger.add_credits(day, folder, credits)
+        except sqlite3.Error as exc:
+            log.error("cannot count %.2f credits of folder %s in the ledger: %s", credits,
+                      folder, exc)
 
     def _reserve(self, credits: float) -> str:
         """Today's date once ``credits`` fit today's budget. Raises BudgetExceededError."""

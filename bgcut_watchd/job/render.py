@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import io
 import math
+import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -75,9 +76,29 @@ def requested_outputs(render: str, upload_prefix: str, job_id: str,
 
 
 def render_set(master_png: Path, variants: Sequence[Variant], out_dir: Path, job_id: str,
-               budget: PixelBudget | None = None) -> list[Path]:
+               budget: PixelBudget | None = None) -> list[str]:
     """Render every variant from ``master_png`` into the job's ``.part`` temporaries (in
-    variant order); return their paths. Raises BadRenderError, LocalDiskError."""
+    variant order); return their paths. Raises LocalDiskError; BadRenderError after removing
+    the master (a retry downloads it again)."""
+    try:
+        return [os.fsdecode(p) for p in _render_all(master_png, variants, out_dir, job_id,
+                                                    budget)]
+    except BadRenderError:
+        master_png.unlink(missing_ok=True)
+        raise
+
+
+def drop_master(out_dir: Path, job_id: str) -> None:
+    """Remove a local-render job's downloaded master once its set is rendered (or published:
+    a crash may have left it). Any job may call it: an API job has no such file then.
+    Raises LocalDiskError."""
+    master = temp_path_for(out_dir, job_id, 0)
+    with local_disk("removing a rendered job's cutout", master):
+        master.unlink(missing_ok=True)
+
+
+def _render_all(master_png: Path, variants: Sequence[Variant], out_dir: Path, job_id: str,
+                budget: PixelBudget | None) -> list[Path]:
     with _decoded(master_png, budget) as master:
         temps = []
         for index, variant in enumerate(variants, start=RENDERED_INDEX_BASE):

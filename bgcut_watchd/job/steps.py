@@ -26,7 +26,9 @@ Failures leave this module as exceptions of the tree in ``errors.py``; the failu
 Over 300 lines on purpose: the steps read in order as one story (the bounded redo of a bad
 output included), with the naming helpers they share; what could stand apart does: duplicate
 reuse and single flight (``duplicates``), the checks of an output (``verify``), the input checks
-(``settle``), the look-out of an unanswered call (``lookout``), quarantine (``quarantining``).
+(``settle``), the look-out of an unanswered call (``lookout``), quarantine (``quarantining``),
+the scaled-down upload (``downscale``), what a process call asks for and the local rendering of
+``render = "local"`` (``render``), and its estimated credits (``cost``).
 """
 
 from __future__ import annotations
@@ -95,7 +97,7 @@ from bgcut_watchd.job.pages import Spawn, hand_over_pages, write_pages
 from bgcut_watchd.job.publish import discard_temps, publish_set
 from bgcut_watchd.job.quarantining import STAGE_OF as STAGE_OF
 from bgcut_watchd.job.quarantining import JobQuarantine
-from bgcut_watchd.job.render import BadRenderError, render_set, requested_outputs
+from bgcut_watchd.job.render import drop_master, render_set, requested_outputs
 from bgcut_watchd.job.settle import InputFreeze
 from bgcut_watchd.job.stamp import stamp_file
 from bgcut_watchd.job.unsettled import second_look_s
@@ -322,11 +324,12 @@ class JobRunner:
             temps.append(os.fsdecode(temp))
         local = is_remote_master(job.record.remote_outputs[0])
         if local:  # render = "local": the one cutout becomes every variant here
-            temps = self._render_local(job, out_dir, Path(temps[0]))
+            temps = render_set(Path(temps[0]), self.variants_of(job), out_dir, job.job_id,
+                               self.decode_budget)
         job.save(job.record.advance(JobState.DOWNLOADED, temp_outputs=tuple(temps),
                                     last_stage="download"))
         if local:
-            temp_path_for(out_dir, job.job_id, 0).unlink(missing_ok=True)
+            drop_master(out_dir, job.job_id)
 
     def _downloaded_variants(self, job: ClaimedJob) -> tuple[Variant, ...]:
         """What each remote output of ``job`` is: its variants, or the one master of
@@ -336,18 +339,6 @@ class JobRunner:
                                           self.variants_of(job), job.record.remote_round)
             return master
         return self.variants_of(job)
-
-    def _render_local(self, job: ClaimedJob, out_dir: Path, master: Path) -> list[str]:
-        """Every variant of ``job`` rendered from its downloaded ``master`` (``job.render``).
-        Raises BadRenderError (the master is dropped: a retry downloads it again),
-        LocalDiskError."""
-        try:
-            rendered = render_set(master, self.variants_of(job), out_dir, job.job_id,
-                                  self.decode_budget)
-        except BadRenderError:
-            master.unlink(missing_ok=True)
-            raise
-        return [os.fsdecode(p) for p in rendered]
 
     def _download_one(self, job: ClaimedJob, remote: str, index: int, temp: Path,
                       input_size: tuple[int, int] | None) -> None:
@@ -404,6 +395,7 @@ class JobRunner:
                 self._restart_remote(job)
                 return
             job.save(job.record.advance(JobState.PUBLISHED))
+            drop_master(self._out_dir(job), job.job_id)  # a crash may have left it
             return
         raise LocalDiskError(f"no free output names in {show_path(self._out_dir(job))} after "
                              f"{MAX_NAME_RACES} tries: another writer keeps taking them")

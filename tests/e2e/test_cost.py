@@ -10,8 +10,18 @@ from PIL import Image
 
 from bgcut_watchd.fake_api import FakeApiServer
 from bgcut_watchd.fake_api.credits import Pricing, call_credits
+from tests.e2e.test_crash import block_publishing
 from tests.hostile import make_valid_jpeg
-from tests.support import InProcessDaemon, files_under, wait_for, write_config
+from tests.support import (
+    DaemonProcess,
+    InProcessDaemon,
+    assert_outbox_complete_and_decodable,
+    files_under,
+    job_dirs,
+    journals,
+    wait_for,
+    write_config,
+)
 
 SIZE = (640, 480)
 INPUTS = 3
@@ -62,3 +72,28 @@ def test_local_render_costs_about_half_of_api_render(
         print(f"\ncredits for {INPUTS} inputs of {SIZE[0]}x{SIZE[1]}, example set: "
               f"api {api:.3f}, local {local:.3f} ({local / api:.0%})")
     assert local < 0.55 * api
+
+
+def test_a_local_render_job_killed_after_rendering_resumes_without_any_api_call(
+        tmp_path: Path, emulator: FakeApiServer) -> None:
+    config = write_config(tmp_path, emulator.base_url,
+                          folder={"render": "local", "on_conflict": "overwrite"})
+    root = tmp_path / "studio"
+    inbox = root / "inbox"
+    (inbox / "sub").mkdir(parents=True)
+    unblock = block_publishing(root)
+    make_valid_jpeg(inbox / "sub", "shot.jpg")
+    with DaemonProcess(config) as first:
+        wait_for(lambda: [r["state"] for r in journals(inbox)] == ["downloaded"],
+                 what="the job journaled as downloaded")
+        first.kill9()
+    assert [e.endpoint for e in emulator.requests()] == ["upload", "process", "download"]
+    temps = sorted(p.name for p in (root / "outbox" / "sub").iterdir() if p.is_file())
+    assert [name.rsplit("-", 1)[1] for name in temps] == ["1.part", "2.part", "3.part"]
+    unblock()
+    with DaemonProcess(config) as second:
+        wait_for(lambda: len(files_under(root / "archive")) == 1 and not job_dirs(inbox),
+                 what="the resumed job archived")
+        assert second.terminate() == 0
+    assert len(emulator.requests()) == 3  # nothing uploaded, processed or fetched again
+    assert_outbox_complete_and_decodable(root / "outbox", ["sub/shot.jpg"])

@@ -12,8 +12,9 @@ from PIL import Image, ImageChops, ImageDraw, ImageStat
 
 from bgcut_watchd.api import BackgroundCutClient
 from bgcut_watchd.config.model import ApiConfig, Variant
+from bgcut_watchd.errors import ServiceError
 from bgcut_watchd.fake_api import FakeApiServer
-from bgcut_watchd.job.render import master_variant, render_set, render_variant
+from bgcut_watchd.job.render import BadRenderError, master_variant, render_set, render_variant
 from tests.support import API_KEY
 
 KINDS = {  # variant -> bound of the mean absolute difference per channel (0..255)
@@ -68,7 +69,7 @@ def rendered(emulator: FakeApiServer, tmp_path: Path) -> dict[Variant, tuple[Pat
     paths = _emulator_outputs(emulator, tmp_path, [master, *kinds])
     out = tmp_path / "out"
     out.mkdir()
-    local = render_set(paths[0], kinds, out, "job1")
+    local = [Path(p) for p in render_set(paths[0], kinds, out, "job1")]
     return {v: (api, mine) for v, api, mine in zip(kinds, paths[1:], local, strict=True)}
 
 
@@ -111,3 +112,14 @@ def test_the_master_asks_for_the_largest_resolution_and_best_quality() -> None:
     assert (master.format, master.max_resolution, master.quality) == ("png", 12_000_000,
                                                                       "medium")
     assert (master.background_color, master.autocrop) == (None, False)
+
+
+def test_a_master_that_is_not_a_png_is_dropped_and_blamed_on_the_service(
+        tmp_path: Path) -> None:
+    master = tmp_path / ".bgcut-job1-0.part"
+    master.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)  # a PNG signature, no image
+    with pytest.raises(BadRenderError) as raised:
+        render_set(master, [Variant("full")], tmp_path, "job1")
+    assert isinstance(raised.value, ServiceError)  # retried, never quarantined
+    assert not master.exists()  # the retry downloads it again
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
