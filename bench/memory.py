@@ -1,11 +1,13 @@
 """Memory: eight 40 MB inputs at once, with eight workers.
 
 The inputs are PNGs of random noise (about 13.9 million pixels each, the fewest pixels a 40 MB
-8-bit image can have). The emulator holds every upload for 1 s before reading it, so the eight
-uploads are in flight together; the outputs (a full-size PNG among them) are streamed back.
-The figure is the daemon's peak resident memory (the kernel's VmHWM) once every input is
-archived. To tell where memory goes, the bench also measures, in a fresh interpreter, what
-the daemon's local check (``validate_input``) of one such input adds to the peak.
+8-bit image can have), one of them an uncompressed TIFF, which the daemon decodes again and
+converts to a 40 MB PNG before its upload. The emulator holds every upload for 1 s before
+reading it, so the eight uploads are in flight together; the outputs (a full-size PNG among
+them) are streamed back. The figure is the daemon's peak resident memory (the kernel's VmHWM)
+once every input is archived. To tell where memory goes, the bench also measures, in a fresh
+interpreter, what the daemon's local check (``validate_input``) of one such input adds to the
+peak.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from pathlib import Path
 
 from bench.figures import Figure, at_most, info
 from bench.harness import API_KEY, Daemon, Emulator, Settings, count_files, make_config, wait_for
-from bench.images import large_png
+from bench.images import large_png, large_tiff
 from tests.support import REPO
 
 NAME = "memory"
@@ -44,7 +46,9 @@ def run(settings: Settings) -> list[Figure]:
     root = settings.workdir / NAME
     inbox = root / "studio" / "inbox"
     inbox.mkdir(parents=True, exist_ok=True)
-    paths = [large_png(inbox / f"large-{n}.png", INPUT_BYTES, seed=n) for n in range(inputs)]
+    paths = [large_png(inbox / f"large-{n}.png", INPUT_BYTES, seed=n)
+             for n in range(inputs - 1)]
+    paths.append(large_tiff(inbox / "scan.tif", INPUT_BYTES, seed=inputs))
     validate_mb = validate_peak_mb(paths[0])
     with Emulator(root / "emulator", latency_upload_s=UPLOAD_HOLD_S) as api:
         config = make_config(root, api.base_url, daemon={"workers": 8, "stability_s": 0.5},
@@ -54,7 +58,7 @@ def run(settings: Settings) -> list[Figure]:
     return [
         at_most(NAME, f"peak RSS, {inputs} x 40 MB inputs", peak_bytes / 2**20, "MB",
                 TARGET_PEAK_RSS_MB,
-                note=f"{overlap} upload(s) in flight at once; 8 workers"),
+                note=f"{overlap} upload(s) in flight at once; 8 workers; one input a TIFF"),
         info(NAME, "validate_input of one input adds", validate_mb, "MB",
              note="peak RSS of a fresh interpreter, after minus before"),
     ]
