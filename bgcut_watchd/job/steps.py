@@ -442,9 +442,6 @@ class JobRunner:
     def _out_dir(self, job: ClaimedJob) -> Path:
         return self.folder.outbox / self._subfolder(job)
 
-    def _input_name(self, job: ClaimedJob) -> str:
-        return Path(job.record.original_relpath).name
-
     def _by_variant_name(self, outputs: Sequence[T]) -> list[T]:
         """Outputs (or their hashes) ordered by variant name: how duplicates are matched to
         variants later."""
