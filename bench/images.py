@@ -55,6 +55,20 @@ class TinyImages:
         return [self.write(folder, start + n, prefix) for n in range(count)]
 
 
+def large_tiff(path: Path, target_bytes: int, seed: int) -> Path:
+    """An uncompressed RGB TIFF of random noise of about ``target_bytes``: a flatbed scanner's
+    output as the daemon meets it (converted to PNG before the upload)."""
+    pixels = target_bytes // 3
+    width = int(pixels**0.5 * 4 / 3) // 8 * 8
+    height = pixels // width
+    noise = random.Random(seed).randbytes(width * height * 3)
+    image = Image.frombytes("RGB", (width, height), noise)
+    temp = path.with_name(f".{path.name}.tmp")
+    image.save(temp, "TIFF")
+    os.replace(temp, path)
+    return path
+
+
 def large_png(path: Path, target_bytes: int, seed: int) -> Path:
     """A PNG of random noise of about ``target_bytes`` (noise does not compress).
 

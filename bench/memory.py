@@ -1,11 +1,13 @@
 """Memory: eight 40 MB inputs at once, with eight workers.
 
 The inputs are PNGs of random noise (about 13.9 million pixels each, the fewest pixels a 40 MB
-8-bit image can have). The emulator holds every upload for 1 s before reading it, so the eight
-uploads are in flight together; the outputs (a full-size PNG among them) are streamed back.
-The figure is the daemon's peak resident memory (the kernel's VmHWM) once every input is
-archived. To tell where memory goes, the bench also measures, in a fresh interpreter, what
-the daemon's local check (``validate_input``) of one such input adds to the peak.
+8-bit image can have), one of them an uncompressed TIFF, which the daemon decodes again and
+converts to a 40 MB PNG before its upload. The emulator holds every upload for 1 s before
+reading it, so the eight uploads are in flight together; the outputs (a full-size PNG among
+them) are streamed back. The figure is the daemon's peak resident memory (the kernel's VmHWM)
+once every input is archived. To tell where memory goes, the bench also measures, in a fresh
+interpreter, what the daemon's local check (``validate_input``) of one such input adds to the
+peak.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from pathlib import Path
 
 from bench.figures import Figure, at_most, info
 from bench.harness import API_KEY, Daemon, Emulator, Settings, count_files, make_config, wait_for
-from bench.images import large_png
+from bench.images import large_png, large_tiff
 from tests.support import REPO
 
 NAME = "memory"
@@ -39,13 +41,35 @@ validate_input(Path(sys.argv[1]), max_bytes=52428800, max_pixels=50000000)
 print(json.dumps({"before_kb": before, "after_kb": hwm_kb()}))
 """
 
+_CONVERT_PEAK = """
+import json, sys, tempfile
+from pathlib import Path
+from bgcut_watchd.job.normalize import Limits, decoded_page, write_within
+from bgcut_watchd.job.validate import validate_input
+
+def hwm_kb():
+    status = Path("/proc/self/status").read_text().splitlines()
+    return int(next(line for line in status if line.startswith("VmHWM:")).split()[1])
+
+checked = validate_input(Path(sys.argv[1]), max_bytes=52428800, max_pixels=50000000)
+before = hwm_kb()
+with tempfile.TemporaryDirectory() as folder:
+    with decoded_page(Path(sys.argv[1]), checked.format, 1, Limits(52428800, 50000000)) as page:
+        write_within(page, Path(folder), "upload", 52428800)
+print(json.dumps({"before_kb": before, "after_kb": hwm_kb()}))
+"""
+
+
 def run(settings: Settings) -> list[Figure]:
     inputs = settings.pick(8, 2)
     root = settings.workdir / NAME
     inbox = root / "studio" / "inbox"
     inbox.mkdir(parents=True, exist_ok=True)
-    paths = [large_png(inbox / f"large-{n}.png", INPUT_BYTES, seed=n) for n in range(inputs)]
-    validate_mb = validate_peak_mb(paths[0])
+    paths = [large_png(inbox / f"large-{n}.png", INPUT_BYTES, seed=n)
+             for n in range(inputs - 1)]
+    paths.append(large_tiff(inbox / "scan.tif", INPUT_BYTES, seed=inputs))
+    validate_mb = peak_mb(_VALIDATE_PEAK, paths[0])
+    convert_mb = peak_mb(_CONVERT_PEAK, paths[-1])
     with Emulator(root / "emulator", latency_upload_s=UPLOAD_HOLD_S) as api:
         config = make_config(root, api.base_url, daemon={"workers": 8, "stability_s": 0.5},
                              api={"max_requests_per_minute": 100000, "upload_timeout_s": 120,
@@ -54,9 +78,11 @@ def run(settings: Settings) -> list[Figure]:
     return [
         at_most(NAME, f"peak RSS, {inputs} x 40 MB inputs", peak_bytes / 2**20, "MB",
                 TARGET_PEAK_RSS_MB,
-                note=f"{overlap} upload(s) in flight at once; 8 workers"),
+                note=f"{overlap} upload(s) in flight at once; 8 workers; one input a TIFF"),
         info(NAME, "validate_input of one input adds", validate_mb, "MB",
              note="peak RSS of a fresh interpreter, after minus before"),
+        info(NAME, "converting the TIFF to the PNG it uploads adds", convert_mb, "MB",
+             note="after its local check, in a fresh interpreter"),
     ]
 
 
@@ -86,9 +112,10 @@ def max_overlap(spans: list[tuple[float, float]]) -> int:
     return best
 
 
-def validate_peak_mb(path: Path) -> float:
-    """MB that ``validate_input`` of ``path`` adds to a fresh interpreter's peak RSS."""
-    done = subprocess.run([sys.executable, "-c", _VALIDATE_PEAK, str(path)], check=True,
+def peak_mb(script: str, path: Path) -> float:
+    """MB that ``script`` (the local check, or the conversion) of ``path`` adds to a fresh
+    interpreter's peak RSS."""
+    done = subprocess.run([sys.executable, "-c", script, str(path)], check=True,
                           capture_output=True, text=True, cwd=REPO, timeout=120)
     figures = json.loads(done.stdout)
     return float(figures["after_kb"] - figures["before_kb"]) / 1024

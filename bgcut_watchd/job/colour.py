@@ -15,6 +15,7 @@ do: the pixels are then taken as sRGB.
 
 from __future__ import annotations
 
+import contextlib
 import io
 from collections.abc import Iterator
 from itertools import product
@@ -83,31 +84,32 @@ def _test_colours(mode: str) -> Image.Image:
     return Image.frombytes("RGB", (len(cells), 1), bytes(v for cell in cells for v in cell))
 
 
-def needs_colour_conversion(icc: bytes | None, mode: str) -> bool:
-    """True when the pixels are not sRGB yet: a non-sRGB profile, or a CMYK/LAB/YCbCr mode."""
-    return mode in ("CMYK", "LAB", "YCbCr") or usable_profile(icc, mode) is not None
-
-
 def to_srgb(image: Image.Image, icc: bytes | None) -> Image.Image:
-    """``image`` in sRGB: RGB or RGBA (L or LA when it was grey and stays grey). Raises
-    ImageCms.PyCMSError or OSError when LittleCMS fails (rare: a profile it parsed)."""
+    """``image`` in sRGB: RGB or RGBA (L or LA when it was grey and stays grey). A profile
+    LittleCMS parses but cannot apply is ignored, as a browser would. Raises what Pillow
+    raises for the plain conversions (run it through ``pillow_step``)."""
     mode = image.mode
     profile = usable_profile(icc, mode)
+    if mode == "LAB" and profile is None:
+        profile = ImageCms.ImageCmsProfile(ImageCms.createProfile("LAB"))
     if profile is not None:
-        return _through_profile(image, profile)
-    if mode == "LAB":
-        return _through_profile(image, ImageCms.ImageCmsProfile(ImageCms.createProfile("LAB")))
-    if mode in ("CMYK", "YCbCr"):
+        with contextlib.suppress(ImageCms.PyCMSError):
+            return _through_profile(image, profile)
+    if mode in ("CMYK", "YCbCr", "LAB"):
         return image.convert("RGB")
     return image
 
 
 def _through_profile(image: Image.Image, profile: ImageCms.ImageCmsProfile) -> Image.Image:
-    """Convert with LittleCMS; an alpha channel is set aside and put back unchanged."""
-    alpha = image.getchannel("A") if image.mode in ("RGBA", "LA", "PA") else None
-    if image.mode == "P" or image.mode == "PA":
-        image = image.convert("RGB")
-    elif alpha is not None:
+    """Convert with LittleCMS; an alpha channel (or a palette's transparency) is set aside and
+    put back unchanged."""
+    if image.mode in ("P", "PA"):
+        keep_alpha = image.mode == "PA" or "transparency" in image.info
+        image = image.convert("RGBA" if keep_alpha else "RGB")
+    elif image.mode == "1":
+        image = image.convert("L")
+    alpha = image.getchannel("A") if image.mode in ("RGBA", "LA") else None
+    if alpha is not None:
         image = image.convert(image.mode[:-1])  # RGBA -> RGB, LA -> L
     converted = ImageCms.profileToProfile(image, profile, ImageCms.createProfile("sRGB"),
                                           renderingIntent=_INTENT, outputMode="RGB")

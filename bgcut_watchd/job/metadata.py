@@ -32,6 +32,8 @@ from xml.sax.saxutils import escape
 
 from PIL import Image, ImageFile, IptcImagePlugin
 
+from bgcut_watchd.job.decoding import exif_of
+
 _EXIF_IFD: Final = 0x8769
 _COPYRIGHT, _ARTIST, _DESCRIPTION = 0x8298, 0x013B, 0x010E
 _DATE_ORIGINAL, _OFFSET_ORIGINAL = 0x9003, 0x9011
@@ -107,7 +109,7 @@ def _text(value: object) -> str | None:
 
 
 def _from_exif(image: Image.Image) -> StudioMetadata:
-    exif = image.getexif()
+    exif = exif_of(image)  # never a decode: this runs once per output
     sub = exif.get_ifd(_EXIF_IFD)
     captured = _text(sub.get(_DATE_ORIGINAL))
     return StudioMetadata(

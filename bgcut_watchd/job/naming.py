@@ -37,6 +37,7 @@ MAX_NAME_RACES = 100
 INPUT_STEM = "input"
 PART_SUFFIX = ".part"      # a whole, fsynced download, waiting to be published
 DOWNLOADING_SUFFIX = ".dl"  # a download in progress
+STAMPING_SUFFIX = ".meta"  # a download being rewritten with the studio's metadata (job.stamp)
 # What a network client leaves for a file unlinked while still open, until its last close:
 # FUSE's high-level library renames it ``.fuse_hidden<hex>``, the NFS client ``.nfs<hex>``.
 UNLINK_PLACEHOLDER_PREFIXES = (".fuse_hidden", ".nfs")
@@ -222,10 +223,17 @@ def download_path_for(out_dir: StrPath, job_id: str, index: int) -> Path:
     return Path(out_dir) / f"{_temp_prefix(job_id)}{index}{DOWNLOADING_SUFFIX}"
 
 
+def stamping_path_for(path: StrPath) -> Path:
+    """Where a file is rewritten with the studio's metadata before it replaces ``path``."""
+    return Path(path).with_name(Path(path).name + STAMPING_SUFFIX)
+
+
 def is_job_temp(name: str, job_id: str) -> bool:
-    """True when ``name`` is one of job ``job_id``'s ``.part`` or ``.dl`` temporaries."""
+    """True when ``name`` is one of job ``job_id``'s ``.part``, ``.dl`` or ``.dl.meta``
+    temporaries."""
     prefix = _temp_prefix(job_id)
-    suffix = next((s for s in (PART_SUFFIX, DOWNLOADING_SUFFIX) if name.endswith(s)), None)
+    suffixes = (PART_SUFFIX, DOWNLOADING_SUFFIX, DOWNLOADING_SUFFIX + STAMPING_SUFFIX)
+    suffix = next((s for s in suffixes if name.endswith(s)), None)
     if suffix is None or not name.startswith(prefix):
         return False
     index = name[len(prefix):-len(suffix)]

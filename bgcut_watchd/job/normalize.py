@@ -44,7 +44,13 @@ from bgcut_watchd.job.journal import JobState
 from bgcut_watchd.job.metadata import StudioMetadata
 from bgcut_watchd.job.naming import UPLOAD_STEM, upload_file_name, upload_name_for
 from bgcut_watchd.job.stamp import stamp_file
-from bgcut_watchd.job.validate import PILLOW_FORMAT, TOO_LARGE, ImageFormat, ValidatedInput
+from bgcut_watchd.job.validate import (
+    INVALID_IMAGE,
+    PILLOW_FORMAT,
+    TOO_LARGE,
+    ImageFormat,
+    ValidatedInput,
+)
 from bgcut_watchd.job.workarea import ClaimedJob
 
 PNG_COMPRESS_LEVEL: Final = 3  # measured: level 6 took 1.8x the time for a 10 % smaller file
@@ -188,11 +194,19 @@ def write_within(image: Image.Image, directory: Path, stem: str, max_bytes: int,
 
 
 def _encode(image: Image.Image, path: Path, ext: str, options: dict[str, object]) -> None:
+    """Save ``image``; an encoder's own failure (an OSError without errno) is no disk error.
+    Raises LocalInputError for that, OSError for the disk."""
     if ext == "jpg" and image.mode not in ("L", "RGB"):
         image = image.convert("RGB")
     elif ext == "webp" and image.mode not in ("RGB", "RGBA"):
         image = image.convert("RGBA")
-    image.save(path, **options)  # type: ignore[arg-type]
+    try:
+        image.save(path, **options)  # type: ignore[arg-type]
+    except OSError as exc:
+        if exc.errno is not None:
+            raise
+        raise LocalInputError(f"its converted picture cannot be encoded as {ext.upper()}: "
+                              f"{exc}", reason=INVALID_IMAGE) from exc
 
 
 def upload_for(job: ClaimedJob, checked: ValidatedInput, limits: Limits,

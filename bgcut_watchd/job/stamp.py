@@ -28,6 +28,7 @@ from typing import BinaryIO, Final
 
 from bgcut_watchd.intake.sniff import format_of
 from bgcut_watchd.job.metadata import StudioMetadata, exif_block, xmp_packet
+from bgcut_watchd.job.naming import stamping_path_for
 
 _CHUNK_BYTES: Final = 1 << 20
 _EXIF_ID: Final = b"Exif\x00\x00"
@@ -45,7 +46,7 @@ def stamp_file(path: Path, meta: StudioMetadata) -> bool:
         kind = format_of(source.read(32))
         if kind not in STAMPED_FORMATS:
             return False
-        temp = path.with_name(path.name + ".meta")
+        temp = stamping_path_for(path)
         try:
             with temp.open("wb") as target:
                 source.seek(0)

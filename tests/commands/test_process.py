@@ -408,3 +408,31 @@ def test_json_reports_each_input_with_where_it_went(
     bad = by_name["bad.jpg"]
     assert bad["outcome"] == "quarantined" and bad["reason"].startswith("invalid_image")
     assert bad["where"] == [str(tmp_path / "studio" / "quarantine" / "bad.jpg")]
+
+
+def test_every_page_of_a_multi_page_tiff_is_a_result_and_raw_is_left_alone(
+    tmp_path: Path, emulator: FakeApiServer, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A 3-page TIFF copied in from outside: three pages, three done, one archived copy; a RAW
+    file beside it is listed as ignored (raw_files = "ignore"), never taken."""
+    from tests.devices.corpus import make_cr2_shaped, tiff_three_pages
+
+    config = write_config(tmp_path, emulator.base_url)
+    src = _mkdir(tmp_path / "scans")
+    tiff_three_pages(src)
+    make_cr2_shaped(src, "IMG_0002.CR2")
+    before = _snapshot(src)
+
+    code = main(["process", "-c", str(config), "--no-progress", str(src)])
+
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "done: 3, quarantined: 0, failed: 0, unfinished: 0, ignored: 1" in out
+    assert "IMG_0002.CR2': camera RAW (Canon CR2), never uploaded" in out
+    assert _snapshot(src) == before
+    studio = tmp_path / "studio"
+    assert _names(studio / "outbox") == sorted(
+        f"letters-p{page}.{suffix}" for page in (1, 2, 3)
+        for suffix in ("full.png", "thumb.webp", "white.jpg"))
+    assert _names(studio / "archive") == ["letters.tif"]
+    assert files_under(studio / "inbox") == []

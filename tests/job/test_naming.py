@@ -144,3 +144,33 @@ def test_relative_subfolder() -> None:
         naming.relative_subfolder("/in", "../escape.jpg")
     with pytest.raises(ValueError):
         naming.relative_subfolder("/in", "/elsewhere/p.jpg")
+
+
+# -- pages of a multi-page input and normalisation's files (issue 10) ---------------------------
+
+def test_every_page_takes_its_suffix_on_the_stem_page_one_included() -> None:
+    assert naming.output_stem("sub/scan.tif") == ("scan", "")
+    assert naming.output_stem("sub/scan.tif", pages=3) == ("scan", "-p1")
+    page_two = naming.page_relpath("sub/scan.tif", 2, "png")
+    assert page_two == "sub/scan-p2.png"
+    assert naming.output_stem(page_two, page=2, page_of="sub/scan.tif") == ("scan", "-p2")
+
+
+def test_the_page_suffix_survives_a_name_max_cut_and_precedes_a_conflict_suffix(
+    fs: FakeFilesystem,
+) -> None:
+    fs.create_dir("/out")
+    stem = "n" * 250
+    first = naming.choose_output_set("/out", names_for, stem, "rename", "-p2")
+    assert all(p.name.split(".")[0].endswith("-p2") for p in first)
+    assert all(len(os.fsencode(p.name)) <= naming.MAX_NAME_BYTES for p in first)
+    fs.create_file(str(first[1]))
+    second = naming.choose_output_set("/out", names_for, stem, "rename", "-p2")
+    assert all(p.name.split(".")[0].endswith("-p2-1") for p in second)
+    assert len(os.fsencode(naming.page_relpath("x" * 251 + ".tif", 12, "png"))) <= 255
+
+
+def test_a_stamping_temporary_is_one_of_the_jobs_temporaries() -> None:
+    download = naming.download_path_for("/out", "job1", 0)
+    assert naming.is_job_temp(naming.stamping_path_for(download).name, "job1")
+    assert not naming.is_job_temp(naming.stamping_path_for(download).name, "job2")

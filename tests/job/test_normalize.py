@@ -147,3 +147,15 @@ def test_a_conversion_holds_twice_the_pixels_of_the_decode_budget(tmp_path: Path
     limits = Limits(10**7, 10**7, Spy(16_000_000))
     upload_for(job, _checked(job.input_path), limits, lambda _: None)
     assert reserved == [2 * SIZE[0] * SIZE[1]]
+
+
+def test_a_palette_with_transparency_keeps_it_through_a_profile() -> None:
+    from tests.devices.icc import adobe_rgb_profile
+
+    palette = scene((140, 240, 100)).quantize(4)
+    clear = palette.getpixel((2, 60))
+    palette.info["transparency"] = clear  # the background colour's entry, as a GIF has it
+    converted = normalised(palette, adobe_rgb_profile())
+    assert converted.mode == "RGBA"
+    assert converted.getpixel((2, 60))[3] == 0  # type: ignore[index]  # background: clear
+    assert converted.getpixel((48, 32))[:3] != (140, 240, 100)  # type: ignore[index]

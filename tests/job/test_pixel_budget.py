@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
-from bgcut_watchd.job.validate import PixelBudget, return_freed_pixels_to_the_system
+import pytest
+from PIL import Image, ImageFile
+
+from bgcut_watchd.job.metadata import metadata_of
+from bgcut_watchd.job.validate import (
+    PixelBudget,
+    return_freed_pixels_to_the_system,
+    validate_input,
+)
 from tests.support import wait_for
 
 
@@ -64,3 +75,44 @@ def test_freed_pixels_go_back_to_the_system_on_glibc() -> None:
     Its effect is measured by bench/memory.py (peak RSS 201 MB before, 97 MB after)."""
     assert return_freed_pixels_to_the_system() is True
     assert return_freed_pixels_to_the_system() is True  # idempotent
+
+
+def test_every_pixel_decode_of_the_local_check_happens_inside_the_budget(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Reading a PNG's EXIF with Pillow's getexif() decodes the whole image when no eXIf chunk
+    precedes the pixels: the orientation must not be read that way, or eight workers decode
+    eight 14 MP inputs at once (the memory bench measured 490 MB)."""
+    reserved = threading.local()
+    outside: list[str] = []
+
+    class Spy(PixelBudget):
+        @contextlib.contextmanager
+        def reserve(self, pixels: int) -> Iterator[None]:
+            reserved.active = True
+            try:
+                with super().reserve(pixels):
+                    yield
+            finally:
+                reserved.active = False
+
+    real_load = ImageFile.ImageFile.load
+
+    def load(self: ImageFile.ImageFile) -> Any:
+        if self.tile and not getattr(reserved, "active", False):
+            outside.append(self.format or "?")
+        return real_load(self)
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", load)
+    for name, fmt in (("a.png", "PNG"), ("b.jpg", "JPEG"), ("c.webp", "WEBP"), ("d.tif", "TIFF")):
+        Image.new("RGB", (64, 48), (200, 40, 60)).save(tmp_path / name, fmt)
+        validate_input(tmp_path / name, max_bytes=10**7, max_pixels=10**7, budget=Spy(10**6))
+    assert outside == []
+
+
+def test_reading_the_studios_metadata_decodes_no_pixel(tmp_path: Path) -> None:
+    path = tmp_path / "big.png"
+    Image.new("RGB", (640, 480), (200, 40, 60)).save(path, "PNG")
+    with Image.open(path) as image:
+        metadata_of(image)
+        assert image.tile  # still undecoded
