@@ -122,7 +122,13 @@ def _unit_files(directory: Path) -> Iterable[Path]:
 def standby_reason(path: Path, tables: MountTables = SYSTEM_TABLES) -> str | None:
     """Why ``path`` must wait: it lies under a declared mount point that is not mounted now;
     None when it can be used. Raises nothing."""
-    target = str(Path(path).resolve())  # symlinks resolved, like the mount table
+    return standby_reason_of_resolved(str(Path(path).resolve()), tables)
+
+
+def standby_reason_of_resolved(target: str, tables: MountTables = SYSTEM_TABLES) -> str | None:
+    """:func:`standby_reason` of a path already resolved (symlinks followed, like the mount
+    table): reads only the mount tables, never the path itself, so a share that stopped
+    answering cannot block the caller. Raises nothing."""
     mounted = {m.mount_point for m in current_mounts(tables)}
     declared = declared_mount_points(tables)
     for point in sorted(declared, key=len, reverse=True):

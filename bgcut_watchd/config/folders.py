@@ -19,7 +19,12 @@ from bgcut_watchd.config.load import load_config
 from bgcut_watchd.config.model import Config, FolderConfig
 from bgcut_watchd.config.rules import written_paths
 from bgcut_watchd.errors import ConfigError
-from bgcut_watchd.mounts import SYSTEM_TABLES, MountTables, standby_reason
+from bgcut_watchd.mounts import (
+    SYSTEM_TABLES,
+    MountTables,
+    standby_reason,
+    standby_reason_of_resolved,
+)
 
 _CHECK_FILE_PREFIX = ".bgcut-watchd-check-"  # a dot file: the intake ignores it
 
@@ -74,6 +79,23 @@ def folder_standby(folder: FolderConfig, tables: MountTables = SYSTEM_TABLES) ->
     is not mounted), or None. Raises nothing."""
     for _, folder_path, _ in _folder_dirs(folder):
         why = standby_reason(folder_path, tables)
+        if why is not None:
+            return why
+    return None
+
+
+def folder_standby_paths(folder: FolderConfig) -> tuple[str, ...]:
+    """Every folder of ``folder`` resolved (symlinks followed), for
+    :func:`folder_standby_of_resolved`. Touches the paths: call it once, at start or reload."""
+    return tuple(str(folder_path.resolve()) for _, folder_path, _ in _folder_dirs(folder))
+
+
+def folder_standby_of_resolved(paths: tuple[str, ...],
+                               tables: MountTables = SYSTEM_TABLES) -> str | None:
+    """:func:`folder_standby` of paths from :func:`folder_standby_paths`: reads only the mount
+    tables, so a hung share never blocks the service loop that asks every second."""
+    for target in paths:
+        why = standby_reason_of_resolved(target, tables)
         if why is not None:
             return why
     return None

@@ -84,7 +84,7 @@ class PauseState:
         if self.reason is PauseReason.BUDGET:  # ends at 00:00: the nearest minute, not 23:59
             at = next_try + timedelta(seconds=30)
             return f"paused: {self.detail or self.reason.description}, resumes at {at:%H:%M}"
-        return f"paused: {self.reason.description}, next try {next_try:%H:%M}"
+        return f"paused: {what}, next try {next_try:%H:%M}"
 
 
 @dataclass(frozen=True)

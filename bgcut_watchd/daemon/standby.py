@@ -2,7 +2,7 @@
 mounted (a late NFS/SMB mount at boot, a share that dropped). Nothing is watched or written
 there, so the daemon never fills an empty mount point on the local disk; when the share is
 mounted the folder is watched, recovered and scanned like any other (``config.folders``,
-``mounts``). The service refreshes this every second.
+``mounts``). The service refreshes this every second from the mount tables alone.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from bgcut_watchd.config.folders import folder_standby
+from bgcut_watchd.config.folders import folder_standby_of_resolved, folder_standby_paths
 from bgcut_watchd.config.model import FolderConfig
 from bgcut_watchd.mounts import SYSTEM_TABLES, MountTables
 
@@ -24,6 +24,9 @@ class Standby:
                  tables: MountTables = SYSTEM_TABLES) -> None:
         self.folders = tuple(folders)
         self._tables = tables
+        # Resolved once: the check every second then reads only the mount tables, never a
+        # folder (a share that stopped answering would block the service loop).
+        self._paths = {f.name: folder_standby_paths(f) for f in self.folders}
         self.reasons: dict[str, str] = {}
 
     def refresh(self) -> list[str]:
@@ -31,7 +34,8 @@ class Standby:
         now). Logs each change. Raises nothing."""
         before = self.reasons
         self.reasons = {f.name: why for f in self.folders
-                        if (why := folder_standby(f, self._tables)) is not None}
+                        if (why := folder_standby_of_resolved(self._paths[f.name], self._tables))
+                        is not None}
         for name, why in self.reasons.items():
             if name not in before:
                 log.warning("folder %s on standby: %s", name, why)

@@ -43,7 +43,7 @@ def test_a_bad_200_is_fetched_again_and_never_published(
 ) -> None:
     config = write_config(tmp_path, emulator.base_url, retry={"max_attempts": 50})
     root = tmp_path / "studio"
-    (root / "inbox").mkdir(parents=True)
+    (root / "inbox").mkdir(parents=True, exist_ok=True)
     emulator.update(**{share: 1.0})
     with InProcessDaemon(config):
         make_valid_jpeg(root / "inbox", "portal.jpg", size=(96, 64))
@@ -73,7 +73,7 @@ def test_a_bad_200_that_stays_bad_ends_in_quarantine_as_bad_output(
 ) -> None:
     config = write_config(tmp_path, emulator.base_url, retry={"max_attempts": 3})
     root = tmp_path / "studio"
-    (root / "inbox").mkdir(parents=True)
+    (root / "inbox").mkdir(parents=True, exist_ok=True)
     emulator.update(**{share: 1.0})
     error_file = root / "quarantine" / "portal.jpg.error.json"
     with InProcessDaemon(config):

@@ -54,7 +54,7 @@ def test_a_dribbled_download_is_cut_at_its_deadline_and_retried(
 ) -> None:
     config = _config(tmp_path, emulator, "download")
     root = tmp_path / "studio"
-    (root / "inbox").mkdir(parents=True)
+    (root / "inbox").mkdir(parents=True, exist_ok=True)
     emulator.update(dribble_download_bytes_per_s=DRIBBLE_BYTES_PER_S)
     with caplog.at_level(logging.WARNING, logger="bgcut_watchd"), InProcessDaemon(config):
         make_valid_jpeg(root / "inbox", "slow.jpg", size=(96, 64))
@@ -78,7 +78,7 @@ def test_a_dribbled_process_answer_is_cut_at_its_deadline_and_not_paid_again(
 ) -> None:
     config = _config(tmp_path, emulator, "process")
     root = tmp_path / "studio"
-    (root / "inbox").mkdir(parents=True)
+    (root / "inbox").mkdir(parents=True, exist_ok=True)
     emulator.update(dribble_process_bytes_per_s=DRIBBLE_BYTES_PER_S)
     with caplog.at_level(logging.WARNING, logger="bgcut_watchd"), InProcessDaemon(config):
         make_valid_jpeg(root / "inbox", "slow.jpg", size=(96, 64))
@@ -102,7 +102,7 @@ def test_the_deadline_covers_dribbled_headers_too(
 ) -> None:
     config = _config(tmp_path, emulator, "download")
     root = tmp_path / "studio"
-    (root / "inbox").mkdir(parents=True)
+    (root / "inbox").mkdir(parents=True, exist_ok=True)
     emulator.update(dribble_download_bytes_per_s=DRIBBLE_BYTES_PER_S, dribble_headers=True)
     with InProcessDaemon(config):
         make_valid_jpeg(root / "inbox", "slow.jpg", size=(96, 64))
