@@ -20,6 +20,7 @@ from typing import Any
 from bgcut_watchd.config.model import (
     FORMAT_EXTENSIONS,
     QUALITIES,
+    RAW_FILES_CHOICES,
     ApiConfig,
     DaemonConfig,
     FolderConfig,
@@ -52,6 +53,7 @@ RULES: dict[str, dict[str, Any]] = {
     "folders.on_conflict": {"enum": ["rename", "overwrite"]},
     "folders.archive_retention_days": {"minimum": 0},
     "folders.quarantine_retention_days": {"minimum": 0},
+    "folders.raw_files": {"enum": list(RAW_FILES_CHOICES)},
 }
 """Per ``section.key``: the JSON Schema keywords of what the loader accepts. A number field not
 listed must be > 0 (the loader's default rule)."""
