@@ -20,6 +20,7 @@ from typing import Any
 from bgcut_watchd.config.model import (
     FORMAT_EXTENSIONS,
     QUALITIES,
+    RAW_FILES_CHOICES,
     RENDER_MODES,
     ApiConfig,
     BudgetConfig,
@@ -67,6 +68,7 @@ RULES: dict[str, dict[str, Any]] = {
     "folders.render": {"enum": list(RENDER_MODES)},
     "folders.archive_retention_days": {"minimum": 0},
     "folders.quarantine_retention_days": {"minimum": 0},
+    "folders.raw_files": {"enum": list(RAW_FILES_CHOICES)},
 }
 """Per ``section.key``: the JSON Schema keywords of what the loader accepts. A number field not
 listed must be > 0 (the loader's default rule)."""

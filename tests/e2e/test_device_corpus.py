@@ -25,10 +25,12 @@ from tests.devices.corpus import (
     SIZE,
     DeviceFile,
     make_device_corpus,
+    phone_jpeg_with_metadata,
 )
 from tests.support import (
     API_KEY,
     DaemonProcess,
+    InProcessDaemon,
     api_calls_per_job,
     disposed_inputs,
     files_under,
@@ -166,3 +168,16 @@ def test_one_upload_and_one_process_call_per_page_and_accepted_files_byte_for_by
         with Image.open(io.BytesIO(sent)) as image:
             assert image.getexif().get(0x0112, 1) == 1
             assert image.size == SIZE
+
+
+def test_keep_metadata_false_leaves_the_outputs_bare(tmp_path: Path,
+                                                     emulator: FakeApiServer) -> None:
+    config = write_config(tmp_path, emulator.base_url, folder={"keep_metadata": False})
+    studio = tmp_path / "studio"
+    phone_jpeg_with_metadata(studio / "inbox")
+    with InProcessDaemon(config):
+        wait_for(lambda: len(visible_files(studio / "outbox")) == 3, what="the outputs")
+    for suffix in VARIANT_SUFFIXES:
+        with Image.open(studio / "outbox" / f"IMG_0042{suffix}") as image:
+            assert image.getexif().get(0x8298) is None
+            assert not (image.info.get("xmp") or image.info.get("XML:com.adobe.xmp"))

@@ -377,3 +377,16 @@ def test_a_two_megapixel_photo_validates_in_tens_of_milliseconds(tmp_path: Path)
         validate_input(path, max_bytes=50_000_000, max_pixels=50_000_000)
         timings_s.append(time.perf_counter() - started)
     assert statistics.median(timings_s) < 0.25  # loose bound; measured ~19 ms
+
+
+def test_a_broken_heic_gets_the_decoders_verdict_in_plain_words(tmp_path: Path) -> None:
+    from tests.devices.corpus import heic_phone
+
+    made = tmp_path / heic_phone(tmp_path).name
+    data = made.read_bytes()
+    made.write_bytes(data[: len(data) * 2 // 3])
+    result = run_with_deadline(made)
+    assert isinstance(result, LocalInputError)
+    assert result.reason == "invalid_image"
+    assert result.detail.startswith("a HEIC/HEIF file that does not decode: "), result.detail
+    assert made.name not in result.detail
