@@ -298,7 +298,10 @@ class IntakeCoordinator:
         with self._lock:
             pending, self._pending_dirs = self._pending_dirs, {}
         for folder_name, directory in pending:
-            self.scan(folder_name, directory)
+            if _is_real_dir(directory):
+                self.scan(folder_name, directory)
+            else:  # polling reports a file that took a removed folder's inode as that folder
+                self.notice(folder_name, directory)  # moved there: a file, or gone
 
     def _pop_earliest_due(self, now: float) -> tuple[str, Observation] | None:
         """Across folders, remove and return the observation that settled first."""
@@ -363,3 +366,11 @@ class IntakeCoordinator:
         quiet_s = quiet_period_s(stability_s, config.network_settle_s, on_network)
         return _Folder(config, IgnoreRules(config.ignore),
                        StabilityTracker(quiet_s, self.clock), on_network)
+
+
+def _is_real_dir(path: Path) -> bool:
+    """A directory itself (not a symlink to one); False when gone or unreadable."""
+    try:
+        return stat.S_ISDIR(os.lstat(path).st_mode)
+    except OSError:
+        return False

@@ -413,7 +413,8 @@ def test_json_reports_each_input_with_where_it_went(
 def test_every_page_of_a_multi_page_tiff_is_a_result_and_raw_is_left_alone(
     tmp_path: Path, emulator: FakeApiServer, capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """A 3-page TIFF copied in from outside: three pages, three done, one archived copy; a RAW
+    """A 3-page TIFF copied in from outside: three pages, three done, the copy detached (deleted
+    when done, never archived, like every copy `process` makes); a RAW
     file beside it is listed as ignored (raw_files = "ignore"), never taken."""
     from tests.devices.corpus import make_cr2_shaped, tiff_three_pages
 
@@ -434,5 +435,6 @@ def test_every_page_of_a_multi_page_tiff_is_a_result_and_raw_is_left_alone(
     assert _names(studio / "outbox") == sorted(
         f"letters-p{page}.{suffix}" for page in (1, 2, 3)
         for suffix in ("full.png", "thumb.webp", "white.jpg"))
-    assert _names(studio / "archive") == ["letters.tif"]
+    assert files_under(studio / "archive") == []  # a detached copy, the original kept in src
     assert files_under(studio / "inbox") == []
+    assert not any((studio / "inbox" / ".bgcut-work").glob("*/*"))  # no page left behind
