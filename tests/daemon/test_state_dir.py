@@ -76,9 +76,12 @@ def test_a_full_state_dir_never_stops_a_job_and_the_ledger_catches_up_once_freed
     with DaemonProcess(config) as daemon:
         sources = drop_images(inbox, 1, prefix="before")
         wait_for(lambda: done_in_ledger(state_tmpfs) == 1, what="the first job recorded")
-        emulator.update(latency_process_s=1.0)
+        # A wide window: every job must sit in its process call at once, however staggered
+        # their uploads are on a loaded machine (a call already sleeping keeps its latency).
+        emulator.update(latency_process_s=4.0)
         sources.update(drop_images(inbox, IN_FLIGHT, prefix="flight"))
-        wait_for(lambda: states(inbox) == ["uploaded"] * IN_FLIGHT, what="jobs in flight")
+        wait_for(lambda: states(inbox) == ["uploaded"] * IN_FLIGHT, timeout_s=20,
+                 what="jobs in flight")
         filler = fill(state_tmpfs, 0)
         emulator.update(latency_process_s=0.0)
         sources.update(drop_images(inbox, DROPPED_WHILE_FULL, prefix="full"))
