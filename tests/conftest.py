@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from bgcut_watchd.fake_api import FakeApiOptions, FakeApiServer
+from tests.netfs.sshfs import SshServer, missing_requirements
 from tests.support import API_KEY
 
 
@@ -66,3 +67,16 @@ def _mount_tmpfs(mount_point: Path) -> bool:
     result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256m", "bgcut-test",
                              str(mount_point)], check=False, capture_output=True)
     return result.returncode == 0
+
+
+@pytest.fixture(scope="session")
+def ssh_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshServer]:
+    """A private sshd on 127.0.0.1 with its own host key and authorized key."""
+    reason = missing_requirements()
+    if reason is not None:
+        pytest.skip(f"no loopback sshfs: {reason}")
+    server = SshServer(tmp_path_factory.mktemp("sshd")).start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -10,7 +10,6 @@ is a real subprocess and the notifications arrive on a real $NOTIFY_SOCKET.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import subprocess
@@ -23,7 +22,7 @@ import pytest
 from bgcut_watchd.fake_api import FakeApiServer
 from tests.daemon.conftest import NotifyListener
 from tests.hostile import make_valid_jpeg
-from tests.netfs.sshfs import SshServer, missing_requirements, mount
+from tests.netfs.sshfs import SshServer, mount, unmount
 from tests.support import DaemonProcess, files_under, wait_for, write_config
 
 WATCHDOG_USEC = 2_000_000       # WatchdogSec=2s: the daemon beats every 1 s while healthy
@@ -52,18 +51,6 @@ class FrozenShare:
             self.frozen = False
 
 
-@pytest.fixture(scope="module")
-def ssh_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshServer]:
-    reason = missing_requirements()
-    if reason is not None:
-        pytest.skip(f"no loopback sshfs to hang a disk with: {reason}")
-    server = SshServer(tmp_path_factory.mktemp("sshd")).start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 @pytest.fixture
 def frozen_share(ssh_server: SshServer, tmp_path: Path) -> Iterator[FrozenShare]:
     share, proc = mount(ssh_server, tmp_path / "server", tmp_path / "client")
@@ -72,14 +59,7 @@ def frozen_share(ssh_server: SshServer, tmp_path: Path) -> Iterator[FrozenShare]
         yield handle
     finally:
         handle.thaw()
-        with contextlib.suppress(OSError):
-            subprocess.run(["fusermount3", "-u", "-z", str(share.client)], check=False,
-                           capture_output=True, timeout=10)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=10)
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=10)
+        unmount(proc, share.client)
 
 
 def daemon_for(tmp_path: Path, emulator: FakeApiServer, share: FrozenShare,

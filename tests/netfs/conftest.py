@@ -1,8 +1,8 @@
 """Fixtures for the network-folder tests: a real sshfs share over loopback (``tests.netfs.sshfs``).
 
-``ssh_server`` is started once per session (key generation and sshd start take about a second);
-each test mounts its own share so the client's caches start empty and nothing leaks between
-tests. Every test here is skipped, with the reason, where FUSE or the binaries are unavailable.
+``ssh_server`` (``tests/conftest.py``) is started once per session (key generation and sshd
+start take about a second); each test mounts its own share so the client's caches start empty
+and nothing leaks between tests. Every test here is skipped, with the reason, where FUSE or the binaries are unavailable.
 """
 
 from __future__ import annotations
@@ -12,20 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.netfs.sshfs import NO_CACHE_OPTIONS, Share, SshServer, missing_requirements, mounted
-
-
-@pytest.fixture(scope="session")
-def ssh_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshServer]:
-    """A private sshd on 127.0.0.1 with its own host key and authorized key."""
-    reason = missing_requirements()
-    if reason is not None:
-        pytest.skip(f"no loopback sshfs: {reason}")
-    server = SshServer(tmp_path_factory.mktemp("sshd")).start()
-    try:
-        yield server
-    finally:
-        server.stop()
+from tests.netfs.sshfs import NO_CACHE_OPTIONS, Share, SshServer, mounted
 
 
 @pytest.fixture

@@ -203,12 +203,12 @@ def mount(server: SshServer, server_dir: Path, mountpoint: Path,
         if proc.poll() is not None:
             raise RuntimeError(f"sshfs exited: {log_path.read_text('utf-8', 'replace')}")
     except BaseException:
-        _stop_sshfs(proc, mountpoint)
+        unmount(proc, mountpoint)
         raise
     return Share(server_dir, mountpoint, options), proc
 
 
-def _stop_sshfs(proc: subprocess.Popen[bytes], mountpoint: Path) -> None:
+def unmount(proc: subprocess.Popen[bytes], mountpoint: Path) -> None:
     """Unmount (``fusermount -u``, else a lazy ``umount -l``) and reap the sshfs process."""
     fusermount = _which("fusermount3") or _which("fusermount")
     if _is_mounted(mountpoint):
@@ -231,4 +231,4 @@ def mounted(server: SshServer, server_dir: Path, mountpoint: Path,
     try:
         yield share
     finally:
-        _stop_sshfs(proc, mountpoint)
+        unmount(proc, mountpoint)
