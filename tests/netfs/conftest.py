@@ -2,7 +2,8 @@
 
 ``ssh_server`` (``tests/conftest.py``) is started once per session (key generation and sshd
 start take about a second); each test mounts its own share so the client's caches start empty
-and nothing leaks between tests. Every test here is skipped, with the reason, where FUSE or the binaries are unavailable.
+and nothing leaks between tests. Every test here is skipped, with the reason, where FUSE or the
+binaries are unavailable.
 """
 
 from __future__ import annotations
