@@ -246,15 +246,22 @@ class IntakeCoordinator:
         """
         self._scan_pending_dirs()
         when = self.clock() if now is None else now
-        settled: list[tuple[str, Observation]] = []
-        while max_items is None or len(settled) < max_items:
-            picked = self._pop_earliest_due(when)
-            if picked is None:
+        ready: list[tuple[str, Path]] = []
+        while max_items is None or len(ready) < max_items:
+            due: list[tuple[str, Observation]] = []
+            while max_items is None or len(ready) + len(due) < max_items:
+                picked = self._pop_earliest_due(when)
+                if picked is None:
+                    break
+                due.append(picked)
+            if not due:
                 break
-            name, seen = picked
-            if self._confirm(self._folders[name], seen):
-                settled.append(picked)
-        return self._not_held_open(settled)
+            # Held open is asked before the confirming look: that look may open the file
+            # (the RAW sniff, a share's revalidation), and the daemon's own open, seen by
+            # inotify before its close, must not read as a writer holding the file.
+            ready.extend((name, seen.path) for name, seen in self._not_held_open(due)
+                         if self._confirm(self._folders[name], seen))
+        return ready
 
     def done(self, path: Path) -> None:
         """The job is finished with ``path`` (claimed, gone or left): events count again."""
@@ -318,25 +325,24 @@ class IntakeCoordinator:
             due = self._folders[best[1]].tracker.due_observations(now, max_items=1)
         return (best[1], due[0]) if due else None
 
-    def _not_held_open(self, settled: list[tuple[str, Observation]]) -> list[tuple[str, Path]]:
+    def _not_held_open(self, settled: list[tuple[str, Observation]]) -> list[
+        tuple[str, Observation]
+    ]:
         """``settled`` without the files a writer may still hold open: those are tracked
-        again, due after a fresh settling period (and no longer in flight)."""
-        if not settled:
-            return []
+        again, due after a fresh settling period."""
         held = held_open((seen.path for _, seen in settled), self._opens)
-        ready: list[tuple[str, Path]] = []
+        ready: list[tuple[str, Observation]] = []
         for name, seen in settled:
             if seen.path in held:
                 self._hold(self._folders[name], seen)
             else:
-                ready.append((name, seen.path))
+                ready.append((name, seen))
         return ready
 
     def _hold(self, folder: _Folder, seen: Observation) -> None:
         logger.debug("folder %s: %s is still open: settling again", folder.config.name,
                      seen.path)
         with self._lock:
-            self._in_flight.discard(str(seen.path))
             folder.tracker.hold(seen.path, seen.size, seen.mtime_ns, HELD_OPEN_RECHECK_S)
 
     def _confirm(self, folder: _Folder, seen: Observation) -> bool:

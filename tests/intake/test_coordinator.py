@@ -387,6 +387,31 @@ def test_a_settled_file_open_for_writing_by_a_process_is_held(tmp_path: Path) ->
     assert coordinator.poll_due(3.0) == [("studio", path)]
 
 
+def test_the_daemons_own_look_at_a_settled_file_is_not_a_writer_holding_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """CI finding: the RAW sniff opens each settled file; when the watcher delivered that
+    open before its close (a busy machine), the file read as held open by a writer and was
+    put back to settle again, once more on every look."""
+    from bgcut_watchd.intake import rawfiles
+
+    clock = FakeClock()
+    folder = _folder(tmp_path)
+    path = folder.inbox / "a.jpg"
+    path.write_bytes(b"\xff\xd8\xff" + b"0" * 64)
+    coordinator = IntakeCoordinator([folder], 1.0, clock)
+    real_sniff = rawfiles.sniff_camera_raw
+
+    def sniff_seen_at_once(sniffed: Path) -> str | None:
+        coordinator.notice_open("studio", sniffed)  # the watcher was quick: open seen, close not
+        return real_sniff(sniffed)
+
+    monkeypatch.setattr(rawfiles, "sniff_camera_raw", sniff_seen_at_once)
+    coordinator.notice("studio", path)
+    clock.now = 2.0
+    assert coordinator.poll_due(2.0) == [("studio", path)]
+    assert coordinator.in_flight_count() == 1 and coordinator.waiting_counts() == {"studio": 0}
+
+
 def test_inotify_holds_a_file_its_writer_keeps_open(
         tmp_path: Path, coordinators: list[IntakeCoordinator]) -> None:
     folder = _folder(tmp_path)

@@ -99,9 +99,6 @@ def test_corrupt_downloads_are_never_published(
     torture_report(f"{files} files, {len(faults)} corrupt downloads served: none published")
 
 
-@pytest.mark.skip(reason="open finding (issue 9): with the writer invisible (another PID "
-                  "namespace) and polling, a job can stay 'claimed' with idle workers; the "
-                  "e2e test of finding 5 passes, this torture case does not yet")
 def test_inputs_rewritten_in_place_after_their_claim_are_processed_as_rewritten(
     tmp_path: Path, emulator: FakeApiServer, torture_report: Report,
 ) -> None:
