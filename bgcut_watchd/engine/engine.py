@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Collection, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -38,6 +39,7 @@ from bgcut_watchd.engine.observe import EngineObserver, report_of
 from bgcut_watchd.engine.recovery import recover_folder
 from bgcut_watchd.fsops import show_path
 from bgcut_watchd.job.duplicates import SameContentInFlight
+from bgcut_watchd.job.fetch import DOWNLOADS_PER_JOB
 from bgcut_watchd.job.steps import JobRunner
 from bgcut_watchd.job.validate import PixelBudget, return_freed_pixels_to_the_system
 from bgcut_watchd.job.workarea import ClaimedJob, WorkArea
@@ -103,6 +105,10 @@ class Engine:
         self.budget = DailyBudget(config.budget, self.ledger, self.api_pause)
         self.decode_budget = PixelBudget(DECODE_BUDGET_PIXELS)
         self.in_flight = InFlight()  # identical content in flight at once is paid once
+        # Helps with each job's other downloads (job.fetch); never makes a job wait for a
+        # thread (``workers`` is read at start only: a reload does not change it).
+        self.downloads = ThreadPoolExecutor(config.daemon.workers * (DOWNLOADS_PER_JOB - 1),
+                                            thread_name_prefix="bgcut-download")
         return_freed_pixels_to_the_system()  # else freed pixels stay in each worker's arena
         self.wiring = self._wire(config)
         self._on_ticket_done = on_ticket_done
@@ -176,6 +182,7 @@ class Engine:
     def close(self) -> None:
         """Release every held job and close the client and the ledger."""
         self.claims.release_all()
+        self.downloads.shutdown(wait=True)
         self.client.close()
         self.ledger.catch_up()
         self.ledger.close()
@@ -299,7 +306,7 @@ class Engine:
                 JobRunner(folder, config.api, config.daemon, self.client, self.ledger,
                           self.guard, decode_budget=self.decode_budget,
                           in_flight=self.in_flight, spawn=self._spawned,
-                          spend=self.budget),
+                          spend=self.budget, downloads=self.downloads),
                 WorkArea(folder.inbox),
             )
             for folder in config.folders

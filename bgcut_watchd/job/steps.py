@@ -39,11 +39,12 @@ import os
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from functools import cached_property, partial
 from pathlib import Path
-from typing import Protocol, TypeVar
+from typing import NoReturn, Protocol, TypeVar
 
 from bgcut_watchd.api import AmbiguousOutcomeError, BackgroundCutClient
 from bgcut_watchd.clock import WallClock, iso_utc, utc_now
@@ -77,10 +78,11 @@ from bgcut_watchd.job.duplicates import (
     copy_earlier_outputs,
     flight_key,
 )
+from bgcut_watchd.job.fetch import decisive, fetch_all
 from bgcut_watchd.job.journal import JobState
 from bgcut_watchd.job.logfields import job_fields
 from bgcut_watchd.job.lookout import PROCESS_AMBIGUOUS, earlier_call_ran, mark_ambiguous
-from bgcut_watchd.job.metadata import read_metadata
+from bgcut_watchd.job.metadata import StudioMetadata, read_metadata
 from bgcut_watchd.job.naming import (
     MAX_NAME_RACES,
     choose_output_set,
@@ -148,6 +150,7 @@ class JobRunner:
     spawn: Spawn | None = None  # runs a page job of a multi-page input (the engine's queue)
     wall_clock: WallClock = utc_now  # journaled times (the look-out of an unanswered call)
     spend: SpendMeter | None = None  # the daily budget; None: nothing counted
+    downloads: Executor | None = None  # helps with a job's downloads; None: one at a time
 
     @cached_property
     def freeze(self) -> InputFreeze:
@@ -316,12 +319,17 @@ class JobRunner:
         with local_disk("creating the outbox folder", out_dir):
             make_dirs(out_dir)
         input_size = upright_size(job.input_path)  # the header only
-        temps: list[str] = []
-        for index, remote in enumerate(job.record.remote_outputs):
-            temp = temp_path_for(out_dir, job.job_id, index)
-            if not os.path.lexists(temp):  # finished downloads survive a retry or a crash
-                self._download_one(job, remote, index, temp, input_size)
-            temps.append(os.fsdecode(temp))
+        parts = [temp_path_for(out_dir, job.job_id, index)
+                 for index in range(len(job.record.remote_outputs))]
+        missing = [(index, remote, parts[index])
+                   for index, remote in enumerate(job.record.remote_outputs)
+                   if not os.path.lexists(parts[index])]  # finished ones survive a retry
+        meta = read_metadata(job.input_path) if self.folder.keep_metadata else None
+        failed = fetch_all(missing, lambda item: self._download_one(job, *item, input_size,
+                                                                     meta), self.downloads)
+        if failed:
+            self._after_failed_download(job, failed)
+        temps = [os.fsdecode(part) for part in parts]
         local = is_remote_master(job.record.remote_outputs[0])
         if local:  # render = "local": the one cutout becomes every variant here
             temps = render_set(Path(temps[0]), self.variants_of(job), out_dir, job.job_id,
@@ -340,31 +348,42 @@ class JobRunner:
             return master
         return self.variants_of(job)
 
-    def _download_one(self, job: ClaimedJob, remote: str, index: int, temp: Path,
-                      input_size: tuple[int, int] | None) -> None:
+    def _download_one(self, job: ClaimedJob, index: int, remote: str, temp: Path,
+                      input_size: tuple[int, int] | None, meta: StudioMetadata | None) -> None:
         """Download into ``.dl``, fsync, verify, rename to ``.part``: a ``.part`` is always
-        whole and verified."""
+        whole and verified. Runs beside the job's other downloads: journals nothing (what a
+        failure means for the job is decided once, by ``_after_failed_download``). Raises
+        ApiError subclasses, BadOutputError (the download deleted), LocalDiskError, OSError."""
         partial_path = download_path_for(temp.parent, job.job_id, index)
-        try:
-            with local_disk("writing an output", partial_path):  # ENOSPC: pause the folder
-                self.guard.call("download", partial(self.client.download, remote, partial_path))
-        except RemoteFileMissingError:
-            # A download is free but a new process call is paid: one 404 is retried in place
-            # (the next request may reach the right region); a second redoes the whole job.
-            if job.record.last_stage == DOWNLOAD_MISSING:
-                self._restart_remote(job)
-            else:
-                job.save(job.record.advance(JobState.PROCESSED, last_stage=DOWNLOAD_MISSING))
-            raise
-        self._keep_metadata(job, partial_path)
+        with local_disk("writing an output", partial_path):  # ENOSPC: pause the folder
+            self.guard.call("download", partial(self.client.download, remote, partial_path))
+        self._keep_metadata(job, partial_path, meta)
         with local_disk("writing an output", temp):
             fsync_file(partial_path)
             self._verify(job, partial_path, index, input_size)
             partial_path.rename(temp)
 
+    def _after_failed_download(self, job: ClaimedJob,
+                               failed: Sequence[BaseException]) -> NoReturn:
+        """Journal what the failed downloads of one round mean for the job, once whatever
+        their number, and raise the one that decides its fate (``fetch.decisive``).
+
+        A download is free but a new process call is paid: a 404 is retried in place once
+        (the next request may reach the right region), a second round with one redoes the
+        whole job. A bad output is fetched again, then redone (``_after_bad_output``)."""
+        if any(isinstance(exc, RemoteFileMissingError) for exc in failed):
+            if job.record.last_stage == DOWNLOAD_MISSING:
+                self._restart_remote(job)
+            else:
+                job.save(job.record.advance(JobState.PROCESSED, last_stage=DOWNLOAD_MISSING))
+        elif any(isinstance(exc, BadOutputError) for exc in failed):
+            job.save(job.record.advance(JobState.PROCESSED,
+                                        last_stage=_after_bad_output(job.record.last_stage)))
+        raise decisive(failed)
+
     def _verify(self, job: ClaimedJob, path: Path, index: int,
                 input_size: tuple[int, int] | None) -> None:
-        """Raises BadOutputError (the download deleted, the next step journaled) or OSError."""
+        """Raises BadOutputError (the download deleted) or OSError."""
         variants = self._downloaded_variants(job)
         if index >= len(variants):  # cannot happen with the journaled set; never publish it
             return
@@ -372,8 +391,6 @@ class JobRunner:
             verify_output(path, variants[index], input_size, self.decode_budget)
         except BadOutputError:
             path.unlink(missing_ok=True)
-            job.save(job.record.advance(JobState.PROCESSED,
-                                        last_stage=_after_bad_output(job.record.last_stage)))
             raise
 
     def _publish(self, job: ClaimedJob) -> None:
@@ -452,10 +469,11 @@ class JobRunner:
                     partial(self._say, job))
         hand_over_pages(job, WorkArea(self.folder.inbox), self.spawn)
 
-    def _keep_metadata(self, job: ClaimedJob, output: Path) -> None:
-        """Stamp the input's copyright, artist, date and description into a downloaded output
-        (``keep_metadata``). Raises LocalDiskError; an output it cannot parse stays as it is."""
-        meta = read_metadata(job.input_path) if self.folder.keep_metadata else None
+    def _keep_metadata(self, job: ClaimedJob, output: Path,
+                       meta: StudioMetadata | None) -> None:
+        """Stamp the input's copyright, artist, date and description (``meta``, read once per
+        job when ``keep_metadata``) into a downloaded output. Raises LocalDiskError; an output
+        it cannot parse stays as it is."""
         if not meta:
             return
         try:

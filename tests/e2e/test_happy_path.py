@@ -49,3 +49,19 @@ def test_files_present_at_startup_are_processed(tmp_path: Path, emulator: FakeAp
         wait_for(lambda: len(files_under(tmp_path / "studio" / "archive")) == 5,
                  what="five inputs archived")
     assert len(files_under(tmp_path / "studio" / "outbox")) == 15
+
+
+def test_a_jobs_downloads_run_side_by_side(tmp_path: Path, emulator: FakeApiServer) -> None:
+    """Issue 14: a job's critical path is its slowest download, not the sum of them."""
+    config = write_config(tmp_path, emulator.base_url)
+    inbox = tmp_path / "studio" / "inbox"
+    emulator.update(latency_download_s=0.5)
+    with InProcessDaemon(config):
+        make_valid_jpeg(inbox, "one.jpg")
+        wait_for(lambda: files_under(tmp_path / "studio" / "archive"), what="the input archived")
+    downloads = [r for r in emulator.requests() if r.endpoint == "download"]
+    assert len(downloads) == 3
+    starts = [r.timestamp_s for r in downloads]
+    first_end = min(r.timestamp_s + r.duration_s for r in downloads)
+    assert max(starts) < first_end, "a download began only after another had ended"
+    assert len(visible_files(tmp_path / "studio" / "outbox")) == 3
