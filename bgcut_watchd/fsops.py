@@ -101,10 +101,11 @@ def fsync_dir(path: StrPath) -> None:
 
 
 def fsync_file(path: StrPath) -> None:
-    """Flush the content of the regular file ``path`` to disk. Raises OSError."""
+    """Flush the content of the regular file ``path`` to disk (``fdatasync``: its data and the
+    size that reaches it, not its times). Raises OSError."""
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
     try:
-        os.fsync(fd)
+        os.fdatasync(fd)
     finally:
         os.close(fd)
 
@@ -115,7 +116,7 @@ def _remove_quietly(path: Path) -> None:
 
 
 def write_new_file(path: StrPath, data: bytes, *, exclusive: bool = True) -> None:
-    """Create ``path`` with ``data`` and fsync it (not the directory). Raises OSError.
+    """Create ``path`` with ``data`` and ``fdatasync`` it (not the directory). Raises OSError.
 
     ``exclusive`` refuses an existing file (FileExistsError); otherwise it is truncated.
     """
@@ -124,7 +125,7 @@ def write_new_file(path: StrPath, data: bytes, *, exclusive: bool = True) -> Non
     with os.fdopen(fd, "wb") as handle:
         handle.write(data)
         handle.flush()
-        os.fsync(handle.fileno())
+        os.fdatasync(handle.fileno())
 
 
 def atomic_write_bytes(path: StrPath, data: bytes) -> None:
@@ -143,13 +144,14 @@ def atomic_write_bytes(path: StrPath, data: bytes) -> None:
     fsync_dir(target.parent)
 
 
-def atomic_write_json(path: StrPath, obj: Any) -> None:
+def atomic_write_json(path: StrPath, obj: Any, *, indent: int | None = 2) -> None:
     """:func:`atomic_write_bytes` of ``obj`` as JSON. Raises OSError, TypeError, ValueError.
 
     ``ensure_ascii`` keeps lone surrogates (names that are not UTF-8) as ``\\udcxx`` escapes,
-    which ``json.loads`` turns back into the same string.
+    which ``json.loads`` turns back into the same string. ``indent=None`` writes one line with
+    the C encoder (an indent makes ``json`` use its pure-Python encoder: 4x the CPU).
     """
-    text = json.dumps(obj, ensure_ascii=True, indent=2) + "\n"
+    text = json.dumps(obj, ensure_ascii=True, indent=indent) + "\n"
     atomic_write_bytes(path, text.encode("ascii"))
 
 

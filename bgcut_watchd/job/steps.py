@@ -226,7 +226,7 @@ class JobRunner:
         checked = validate_input(job.input_path, max_bytes=self.limits.max_input_bytes,
                                  max_pixels=self.limits.max_input_pixels,
                                  budget=self.decode_budget)
-        job.save(job.record.advance(JobState.CLAIMED, sha256=checked.sha256))
+        job.keep(job.record.advance(JobState.CLAIMED, sha256=checked.sha256))
         self.ledger.update(job.job_id, sha256=checked.sha256, stage="upload")
         self._split_pages(job, checked)
         if self._reuse_duplicate(job, checked.sha256):
@@ -240,7 +240,9 @@ class JobRunner:
             source, upload_path, name))
         # What was checked and uploaded is what was claimed: only then is it paid for.
         self.freeze.ensure_unchanged(job, self._out_dir(job))
-        job.save(job.record.advance(JobState.UPLOADED, remote_input=remote))
+        # Journaled with the process call's "sent" mark, just before that call: a crash
+        # before it uploads again, which is free.
+        job.keep(job.record.advance(JobState.UPLOADED, remote_input=remote))
 
     def _upload_source(self, job: ClaimedJob, checked: ValidatedInput) -> Path:
         """The input, or its copy scaled down to what the variants need (``job.downscale``).
@@ -334,10 +336,13 @@ class JobRunner:
         if local:  # render = "local": the one cutout becomes every variant here
             temps = render_set(Path(temps[0]), self.variants_of(job), out_dir, job.job_id,
                                self.decode_budget)
-        job.save(job.record.advance(JobState.DOWNLOADED, temp_outputs=tuple(temps),
-                                    last_stage="download"))
-        if local:
+        downloaded = job.record.advance(JobState.DOWNLOADED, temp_outputs=tuple(temps),
+                                        last_stage="download")
+        if local:  # journaled before its master is dropped
+            job.save(downloaded)
             drop_master(out_dir, job.job_id)
+        else:  # journaled with the chosen names, before any is published
+            job.keep(downloaded)
 
     def _downloaded_variants(self, job: ClaimedJob) -> tuple[Variant, ...]:
         """What each remote output of ``job`` is: its variants, or the one master of
@@ -411,7 +416,9 @@ class JobRunner:
             except FileNotFoundError:  # temps lost (e.g. outbox cleaned): fetch them again
                 self._restart_remote(job)
                 return
-            job.save(job.record.advance(JobState.PUBLISHED))
+            # The archive target is journaled with the publish (one write fewer per job).
+            job.save(job.record.advance(JobState.PUBLISHED,
+                                        dispose_target=self._archive_target_of(job)))
             drop_master(self._out_dir(job), job.job_id)  # a crash may have left it
             return
         raise LocalDiskError(f"no free output names in {show_path(self._out_dir(job))} after "
@@ -421,12 +428,29 @@ class JobRunner:
         self.freeze.ensure_unchanged(job, self._out_dir(job))  # outputs of what is disposed of
         source = job.input_path
         if os.path.lexists(source):
-            if (self.folder.on_success == "delete" or job.record.detached
-                    or job.record.page_of is not None):
+            if self._deletes_input(job):
                 delete_input(source)  # a page's file: its multi-page original is archived
             else:
                 self._archive(job, source)
-        job.save(job.record.advance(JobState.DISPOSED))
+        # Not journaled: the job dir is removed right after. A crash before that resumes at
+        # "published" with the input gone, and only finishes the job.
+        job.keep(job.record.advance(JobState.DISPOSED))
+
+    def _deletes_input(self, job: ClaimedJob) -> bool:
+        """Whether disposal deletes the input rather than archiving it."""
+        return (self.folder.on_success == "delete" or job.record.detached
+                or job.record.page_of is not None)
+
+    def _archive_target_of(self, job: ClaimedJob) -> str | None:
+        """Where ``_archive`` will move the input; None when it is deleted instead, or when
+        the archive cannot take it now (``_archive`` tries again and says why)."""
+        if self._deletes_input(job) or self.folder.archive is None:
+            return None
+        try:
+            return os.fsdecode(archive_target(self.folder.archive, self._subfolder(job),
+                                              Path(job.record.original_relpath).name))
+        except (LocalDiskError, ValueError):
+            return None
 
     def _archive(self, job: ClaimedJob, source: Path) -> None:
         """Journal the archive target, then move there: a move interrupted after its copy
@@ -559,8 +583,8 @@ class JobRunner:
         if len(job.record.output_sha256s) == len(temps) or job.record.final_outputs:
             return
         hashes = [h for h in map(sha256_of_regular_file, temps) if h is not None]
-        if len(hashes) == len(temps):
-            job.save(job.record.advance(JobState.DOWNLOADED, output_sha256s=tuple(hashes)))
+        if len(hashes) == len(temps):  # journaled with the chosen names, next
+            job.keep(job.record.advance(JobState.DOWNLOADED, output_sha256s=tuple(hashes)))
 
     def _output_sha256s(self, job: ClaimedJob) -> list[str] | None:
         """The published outputs' hashes, ordered as the ledger lists them; None if unknown."""

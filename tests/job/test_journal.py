@@ -133,10 +133,10 @@ def test_failed_write_keeps_the_previous_journal_and_no_temp(
     journal = Journal(tmp_path)
     before = journal.write(full_record())
 
-    def broken_fsync(fd: int) -> None:
+    def broken_sync(fd: int) -> None:
         raise OSError(5, "Input/output error")
 
-    monkeypatch.setattr(os, "fsync", broken_fsync)
+    monkeypatch.setattr(os, "fdatasync", broken_sync)  # the temp file's flush fails
     with pytest.raises(OSError):
         journal.write(before.advance(JobState.PUBLISHED))
     monkeypatch.undo()
