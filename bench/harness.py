@@ -93,13 +93,20 @@ def run_time_s(pid: int) -> float:
 
 
 class Emulator:
-    """``python -m bgcut_watchd fake-api`` on a free loopback port, as a subprocess."""
+    """``python -m bgcut_watchd fake-api`` on a free loopback port, as a subprocess.
+
+    ``prerendered`` and ``nagle`` start it with those benchmark switches (both can also be
+    flipped while it runs with :meth:`update`).
+    """
 
     def __init__(self, workdir: Path, *, latency_upload_s: float = 0.0,
-                 latency_process_s: float = 0.0, latency_download_s: float = 0.0) -> None:
+                 latency_process_s: float = 0.0, latency_download_s: float = 0.0,
+                 prerendered: bool = False, nagle: bool = False) -> None:
         workdir.mkdir(parents=True, exist_ok=True)
         self._workdir = workdir
         self._latency = (latency_upload_s, latency_process_s, latency_download_s)
+        self._switches = [flag for flag, on in (("--prerendered", prerendered),
+                                                ("--nagle", nagle)) if on]
         self._proc: subprocess.Popen[str] | None = None
         self.base_url = ""
 
@@ -109,7 +116,7 @@ class Emulator:
                    "--port", "0", "--api-key", API_KEY,
                    "--storage-dir", str(self._workdir / "storage"),
                    "--latency-upload", str(up), "--latency-process", str(process),
-                   "--latency-download", str(down)]
+                   "--latency-download", str(down), *self._switches]
         with (self._workdir / "emulator.log").open("ab") as errors:
             self._proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=errors,
                                           stdin=subprocess.DEVNULL, text=True,

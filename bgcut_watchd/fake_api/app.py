@@ -27,7 +27,13 @@ from bgcut_watchd.fake_api.credits import CreditAccount, Pricing, call_credits
 from bgcut_watchd.fake_api.faults import FaultDice
 from bgcut_watchd.fake_api.options import FakeApiOptions
 from bgcut_watchd.fake_api.paths import sanitise_file_name, validate_remote_path
-from bgcut_watchd.fake_api.render import UnreadableImageError, decode_image, render_decoded
+from bgcut_watchd.fake_api.prerender import PrerenderCache, header_size
+from bgcut_watchd.fake_api.render import (
+    RenderSpec,
+    UnreadableImageError,
+    decode_image,
+    render_decoded,
+)
 from bgcut_watchd.fake_api.reqlog import RequestLog
 from bgcut_watchd.fake_api.storage import Storage, StoredFile
 from bgcut_watchd.fake_api.variants import parse_process_request
@@ -60,6 +66,7 @@ class FakeApiApp:
         self.dice = FaultDice(options.seed)
         self.log = RequestLog()
         self.credits = CreditAccount(options.credits_balance)
+        self.prerendered = PrerenderCache()
 
     @property
     def options(self) -> FakeApiOptions:
@@ -139,6 +146,8 @@ class FakeApiApp:
         """Render every variant of a process call; returns (input path, output paths).
 
         The call is charged (``fake_api.credits``) once the input decodes, before rendering.
+        With ``prerendered``, only the input's header is read, and the outputs come from
+        ``fake_api.prerender`` (one real render per input size and variant).
 
         Raises:
             BadRequest: malformed JSON, invalid field, or unreadable input image.
@@ -149,17 +158,16 @@ class FakeApiApp:
             request = parse_process_request(json.loads(body))
         except ValueError as exc:  # json.JSONDecodeError is a ValueError too
             raise BadRequest(description=_json_detail(exc)) from exc
-        source = self.find(request.input_file_path, options)
+        local = self.storage.local_path(self.find(request.input_file_path, options).path)
         specs = [v.spec for v in request.variants]
         try:
-            image = decode_image(self.storage.local_path(source.path))
+            image = None if options.prerendered else decode_image(local)
+            size = header_size(local) if image is None else image.size
+            self._charge(options, size, specs)
+            outputs = (self.prerendered.outputs(local, size, specs) if image is None
+                       else render_decoded(image, specs))
         except UnreadableImageError as exc:
             raise BadRequest(description=str(exc)) from exc
-        cost = call_credits(_pricing(options), image.width * image.height,
-                            [(spec.max_resolution, spec.autocrop) for spec in specs])
-        if not self.credits.charge(cost):
-            raise PaymentRequired()
-        outputs = render_decoded(image, specs)
         paths = [variant.output_file_path for variant in request.variants]
         for path, data in zip(paths, outputs, strict=True):
             try:
@@ -167,6 +175,18 @@ class FakeApiApp:
             except ValueError as exc:
                 raise BadRequest(description=f"output_file_path {path!r}: {exc}") from exc
         return request.input_file_path, paths
+
+    def _charge(self, options: FakeApiOptions, size: tuple[int, int],
+                specs: list[RenderSpec]) -> None:
+        """Charge a process call for an input of ``size``.
+
+        Raises:
+            PaymentRequired: the balance cannot pay for it (nothing is charged).
+        """
+        cost = call_credits(_pricing(options), size[0] * size[1],
+                            [(spec.max_resolution, spec.autocrop) for spec in specs])
+        if not self.credits.charge(cost):
+            raise PaymentRequired()
 
     def find(self, path: str, options: FakeApiOptions) -> StoredFile:
         """The live stored file at ``path``.

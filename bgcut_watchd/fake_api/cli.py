@@ -87,6 +87,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="stored files vanish after S seconds (default 7200)")
     parser.add_argument("--quota-bytes", type=int, default=DEFAULT_QUOTA_BYTES, metavar="N")
     _add_credit_arguments(parser)
+    _add_bench_arguments(parser)
+
+
+def _add_bench_arguments(parser: argparse.ArgumentParser) -> None:
+    bench = parser.add_argument_group("benchmarking")
+    bench.add_argument("--prerendered", action="store_true",
+                       help="render each variant once per input size (width x height) and serve "
+                            "those bytes for every later input of that size: valid outputs of "
+                            "the right format and size at almost no CPU (inputs are checked by "
+                            "their header only)")
+    bench.add_argument("--nagle", action="store_true",
+                       help="leave Nagle's algorithm on for accepted connections (no "
+                            "TCP_NODELAY), like a server that never sets it")
 
 
 def _add_credit_arguments(parser: argparse.ArgumentParser) -> None:
@@ -122,7 +135,8 @@ def options_from_args(args: argparse.Namespace) -> FakeApiOptions:
         dribble_upload_bytes_per_s=args.dribble_upload,
         dribble_process_bytes_per_s=args.dribble_process,
         dribble_download_bytes_per_s=args.dribble_download, dribble_headers=args.dribble_headers,
-        auth_fail=args.auth_fail, credits_exhausted=args.credits_exhausted, seed=args.seed,
+        auth_fail=args.auth_fail, credits_exhausted=args.credits_exhausted,
+        prerendered=args.prerendered, nagle=args.nagle, seed=args.seed,
         request_log=args.request_log, max_upload_bytes=args.max_upload_bytes,
         expiry_s=args.expiry, quota_bytes=args.quota_bytes,
         credits_balance=args.credits_balance, price_first_min=args.price_first_min,

@@ -67,7 +67,7 @@ class FakeApiHandler(BaseHTTPRequestHandler):
 
     protocol_version = "HTTP/1.1"
     server_version = "bgcut-fake-api/3"
-    disable_nagle_algorithm = True
+    disable_nagle_algorithm = False  # set per connection by ``setup``, from the options
     timeout = 60
     _body: IO[bytes] | None = None
     _status: int | None = None
@@ -79,6 +79,12 @@ class FakeApiHandler(BaseHTTPRequestHandler):
     def app(self) -> FakeApiApp:
         """The emulator state this handler's server carries."""
         return cast(FakeApiApp, getattr(self.server, "app"))  # noqa: B009 - attribute of our server
+
+    def setup(self) -> None:
+        """Set ``TCP_NODELAY`` on the accepted socket unless the options leave Nagle on."""
+        super().setup()
+        if not self.app.options.nagle:
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, True)
 
     def log_message(self, format: str, *args: Any) -> None:
         """Route http.server's per-request lines to ``logging`` (debug), not stderr."""

@@ -34,6 +34,12 @@ class FakeApiOptions:
     HTTP level). ``dribble_<endpoint>_bytes_per_s`` > 0 sends that endpoint's answer body at that
     rate (0: at once); with ``dribble_headers`` the status line and headers are dribbled too.
 
+    Benchmark knobs: ``prerendered`` renders each variant once per input size and serves those
+    bytes for every later input of that size (``fake_api.prerender``: valid outputs of the right
+    format and size at almost no CPU; inputs are then checked by their header only). ``nagle``
+    leaves Nagle's algorithm on for connections accepted from then on (no ``TCP_NODELAY``), as
+    a server that never sets it does.
+
     Raises:
         ValueError: on construction, when a field is out of range or of the wrong type.
     """
@@ -55,6 +61,8 @@ class FakeApiOptions:
     dribble_headers: bool = False
     auth_fail: bool = False
     credits_exhausted: bool = False
+    prerendered: bool = False
+    nagle: bool = False
     seed: int | None = None
     request_log: Path | None = None
     max_upload_bytes: int | None = None
@@ -122,7 +130,7 @@ def _problems(options: FakeApiOptions) -> list[str]:
         value = getattr(options, name)
         if not _is_number(value) or value < 0:
             problems.append(f"{name} must be a number >= 0, got {value!r}")
-    for name in ("auth_fail", "credits_exhausted", "dribble_headers"):
+    for name in ("auth_fail", "credits_exhausted", "dribble_headers", "prerendered", "nagle"):
         if not isinstance(getattr(options, name), bool):
             problems.append(f"{name} must be a boolean")
     problems.extend(_scalar_problems(options))

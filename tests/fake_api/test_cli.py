@@ -51,7 +51,7 @@ def test_every_fault_flag_reaches_the_options(tmp_path: Path) -> None:
         "--seed", "42", "--request-log", str(tmp_path / "log"), "--max-upload-bytes", "99",
         "--expiry", "30", "--fail-html-200", "0.6", "--fail-cut-body", "0.7",
         "--dribble-upload", "10", "--dribble-process", "20", "--dribble-download", "30.5",
-        "--dribble-headers",
+        "--dribble-headers", "--prerendered", "--nagle",
     ])
     assert options_from_args(args) == FakeApiOptions(
         latency_upload_s=0.1, latency_process_s=0.2, latency_download_s=0.3, fail_5xx=0.1,
@@ -59,7 +59,7 @@ def test_every_fault_flag_reaches_the_options(tmp_path: Path) -> None:
         fail_404_after_upload=0.5, auth_fail=True, credits_exhausted=True, seed=42,
         request_log=tmp_path / "log", max_upload_bytes=99, expiry_s=30.0, fail_html_200=0.6,
         fail_cut_body=0.7, dribble_upload_bytes_per_s=10.0, dribble_process_bytes_per_s=20.0,
-        dribble_download_bytes_per_s=30.5, dribble_headers=True,
+        dribble_download_bytes_per_s=30.5, dribble_headers=True, prerendered=True, nagle=True,
     )
 
 
