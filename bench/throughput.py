@@ -43,6 +43,7 @@ from bench.harness import (
 )
 from bench.images import CameraPhotos, TinyImages
 from bench.naive import run_folder
+from bench.timeline import DEBUG_ENV, summarise
 
 NAME = "throughput"
 LATENCY_UPLOAD_S, LATENCY_PROCESS_S, LATENCY_DOWNLOAD_S = 0.05, 0.4, 0.05
@@ -65,6 +66,7 @@ class DaemonRound:
     jobs_per_s: float
     cpu_s_per_job: float
     log: list[dict[str, Any]]
+    daemon_log: str = ""
 
 
 def run(settings: Settings) -> list[Figure]:
@@ -98,6 +100,10 @@ def small_image_rounds(settings: Settings, api: Emulator, root: Path) -> list[Fi
                                            naive_inbox.parent / "out")))
         print(f"  small round {n + 1}/{rounds}: daemon {daemons[-1].jobs_per_s:.2f} jobs/s, "
               f"naive {naive_rates[-1]:.2f} jobs/s", flush=True)
+    timed = daemon_round(api, root / "timeline", images // 2,
+                         lambda inbox: tiny.fill(inbox, images // 2, prefix="timed"),
+                         env=DEBUG_ENV)
+    timeline = summarise(timed.daemon_log)
     daemon_rate = median([d.jobs_per_s for d in daemons])
     ratios = [d.jobs_per_s / r for d, r in zip(daemons, naive_rates, strict=True)]
     real_path_s = median([critical_path_s(d.log) for d in daemons])
@@ -118,6 +124,10 @@ def small_image_rounds(settings: Settings, api: Emulator, root: Path) -> list[Fi
              note=f"mean upload + process + download took {real_path_s * 1000:.0f} ms, "
                   f"not {CRITICAL_PATH_S * 1000:.0f}"),
         info(NAME, "daemon CPU per job", median([d.cpu_s_per_job for d in daemons]) * 1000, "ms"),
+        info(NAME, "API time / wall time per job", timeline.api_share, "",
+             note=f"the daemon's own timeline of {timeline.jobs} jobs (a run at DEBUG): "
+                  f"{timeline.api_ms:.0f} of {timeline.wall_ms:.0f} ms in API calls; largest "
+                  f"gaps per job: {timeline.top_gaps()}"),
         info(NAME, "machine CPU busy during daemon rounds", median(busy) * 100, "%",
              note="all processes, all cores: how noisy the machine was"),
     ]
@@ -226,14 +236,16 @@ def nagle_rounds(settings: Settings, api: Emulator, root: Path) -> list[Figure]:
 # -- one daemon run, and reading the request log ----------------------------------------------
 
 def daemon_round(api: Emulator, root: Path, images: int,
-                 fill: Callable[[Path], object]) -> DaemonRound:
-    """One daemon run over ``images`` files that ``fill`` puts in its inbox before it starts."""
+                 fill: Callable[[Path], object], env: dict[str, str] | None = None,
+                 ) -> DaemonRound:
+    """One daemon run over ``images`` files that ``fill`` puts in its inbox before it starts;
+    ``env`` is added to the daemon's environment."""
     config = make_config(root, api.base_url, daemon={"workers": WORKERS, "stability_s": 0.2},
                          api={"max_requests_per_minute": 100000})
     fill(root / "studio" / "inbox")
     archive = root / "studio" / "archive"
     api.reset_log()
-    with Daemon(config, API_KEY) as daemon:
+    with Daemon(config, API_KEY, env=env) as daemon:
         wait_for(lambda: count_files(archive) >= images or daemon.exited(),
                  timeout_s=60 + images / 2, interval_s=0.05, what="every input archived")
         done_at = time.monotonic()
@@ -242,7 +254,8 @@ def daemon_round(api: Emulator, root: Path, images: int,
         daemon.stop()
     log = api.log()
     first_upload = min(e["timestamp_s"] for e in log if e["endpoint"] == "upload")
-    return DaemonRound(images / (done_at - first_upload), cpu_s / images, log)
+    return DaemonRound(images / (done_at - first_upload), cpu_s / images, log,
+                       daemon.log_text())
 
 
 def critical_path_s(log: list[dict[str, Any]]) -> float:

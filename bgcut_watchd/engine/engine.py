@@ -41,6 +41,7 @@ from bgcut_watchd.fsops import show_path
 from bgcut_watchd.job.duplicates import SameContentInFlight
 from bgcut_watchd.job.fetch import DOWNLOADS_PER_JOB
 from bgcut_watchd.job.steps import JobRunner
+from bgcut_watchd.job.timeline import Timeline
 from bgcut_watchd.job.validate import PixelBudget, return_freed_pixels_to_the_system
 from bgcut_watchd.job.workarea import ClaimedJob, WorkArea
 
@@ -237,6 +238,7 @@ class Engine:
         """The held job of ``ticket`` with its own parts, or a fresh claim with ``parts``."""
         if ticket.job_id is not None:
             return self.claims.get(ticket.job_id)
+        timeline = Timeline()
         try:
             job = self.claims.claim(ticket.folder, parts, ticket.path)
         except (OSError, ValueError) as exc:
@@ -245,6 +247,8 @@ class Engine:
             return None
         if job is None:
             return None
+        job.timeline = timeline
+        timeline.mark("claim")
         self._local.job_id = job.job_id
         # The inbox path is free again: a new file under the same name may come in while
         # this job runs (a camera after a card reset writes IMG_0001.JPG again).
@@ -259,6 +263,7 @@ class Engine:
 
     def _run(self, parts: FolderParts, ticket: JobTicket, job: ClaimedJob) -> Outcome:
         progress_before = parts.runner.progress(job)
+        job.timeline.mark("wait")  # after the claim, or since the run before (a retry)
         try:
             parts.runner.run(job)
         except (GateClosed, SameContentInFlight):  # wait outside the pool, count no attempt

@@ -211,10 +211,13 @@ class JobRunner:
         outputs = [Path(p) for p in job.record.final_outputs]
         self.ledger.finish_done(job.job_id, self._by_variant_name(job, outputs),
                                 self.monotonic() - started, sha256s=self._output_sha256s(job))
+        job.timeline.mark("ledger")
         log.info("job %s [%s] %s: done, %d output(s) in %s", job.job_id, self.folder.name,
                  show_path(job.record.original_relpath), len(outputs),
                  show_path(self._out_dir(job)), extra=self.log_fields(job, stage="dispose"))
         job.finish()
+        job.timeline.mark("finish")
+        job.timeline.log_done(job.job_id)
         return outputs
 
     # -- steps ----------------------------------------------------------------------------
@@ -236,8 +239,10 @@ class JobRunner:
                                          job.record.remote_round)
         if source == job.input_path:  # sent as it is: scaled down when larger than needed
             source = self._upload_source(job, checked)
+        job.timeline.mark("check")
         remote = self.guard.call("upload", lambda: self.client.upload(
             source, upload_path, name))
+        job.timeline.mark("upload")
         # What was checked and uploaded is what was claimed: only then is it paid for.
         self.freeze.ensure_unchanged(job, self._out_dir(job))
         # Journaled with the process call's "sent" mark, just before that call: a crash
@@ -266,8 +271,10 @@ class JobRunner:
                 self.wall_clock, self.folder.name):
             return
         outputs = self._call_process(job, variants, wanted, redo=False)
+        job.timeline.mark("process")
         job.save(job.record.advance(JobState.PROCESSED, remote_outputs=tuple(outputs),
                                     last_stage="process"))
+        job.timeline.mark("journal")
 
     def _redo_process(self, job: ClaimedJob) -> None:
         """An output came back bad twice in a row: it may be broken on the service's side, so
@@ -312,6 +319,7 @@ class JobRunner:
             self.folder.name, pixels_of(job.input_path), variants))
         with spending:  # BudgetExceededError here: nothing sent, nothing journaled
             job.save(job.record.advance(job.record.state, process_sent_at=self._now()))
+            job.timeline.mark("journal")
             return self.client.process(remote_input, variants, wanted)
 
     def _download(self, job: ClaimedJob) -> None:
@@ -329,6 +337,7 @@ class JobRunner:
         meta = read_metadata(job.input_path) if self.folder.keep_metadata else None
         failed = fetch_all(missing, lambda item: self._download_one(job, *item, input_size,
                                                                      meta), self.downloads)
+        job.timeline.mark("download")
         if failed:
             self._after_failed_download(job, failed)
         temps = [os.fsdecode(part) for part in parts]
@@ -420,6 +429,7 @@ class JobRunner:
             job.save(job.record.advance(JobState.PUBLISHED,
                                         dispose_target=self._archive_target_of(job)))
             drop_master(self._out_dir(job), job.job_id)  # a crash may have left it
+            job.timeline.mark("publish")
             return
         raise LocalDiskError(f"no free output names in {show_path(self._out_dir(job))} after "
                              f"{MAX_NAME_RACES} tries: another writer keeps taking them")
@@ -435,6 +445,7 @@ class JobRunner:
         # Not journaled: the job dir is removed right after. A crash before that resumes at
         # "published" with the input gone, and only finishes the job.
         job.keep(job.record.advance(JobState.DISPOSED))
+        job.timeline.mark("dispose")
 
     def _deletes_input(self, job: ClaimedJob) -> bool:
         """Whether disposal deletes the input rather than archiving it."""

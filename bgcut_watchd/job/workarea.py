@@ -48,6 +48,7 @@ from bgcut_watchd.job.journal import (
 )
 from bgcut_watchd.job.naming import INPUT_STEM, input_name_for, is_unlink_placeholder
 from bgcut_watchd.job.publish import discard_temps
+from bgcut_watchd.job.timeline import Timeline
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,7 @@ class ClaimedJob:
         self.record = record
         self._lock_fd: int | None = lock_fd
         self.final_input_path: Path | None = None  # archived or quarantined here (this run)
+        self.timeline = Timeline()  # where this run's time goes (job.timeline)
 
     @property
     def input_path(self) -> Path:
