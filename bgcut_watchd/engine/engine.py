@@ -29,6 +29,7 @@ from bgcut_watchd.control.guard import ApiGuard, GateClosed
 from bgcut_watchd.control.pause import FolderPauses, ProbedPause
 from bgcut_watchd.control.ratelimit import RateLimiter
 from bgcut_watchd.control.scheduler import Scheduler
+from bgcut_watchd.control.slots import ApiSlots
 from bgcut_watchd.control.tickets import JobTicket, Outcome, OutcomeKind
 from bgcut_watchd.engine.budget import DailyBudget
 from bgcut_watchd.engine.claim import Claims, FolderParts
@@ -52,6 +53,15 @@ log = logging.getLogger("bgcut_watchd.engine")
 # alone (bench/memory.py: 8 x 14 MP inputs peaked at 401 MB without this bound).
 DECODE_BUDGET_PIXELS = 16_000_000
 DRAIN_POLL_S = 0.2  # a draining stop's longest sleep between looks
+
+
+def threads_for(workers: int) -> int:
+    """Worker threads for ``workers`` API slots: half as many again (at least one more), so
+    that while ``workers`` jobs wait on the API, others are claimed and checked, or published
+    and disposed of. Measured (bench throughput, issue 14): a job's local work took ~20% of its
+    wall time, which then stood outside the API calls."""
+    return workers + max(1, workers // 2)
+
 
 TicketDone = Callable[[JobTicket, Outcome], None]
 PathReleased = Callable[[str, Path], None]
@@ -108,6 +118,9 @@ class Engine:
         self.in_flight = InFlight()  # identical content in flight at once is paid once
         # Helps with each job's other downloads (job.fetch); never makes a job wait for a
         # thread (``workers`` is read at start only: a reload does not change it).
+        # ``workers`` jobs in API calls at once; the pool's extra threads check the next jobs
+        # and finish the last ones meanwhile (job.steps).
+        self.api_slots = ApiSlots(config.daemon.workers)
         self.downloads = ThreadPoolExecutor(config.daemon.workers * (DOWNLOADS_PER_JOB - 1),
                                             thread_name_prefix="bgcut-download")
         return_freed_pixels_to_the_system()  # else freed pixels stay in each worker's arena
@@ -116,7 +129,7 @@ class Engine:
         self._on_path_released = on_path_released
         self._on_job_spawned = on_job_spawned
         self._local = threading.local()  # per worker: did this run claim its file yet?
-        self.scheduler = Scheduler(config.daemon.workers, self._run_ticket,
+        self.scheduler = Scheduler(threads_for(config.daemon.workers), self._run_ticket,
                                    max_waiting=max_waiting)
 
     @property
@@ -173,6 +186,7 @@ class Engine:
         running job finished. Wakes on ``wake`` (set it when a job ends or a signal comes)."""
         deadline_s = clock() + timeout_s
         finished = self.scheduler.drain(0.0)  # stops the pool from starting more
+        self.api_slots.close()  # a job waiting for a slot starts no API work now
         while not finished and not give_up() and (left_s := deadline_s - clock()) > 0:
             wake.wait(min(DRAIN_POLL_S, left_s))
             wake.clear()
@@ -311,7 +325,8 @@ class Engine:
                 JobRunner(folder, config.api, config.daemon, self.client, self.ledger,
                           self.guard, decode_budget=self.decode_budget,
                           in_flight=self.in_flight, spawn=self._spawned,
-                          spend=self.budget, downloads=self.downloads),
+                          spend=self.budget, downloads=self.downloads,
+                          api_slots=self.api_slots),
                 WorkArea(folder.inbox),
             )
             for folder in config.folders

@@ -117,6 +117,7 @@ REUSED = "duplicate"                      # last_stage: outputs copied from an e
 BAD_OUTPUT = "bad-output"                # last_stage: a download failed verification once
 REDO_PROCESS = "redo-process"            # last_stage: twice in a row: call process once more
 PROCESS_REDONE = "process-redone"        # last_stage: process was redone: only fetch again now
+_API_STATES = frozenset({JobState.CLAIMED, JobState.UPLOADED, JobState.PROCESSED})
 
 
 
@@ -124,6 +125,13 @@ class ApiCaller(Protocol):
     """Runs one API call under the API pause and the shared rate limiter (``control.guard``)."""
 
     def call(self, endpoint: str, fn: Callable[[], T]) -> T: ...
+
+
+class Slots(Protocol):
+    """The API slots (``control.slots``): ``take`` waits for one (raises when stopping)."""
+
+    def take(self) -> None: ...
+    def give(self) -> None: ...
 
 
 class SpendMeter(Protocol):
@@ -151,6 +159,10 @@ class JobRunner:
     wall_clock: WallClock = utc_now  # journaled times (the look-out of an unanswered call)
     spend: SpendMeter | None = None  # the daily budget; None: nothing counted
     downloads: Executor | None = None  # helps with a job's downloads; None: one at a time
+    # ``workers`` of them (``control.slots``): a job holds one from its upload to its last
+    # download, so the local work of other jobs runs beside the API calls, on the engine's
+    # extra threads. None: no bound here (the pool's size is the bound).
+    api_slots: Slots | None = None
 
     @cached_property
     def freeze(self) -> InputFreeze:
@@ -202,12 +214,17 @@ class JobRunner:
         }
         if job.record.quarantine_target is not None:
             self.quarantiner.check_interrupted(job)
-        while job.record.state in steps:
-            try:
-                steps[job.record.state](job)
-            except InputError as exc:
-                self.freeze.before_blaming(job, self._out_dir(job), exc)
-                raise
+        try:
+            while job.record.state in steps:
+                try:
+                    steps[job.record.state](job)
+                except InputError as exc:
+                    self.freeze.before_blaming(job, self._out_dir(job), exc)
+                    raise
+                if job.record.state not in _API_STATES:
+                    self._leave_api(job)
+        finally:
+            self._leave_api(job)
         outputs = [Path(p) for p in job.record.final_outputs]
         self.ledger.finish_done(job.job_id, self._by_variant_name(job, outputs),
                                 self.monotonic() - started, sha256s=self._output_sha256s(job))
@@ -219,6 +236,19 @@ class JobRunner:
         job.timeline.mark("finish")
         job.timeline.log_done(job.job_id)
         return outputs
+
+    def _enter_api(self, job: ClaimedJob) -> None:
+        """Take an API slot for ``job`` unless it holds one (waits for a free one)."""
+        if self.api_slots is not None and not job.holds_api_slot:
+            self.api_slots.take()  # GateClosed when the daemon stops meanwhile
+            job.holds_api_slot = True
+            job.timeline.mark("slot")
+
+    def _leave_api(self, job: ClaimedJob) -> None:
+        if job.holds_api_slot:
+            job.holds_api_slot = False
+            if self.api_slots is not None:
+                self.api_slots.give()
 
     # -- steps ----------------------------------------------------------------------------
 
@@ -240,6 +270,7 @@ class JobRunner:
         if source == job.input_path:  # sent as it is: scaled down when larger than needed
             source = self._upload_source(job, checked)
         job.timeline.mark("check")
+        self._enter_api(job)
         remote = self.guard.call("upload", lambda: self.client.upload(
             source, upload_path, name))
         job.timeline.mark("upload")
@@ -263,6 +294,7 @@ class JobRunner:
         return scaled.path
 
     def _process(self, job: ClaimedJob) -> None:
+        self._enter_api(job)
         variants, wanted = requested_outputs(self.folder.render, self.api.upload_prefix,
                                              job.job_id, self.variants_of(job),
                                              job.record.remote_round)
@@ -323,6 +355,7 @@ class JobRunner:
             return self.client.process(remote_input, variants, wanted)
 
     def _download(self, job: ClaimedJob) -> None:
+        self._enter_api(job)
         if job.record.last_stage == REDO_PROCESS:
             self._redo_process(job)
         out_dir = self._out_dir(job)

@@ -2,8 +2,9 @@
 
 A job's run is cut into consecutive spans, each named after what ended it: the API calls
 (``upload``, ``process``, ``download``: the job's downloads side by side, first start to last
-end) and the work between them (``claim``, ``check``, ``journal``, ``publish``, ``dispose``,
-``ledger``, ``finish``). When the job is done, its spans go to one DEBUG line of the logger
+end) and the work between them (``claim``, ``wait`` for a worker, ``check``, ``slot``: the wait
+for one of the ``workers`` API slots, ``journal``, ``publish``, ``dispose``, ``ledger``,
+``finish``). When the job is done, its spans go to one DEBUG line of the logger
 ``bgcut_watchd.timeline``, e.g. ``job 3f2a... timeline ms: claim=3.1 check=4.0 upload=51.9
 journal=4.2 process=401.3 ...``, which ``bench/timeline.py`` sums into "API time / wall time
 per job" and the largest gaps. Cost: a clock read and a list append per span; the line is only

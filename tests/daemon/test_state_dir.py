@@ -80,7 +80,7 @@ def test_a_full_state_dir_never_stops_a_job_and_the_ledger_catches_up_once_freed
         # their uploads are on a loaded machine (a call already sleeping keeps its latency).
         emulator.update(latency_process_s=4.0)
         sources.update(drop_images(inbox, IN_FLIGHT, prefix="flight"))
-        wait_for(lambda: states(inbox) == ["uploaded"] * IN_FLIGHT, timeout_s=20,
+        wait_for(lambda: states(inbox).count("uploaded") == IN_FLIGHT, timeout_s=20,
                  what="jobs in flight")
         filler = fill(state_tmpfs, 0)
         emulator.update(latency_process_s=0.0)

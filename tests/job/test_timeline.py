@@ -42,7 +42,7 @@ def test_a_finished_job_logs_its_timeline_and_the_bench_sums_it(
         wait_for(lambda: "timeline ms" in caplog.text, what="the job's timeline line")
     [spans] = parse_timelines(caplog.text)
     names = [name for name, _ in spans]
-    assert names == ["claim", "wait", "check", "upload", "journal", "process", "journal",
+    assert names == ["claim", "wait", "check", "slot", "upload", "journal", "process", "journal",
                      "download", "publish", "dispose", "ledger", "finish"]
     assert dict(spans)["process"] >= 300
     summary = summarise(caplog.text)
