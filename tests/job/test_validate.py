@@ -25,6 +25,7 @@ from tests.hostile import (
     TEST_MAX_BYTES,
     TEST_MAX_PIXELS,
     blank_bilevel_png,
+    damaged_jpegs,
     make_corpus,
     make_fifo,
     make_name_invalid_utf8,
@@ -32,6 +33,7 @@ from tests.hostile import (
     make_valid_jpeg,
     make_valid_png,
     make_valid_webp,
+    photo_jpeg,
 )
 
 DEADLINE_S = 10.0
@@ -124,6 +126,47 @@ def test_refusals_name_what_was_found(inbox: Path) -> None:
     for outcome in details.values():  # no name (newlines, invalid UTF-8...) leaks into a detail
         assert "\n" not in str(outcome)
         assert not [path.name for path in corpus.values() if path.name in str(outcome)]
+
+
+CUT = "the file ends before the image does (cut short in a copy?)"
+
+
+@pytest.mark.parametrize(("case", "words"), [
+    ("truncated_jpeg", CUT),
+    ("jpeg_cut_at_90_percent", CUT),
+    ("jpeg_without_eoi", CUT),
+    ("progressive_jpeg_cut", CUT),
+    ("jpeg_garbage_in_scan", "the compressed picture data is damaged"),
+])
+def test_a_broken_jpeg_decoded_at_an_eighth_gets_the_full_decodes_verdict(
+        inbox: Path, case: str, words: str) -> None:
+    make = next(c.make for c in HOSTILE_CASES if c.name == case)
+    result = run_with_deadline(make(inbox))
+    assert isinstance(result, LocalInputError) and result.reason == "invalid_image"
+    assert result.detail == f"a JPEG file that does not decode: {words}"
+
+
+@pytest.mark.parametrize("progressive", [False, True], ids=["baseline", "progressive"])
+def test_a_damaged_jpeg_input_is_refused_exactly_when_a_full_decode_refuses_it(
+        tmp_path: Path, progressive: bool) -> None:
+    verdicts = set()
+    for index, data in enumerate(damaged_jpegs(photo_jpeg(progressive), 90, seed=5)):
+        path = tmp_path / f"{index}.jpg"
+        path.write_bytes(data)
+        try:
+            with Image.open(path, formats=["JPEG"]) as image:
+                image.load()  # the check before issue 14: a full-size decode
+            full_decode_refuses = False
+        except Exception:
+            full_decode_refuses = True
+        verdicts.add(full_decode_refuses)
+        result = run_with_deadline(path)
+        if full_decode_refuses:
+            assert isinstance(result, LocalInputError) and result.reason == "invalid_image"
+        else:  # the true size, not the 1/8 one the check decoded
+            assert isinstance(result, ValidatedInput) and (result.width, result.height) == (
+                333, 251)
+    assert verdicts == {True, False}
 
 
 def test_a_fifo_never_blocks_even_when_the_lstat_precheck_is_bypassed(

@@ -1,5 +1,7 @@
 """The output verifier: real images encoded by Pillow and rendered by the emulator, checked
-against their variant (format, pixel count, proportions, full decode) before publication."""
+against their variant (format, pixel count, proportions, content) before publication. A JPEG is
+decoded at 1/8 scale and must refuse exactly what a full-size decode refuses; the PNG data
+check is in test_pngdata."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from PIL import Image, ImageFile, ImageOps
+from PIL import Image, ImageFile, ImageOps, JpegImagePlugin
 
 from bgcut_watchd.config.model import Variant
 from bgcut_watchd.errors import BadOutputError, ServiceError
@@ -17,7 +19,7 @@ from bgcut_watchd.fake_api import faults
 from bgcut_watchd.fake_api.render import RenderSpec, render_all
 from bgcut_watchd.job.validate import PixelBudget
 from bgcut_watchd.job.verify import upright_size, verify_output
-from tests.hostile import subject_image
+from tests.hostile import damaged_jpegs, photo_jpeg, subject_image
 
 PILLOW = {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP", "avif": "AVIF"}
 SIZE = (120, 80)
@@ -169,3 +171,66 @@ class RecordingBudget(PixelBudget):
         self.reserved.append(pixels)
         with super().reserve(pixels):
             yield
+
+
+def full_size_decode_refuses(data: bytes) -> bool:
+    """The verdict of the check before issue 14: Pillow's decode at full size."""
+    try:
+        with Image.open(io.BytesIO(data), formats=["JPEG"]) as image:
+            image.load()
+    except Exception:
+        return True
+    return False
+
+
+CUTS = {"half": lambda d: d[: len(d) // 2], "90_percent": lambda d: d[: len(d) * 9 // 10],
+        "before_eoi": lambda d: d[:-2], "inside_eoi": lambda d: d[:-1]}
+
+
+@pytest.mark.parametrize("progressive", [False, True], ids=["baseline", "progressive"])
+@pytest.mark.parametrize("cut", list(CUTS))
+def test_a_cut_jpeg_is_refused_although_decoded_at_an_eighth(
+        tmp_path: Path, progressive: bool, cut: str) -> None:
+    data = CUTS[cut](photo_jpeg(progressive))
+    assert full_size_decode_refuses(data)
+    detail = bad(write(tmp_path, data), Variant("v", format="jpeg"), (333, 251))
+    assert "does not decode fully: image file is truncated" in detail
+
+
+def test_another_images_start_in_the_entropy_coded_data_is_refused(tmp_path: Path) -> None:
+    data = bytearray(photo_jpeg(False))
+    middle = (data.rfind(b"\xff\xda") + len(data)) // 2
+    data[middle:middle + 4] = b"\xff\xd8\xff\xe0"
+    detail = bad(write(tmp_path, bytes(data)), Variant("v", format="jpeg"), (333, 251))
+    assert "does not decode fully: broken data stream" in detail
+
+
+@pytest.mark.parametrize("progressive", [False, True], ids=["baseline", "progressive"])
+def test_the_eighth_scale_decode_refuses_exactly_what_a_full_decode_refuses(
+        tmp_path: Path, progressive: bool) -> None:
+    variant = Variant("v", format="jpeg")
+    verdicts = set()
+    for index, data in enumerate(damaged_jpegs(photo_jpeg(progressive), 90, seed=14)):
+        path = write(tmp_path, data, f"{index}.dl")
+        refused = full_size_decode_refuses(data)
+        verdicts.add(refused)
+        if refused:
+            bad(path, variant, (333, 251))
+        else:  # libjpeg takes a damaged byte as a warning: both decodes pass it
+            assert verify_output(path, variant, (333, 251)) == (333, 251)
+    assert verdicts == {True, False}  # both kinds were met
+
+
+def test_a_jpeg_output_is_decoded_at_an_eighth_of_each_side(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    decoded_sizes = []
+    load = JpegImagePlugin.JpegImageFile.load
+
+    def spy(image: JpegImagePlugin.JpegImageFile) -> object:
+        decoded_sizes.append(image.size)
+        return load(image)
+
+    monkeypatch.setattr(JpegImagePlugin.JpegImageFile, "load", spy)
+    path = write(tmp_path, photo_jpeg(False))
+    assert verify_output(path, Variant("v", format="jpeg"), (333, 251)) == (333, 251)
+    assert decoded_sizes == [(42, 32)]  # ceil(333 / 8), ceil(251 / 8)
