@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil  # type: ignore[import-untyped,unused-ignore]
+import requests
 
 from bench.figures import Figure, at_least, info
 from bench.harness import (
@@ -109,7 +110,9 @@ def run(settings: Settings) -> list[Figure]:
 
 def emulator_mode(api: Emulator) -> str:
     """Switch on the emulator's pre-rendered outputs where it has them; the mode in use."""
-    options: dict[str, Any] = api._control("")
+    answer = requests.get(f"{api.base_url}/_control/", timeout=30)
+    answer.raise_for_status()
+    options: dict[str, Any] = answer.json()
     if "prerendered" not in options:
         return "emulator renders every output"
     api.update(prerendered=True)
