@@ -1,16 +1,23 @@
-"""Idle cost: CPU seconds the daemon uses while nothing happens, watching 10 folders.
+"""Idle cost: CPU seconds the daemon uses while nothing happens, watching 10 folders, then one
+folder whose inbox holds 1,000 subfolders.
 
-The daemon starts on 10 empty folder sets, is given 3 s to finish starting, then its CPU time
+The daemon starts on empty folder sets, is given 3 s to finish starting, then its CPU time
 (every thread, from ``/proc/PID/task/*/schedstat``: nanoseconds, where ``cpu_times`` counts
 10 ms ticks) is read before and after a quiet window of 60 s (10 s in quick mode, scaled to a
-minute and reported as such). Once with inotify (the target) and once with
+minute and reported as such). Three runs: 10 folders with inotify (the target), the same with
 polling every 5 s, the default ``poll_interval_s`` (for information: polling costs what it
-costs). The periodic rescan (every 300 s by default) is not in the window.
+costs), and one folder set whose inbox has 1,000 subfolders, watched recursively (the default
+``recursive = true``: watchdog adds one inotify watch per folder) with inotify (the target).
+Also read at the end of each window: the daemon's peak RSS and its inotify watches (the
+``inotify wd:`` lines of ``/proc/PID/fdinfo`` of its inotify descriptors). The periodic rescan
+(every 300 s by default) is not in the window.
 """
 
 from __future__ import annotations
 
+import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from bench.figures import Figure, at_most, info
@@ -18,8 +25,37 @@ from bench.harness import API_KEY, Daemon, Emulator, Settings, make_config, wait
 
 NAME = "idle"
 FOLDERS = 10
+SUBFOLDERS = 1000
 SETTLE_S = 3.0
 TARGET_CPU_S_PER_MIN = 0.2
+
+
+@dataclass(frozen=True)
+class Case:
+    """One idle run: ``folders`` folder sets, each inbox with ``subfolders`` subfolders."""
+
+    label: str
+    mode: str
+    folders: int
+    subfolders: int
+    target: bool
+
+
+CASES = (
+    Case(f"{FOLDERS} folders, inotify", "inotify", FOLDERS, 0, target=True),
+    Case(f"{FOLDERS} folders, polling every 5 s", "polling", FOLDERS, 0, target=False),
+    Case(f"1 folder with {SUBFOLDERS:,} subfolders, inotify", "inotify", 1, SUBFOLDERS,
+         target=True),
+)
+
+
+@dataclass(frozen=True)
+class Reading:
+    """What one idle window measured."""
+
+    cpu_s: float
+    peak_rss_bytes: int
+    inotify_watches: int
 
 
 def run(settings: Settings) -> list[Figure]:
@@ -28,23 +64,34 @@ def run(settings: Settings) -> list[Figure]:
     scaled = "" if window_s == 60 else f"measured over {window_s:g} s, scaled to 60 s; "
     figures: list[Figure] = []
     with Emulator(root / "emulator") as api:
-        for mode in ("inotify", "polling"):
-            cpu_s = idle_cpu_s(api, root / mode, mode, window_s) * 60 / window_s
-            note = f"{scaled}{FOLDERS} folders, {mode}"
-            if mode == "inotify":
-                figures.append(at_most(NAME, "CPU per minute idle, inotify", cpu_s, "s",
-                                       TARGET_CPU_S_PER_MIN, note=note))
-            else:
-                figures.append(info(NAME, "CPU per minute idle, polling every 5 s", cpu_s, "s",
-                                    note=note))
+        for number, case in enumerate(CASES):
+            reading = idle_reading(api, root / f"case{number}", case, window_s)
+            figures += case_figures(case, reading, window_s, scaled)
     return figures
 
 
-def idle_cpu_s(api: Emulator, root: Path, mode: str, window_s: float) -> float:
-    """CPU seconds the daemon used during ``window_s`` of idling."""
-    names = [f"folder{n:02d}" for n in range(FOLDERS)]
+def case_figures(case: Case, reading: Reading, window_s: float, scaled: str) -> list[Figure]:
+    """CPU per minute (against the target or for information), peak RSS, inotify watches."""
+    cpu_s = reading.cpu_s * 60 / window_s
+    name = f"CPU per minute idle, {case.label}"
+    note = f"{scaled}{case.label}"
+    figures = [at_most(NAME, name, cpu_s, "s", TARGET_CPU_S_PER_MIN, note=note) if case.target
+               else info(NAME, name, cpu_s, "s", note=note)]
+    figures.append(info(NAME, f"peak RSS, {case.label}", reading.peak_rss_bytes / 2**20, "MB"))
+    if case.mode == "inotify":
+        figures.append(info(NAME, f"inotify watches, {case.label}", reading.inotify_watches, "",
+                            note="from /proc/PID/fdinfo"))
+    return figures
+
+
+def idle_reading(api: Emulator, root: Path, case: Case, window_s: float) -> Reading:
+    """The daemon's CPU seconds during ``window_s`` of idling, its peak RSS and watches."""
+    names = [f"folder{n:02d}" for n in range(case.folders)]
     config = make_config(root, api.base_url, folders=names,
-                         folder={"watch": mode, "poll_interval_s": 5.0})
+                         folder={"watch": case.mode, "poll_interval_s": 5.0})
+    for name in names:
+        for sub in range(case.subfolders):
+            (root / name / "inbox" / f"sub{sub:04d}").mkdir()
     with Daemon(config, API_KEY) as daemon:
         wait_for(lambda: (root / "state" / "status.json").exists(), timeout_s=30,
                  what="the daemon's first status report")
@@ -52,5 +99,20 @@ def idle_cpu_s(api: Emulator, root: Path, mode: str, window_s: float) -> float:
         before = daemon.run_time_s()
         time.sleep(window_s)  # the quiet window being measured
         used = daemon.run_time_s() - before
+        reading = Reading(used, daemon.peak_rss_bytes(), inotify_watches(daemon.pid))
         daemon.stop()
-    return used
+    return reading
+
+
+def inotify_watches(pid: int) -> int:
+    """How many inotify watches the process holds, over all its inotify descriptors."""
+    count = 0
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            if os.readlink(fd) != "anon_inode:inotify":
+                continue
+            text = (Path(f"/proc/{pid}/fdinfo") / fd.name).read_text()
+        except OSError:
+            continue  # closed between the listing and the read
+        count += sum(1 for line in text.splitlines() if line.startswith("inotify wd:"))
+    return count

@@ -2,7 +2,7 @@
 
     python -m bench.run [--quick] [--only NAME[,NAME...]] [--json FILE] [--keep]
 
-Runs each benchmark (throughput, latency, backlog, memory, idle, calls), prints one line per
+Runs each benchmark (throughput, latency, backlog, memory, idle, calls, scale), prints one line per
 figure with its target and "met" / "NOT met", then a summary table. Full mode exits 1 when a
 target is missed; ``--quick`` (what CI runs) uses smaller sizes and exits 0 whatever the
 figures, non-zero only when a benchmark crashed. Run it from the repository root.
@@ -24,7 +24,7 @@ from pathlib import Path
 
 import psutil  # type: ignore[import-untyped,unused-ignore]
 
-from bench import backlog, calls, idle, latency, memory, throughput
+from bench import backlog, calls, idle, latency, memory, scale, throughput
 from bench.figures import Figure
 from bench.harness import HTTP_ENV, Settings
 
@@ -36,6 +36,7 @@ BENCHMARKS: dict[str, Benchmark] = {
     "memory": memory.run,
     "idle": idle.run,
     "calls": calls.run,
+    "scale": scale.run,
 }
 EXIT_OK, EXIT_MISSED, EXIT_CRASHED = 0, 1, 3
 
