@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import os
 import re
+import select
+import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -125,12 +127,80 @@ def standby_reason(path: Path, tables: MountTables = SYSTEM_TABLES) -> str | Non
     return standby_reason_of_resolved(str(Path(path).resolve()), tables)
 
 
-def standby_reason_of_resolved(target: str, tables: MountTables = SYSTEM_TABLES) -> str | None:
+@dataclass(frozen=True)
+class MountSnapshot:
+    """The mount points mounted now and the declared ones (point -> where declared)."""
+
+    mounted: frozenset[str]
+    declared: dict[str, str]
+
+
+def snapshot(tables: MountTables = SYSTEM_TABLES) -> MountSnapshot:
+    """Read the three tables once. Raises nothing."""
+    return MountSnapshot(frozenset(m.mount_point for m in current_mounts(tables)),
+                         declared_mount_points(tables))
+
+
+class MountView:
+    """The tables as of now, re-read only when they changed: mountinfo when ``poll`` says so
+    (the kernel flags ``POLLPRI`` on it at every mount and unmount), fstab and the ``.mount``
+    units when their list or a modification time changes. For a caller asking every second
+    (issue 14: re-reading all three for every path of every folder cost 0.3 s of CPU a minute
+    idle with 10 folders). Not thread-safe; raises nothing."""
+
+    def __init__(self, tables: MountTables = SYSTEM_TABLES) -> None:
+        self._tables = tables
+        self._poll = select.poll()
+        self._stamp: tuple[object, ...] | None = None
+        self._current: MountSnapshot | None = None
+        self._fd: int | None = None
+        if not str(tables.mountinfo).startswith("/proc/"):
+            return  # a plain file (tests) flags no change: it is read every time
+        try:
+            self._fd = os.open(tables.mountinfo, os.O_RDONLY | os.O_CLOEXEC)
+            self._poll.register(self._fd, select.POLLPRI | select.POLLERR)
+            weakref.finalize(self, os.close, self._fd)
+        except OSError:
+            self._fd = None  # not a kernel file that can be polled: read it every time
+
+    def now(self) -> MountSnapshot:
+        """The tables, read again if anything changed since the last call."""
+        stamp = self._declared_stamp()
+        if self._current is None or self._mountinfo_changed() or stamp != self._stamp:
+            self._current = snapshot(self._tables)
+            self._stamp = stamp
+        return self._current
+
+    def _mountinfo_changed(self) -> bool:
+        if self._fd is None:
+            return True
+        if not self._poll.poll(0):
+            return False
+        os.lseek(self._fd, 0, os.SEEK_SET)  # reading it to the end acknowledges the event
+        while os.read(self._fd, 65536):
+            pass
+        return True
+
+    def _declared_stamp(self) -> tuple[object, ...]:
+        stamps: list[object] = []
+        for path in (self._tables.fstab, self._tables.units_dir,
+                     *_unit_files(self._tables.units_dir)):
+            try:
+                st = path.stat()
+                stamps.append((st.st_mtime_ns, st.st_ino, st.st_size))
+            except OSError:
+                stamps.append(None)
+        return tuple(stamps)
+
+
+def standby_reason_of_resolved(target: str, tables: MountTables = SYSTEM_TABLES,
+                               tables_now: MountSnapshot | None = None) -> str | None:
     """:func:`standby_reason` of a path already resolved (symlinks followed, like the mount
-    table): reads only the mount tables, never the path itself, so a share that stopped
-    answering cannot block the caller. Raises nothing."""
-    mounted = {m.mount_point for m in current_mounts(tables)}
-    declared = declared_mount_points(tables)
+    table): reads only the mount tables (or uses ``tables_now``, read once by the caller),
+    never the path itself, so a share that stopped answering cannot block the caller. Raises
+    nothing."""
+    seen = tables_now if tables_now is not None else snapshot(tables)
+    mounted, declared = seen.mounted, seen.declared
     for point in sorted(declared, key=len, reverse=True):
         if point != "/" and contains(point, target) and point not in mounted:
             return (f"{point} is declared in {declared[point]} but not mounted: waiting for "

@@ -21,7 +21,9 @@ from bgcut_watchd.config.rules import written_paths
 from bgcut_watchd.errors import ConfigError
 from bgcut_watchd.mounts import (
     SYSTEM_TABLES,
+    MountSnapshot,
     MountTables,
+    snapshot,
     standby_reason,
     standby_reason_of_resolved,
 )
@@ -91,11 +93,14 @@ def folder_standby_paths(folder: FolderConfig) -> tuple[str, ...]:
 
 
 def folder_standby_of_resolved(paths: tuple[str, ...],
-                               tables: MountTables = SYSTEM_TABLES) -> str | None:
+                               tables: MountTables = SYSTEM_TABLES,
+                               tables_now: MountSnapshot | None = None) -> str | None:
     """:func:`folder_standby` of paths from :func:`folder_standby_paths`: reads only the mount
-    tables, so a hung share never blocks the service loop that asks every second."""
+    tables (once, or uses ``tables_now``), so a hung share never blocks the service loop that
+    asks every second."""
+    seen = tables_now if tables_now is not None else snapshot(tables)
     for target in paths:
-        why = standby_reason_of_resolved(target, tables)
+        why = standby_reason_of_resolved(target, tables, seen)
         if why is not None:
             return why
     return None

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from bgcut_watchd.config.folders import folder_standby_of_resolved, folder_standby_paths
 from bgcut_watchd.config.model import FolderConfig
-from bgcut_watchd.mounts import SYSTEM_TABLES, MountTables
+from bgcut_watchd.mounts import SYSTEM_TABLES, MountTables, MountView
 
 log = logging.getLogger("bgcut_watchd.daemon.service")
 
@@ -27,15 +27,17 @@ class Standby:
         # Resolved once: the check every second then reads only the mount tables, never a
         # folder (a share that stopped answering would block the service loop).
         self._paths = {f.name: folder_standby_paths(f) for f in self.folders}
+        self._view = MountView(tables)  # the tables re-read only when they change
         self.reasons: dict[str, str] = {}
 
     def refresh(self) -> list[str]:
         """Look again; the names of the folders that came off standby (their share is there
         now). Logs each change. Raises nothing."""
         before = self.reasons
+        tables_now = self._view.now()
         self.reasons = {f.name: why for f in self.folders
-                        if (why := folder_standby_of_resolved(self._paths[f.name], self._tables))
-                        is not None}
+                        if (why := folder_standby_of_resolved(self._paths[f.name], self._tables,
+                                                              tables_now)) is not None}
         for name, why in self.reasons.items():
             if name not in before:
                 log.warning("folder %s on standby: %s", name, why)

@@ -56,3 +56,31 @@ def test_an_unmounted_share_is_on_standby_until_it_is_mounted(
             assert len(files_under(share / "out")) == 3
     finally:
         subprocess.run(["umount", "-l", str(share)], capture_output=True, check=False)
+
+
+def test_the_mount_view_reads_the_tables_again_only_when_they_change(tmp_path: Path) -> None:
+    """Issue 14: the service asks every second; the tables are parsed again only after a
+    mount or unmount (the kernel's POLLPRI on mountinfo) or a change of fstab or the units."""
+    if shutil.which("mount") is None:
+        pytest.skip("mount is not installed")
+    from bgcut_watchd.mounts import MountView
+
+    fstab = tmp_path / "fstab"
+    fstab.write_text("")
+    view = MountView(MountTables(fstab=fstab, units_dir=tmp_path / "no-units"))
+    first = view.now()
+    assert view.now() is first  # nothing changed: nothing read again
+    point = tmp_path / "point"
+    point.mkdir()
+    _mount_tmpfs(point)
+    try:
+        mounted = view.now()
+        assert str(point) in mounted.mounted and mounted is not first
+        assert view.now() is mounted
+    finally:
+        subprocess.run(["umount", str(point)], check=True)
+    assert str(point) not in view.now().mounted
+    settled = view.now()
+    fstab.write_text(f"tmpfs {point} tmpfs size=16m 0 0\n")
+    assert view.now().declared == {str(point): str(fstab)}
+    assert view.now() is not settled
