@@ -49,6 +49,7 @@ log = logging.getLogger("bgcut_watchd.daemon.service")
 TICK_S = 0.05          # the loop's longest sleep while files are settling
 IDLE_TICK_S = 1.0      # ... and while nothing is
 REPORT_EVERY_S = 1.0   # status file, systemd STATUS= and WATCHDOG=1
+SCAN_SLICE_S = 0.05    # a turn of the loop scans this long, then hands out what is due
 MAX_WAITING = 5000     # settled files queued at once; the rest wait in the inbox (cheap)
 LOOP_STALE_S = 10.0    # /healthz: the main loop must have turned within this long
 
@@ -156,6 +157,8 @@ class Service:
             log.warning("resume asked (SIGUSR1): ending the API pause now")
             self.engine.api_pause.resume()
         now = self._last_tick_s = self.clock()
+        if self.intake.scanning:
+            self._go_on_scanning()
         room = MAX_WAITING - self.engine.scheduler.stats().total.waiting
         if room > 0:
             for folder, path in self.intake.poll_due(now, max_items=room):
@@ -243,12 +246,19 @@ class Service:
                 self.intake.scan(name)
 
     def _rescan(self, adopt: bool = True) -> None:
-        """Scan every inbox; with ``adopt``, first take over the jobs of a daemon that died."""
+        """Begin a scan of every inbox, carried out a slice per turn of the loop; with
+        ``adopt``, first take over the jobs of a daemon that died."""
         self._next_rescan = self.clock() + self.config.daemon.rescan_interval_s
         adopted = self.engine.recover(adopt=True) if adopt else 0
-        noticed = self.intake.scan_all()
-        log.debug("rescan: %d candidate(s) noticed, %d orphaned job(s) adopted", noticed,
-                  adopted)
+        if adopted:
+            log.debug("rescan: %d orphaned job(s) adopted", adopted)
+        self.intake.start_scan()
+        self._go_on_scanning()
+
+    def _go_on_scanning(self) -> None:
+        noticed = self.intake.scan_some(SCAN_SLICE_S)
+        if noticed is not None:
+            log.debug("rescan: %d candidate(s) noticed", noticed)
 
     def _check_state_dir(self) -> None:
         """Hold the lock that tells ``status`` this daemon lives; when ``state_dir`` was removed
@@ -274,6 +284,8 @@ class Service:
             self.reporter.forget_written()
 
     def _sleep_s(self) -> float:
+        if self.intake.scanning:
+            return 0.0  # the next slice of the scan, after a look at what is due
         deadline = self.intake.next_deadline()
         if deadline is None:
             return IDLE_TICK_S if self.engine.scheduler.is_idle() else TICK_S * 4

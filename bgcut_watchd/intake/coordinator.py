@@ -32,7 +32,7 @@ import os
 import stat
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePath
 
@@ -54,6 +54,9 @@ from bgcut_watchd.intake.writers import OPEN_HOLD_MAX_S, OpenCounts, held_open
 logger = logging.getLogger("bgcut_watchd.intake")
 
 _GONE = (FileNotFoundError, NotADirectoryError)
+SCAN_CLOCK_EVERY = 64
+"""A slice of the scan reads the clock once every this many paths (a path costs ~40 µs)."""
+
 HELD_OPEN_RECHECK_S = 0.5
 """The shortest wait before a file held open is looked at again (``stability_s`` may be 0)."""
 
@@ -95,6 +98,8 @@ class IntakeCoordinator:
         self._in_flight: set[str] = set()  # str, not Path: a third of the memory
         self._opens = OpenCounts(clock, OPEN_HOLD_MAX_S)
         self._pending_dirs: dict[tuple[str, Path], None] = {}  # an ordered set
+        self._scan_steps: Iterator[Path] | None = None  # a scan going on (start_scan)
+        self._scan_noticed = 0
         self._raw = RawLeftAlone()  # camera RAW left in the inboxes (raw_files = "ignore")
         self._lock = threading.Lock()
 
@@ -229,8 +234,48 @@ class IntakeCoordinator:
         return count
 
     def scan_all(self) -> int:
-        """The startup scan and the periodic rescan: every folder. Returns the paths noticed."""
+        """Scan every folder at once. Returns the paths noticed."""
         return sum(self.scan(name) for name in self._folders)
+
+    def start_scan(self) -> None:
+        """Begin the start-up scan or a periodic rescan of every folder, carried out in slices
+        by :meth:`scan_some` (a scan begun before is dropped: this one covers it)."""
+        self._scan_steps = self._scan_every_folder()
+        self._scan_noticed = 0
+
+    @property
+    def scanning(self) -> bool:
+        """Whether a scan begun by :meth:`start_scan` is not finished yet."""
+        return self._scan_steps is not None
+
+    def scan_some(self, budget_s: float) -> int | None:
+        """Go on with the scan for about ``budget_s``: so a backlog of 100,000 files is handed
+        out while it is still being scanned (issue 14: the whole scan ran before the first
+        hand-out). Returns the paths the scan noticed once it is finished, else None. Raises
+        nothing: an unreadable inbox is logged and skipped."""
+        steps = self._scan_steps
+        if steps is None:
+            return None
+        stop_at = self.clock() + budget_s
+        for count, _ in enumerate(steps, start=1):
+            self._scan_noticed += 1
+            if count % SCAN_CLOCK_EVERY == 0 and self.clock() >= stop_at:
+                return None
+        self._scan_steps = None
+        return self._scan_noticed
+
+    def _scan_every_folder(self) -> Iterator[Path]:
+        for name in list(self._folders):
+            folder = self._folders.get(name)
+            if folder is None:
+                continue  # removed by a reload meanwhile
+            config = folder.config
+            try:
+                for path in scan_folder(config.inbox, config.recursive, folder.rules):
+                    self.notice(name, path)
+                    yield path
+            except OSError as exc:
+                logger.warning("folder %s: cannot scan %s: %s", name, config.inbox, exc)
 
     # --- handing out ----------------------------------------------------------------------
 

@@ -423,3 +423,29 @@ def test_inotify_holds_a_file_its_writer_keeps_open(
         time.sleep(3 * STABILITY_S)  # the scenario: a writer pausing with the file open
         assert coordinator.poll_due() == []
     assert _collect(coordinator, lambda got: path in got) == [("studio", path)]
+
+
+def test_a_scan_goes_on_in_slices_and_notices_every_file_once(tmp_path: Path) -> None:
+    """Issue 14: a 100,000-file backlog is handed out while the scan goes on, a slice per turn
+    of the service loop."""
+    from bgcut_watchd.intake.coordinator import SCAN_CLOCK_EVERY
+
+    class Ticking(FakeClock):
+        def __call__(self) -> float:
+            self.now += 1.0  # every look at the clock: the slice's time is up
+            return self.now
+
+    folder = _folder(tmp_path)
+    files = 3 * SCAN_CLOCK_EVERY + 5
+    for n in range(files):
+        (folder.inbox / f"{n:04d}.jpg").write_bytes(b"x")
+    coordinator = IntakeCoordinator([folder], 1.0, Ticking())
+    assert not coordinator.scanning and coordinator.scan_some(0.5) is None
+    coordinator.start_scan()
+    slices = 0
+    while (noticed := coordinator.scan_some(0.5)) is None:
+        slices += 1
+        assert coordinator.scanning
+        assert coordinator.waiting_counts() == {"studio": slices * SCAN_CLOCK_EVERY}
+    assert noticed == files and slices == 3 and not coordinator.scanning
+    assert coordinator.waiting_counts() == {"studio": files}

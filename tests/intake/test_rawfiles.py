@@ -84,16 +84,17 @@ def test_raw_beside_its_jpeg_is_left_untouched_and_logged_once(
 
 
 def _count_rescans(daemon: InProcessDaemon) -> list[int]:
-    """Count the daemon's rescans from now on (the intake's scan_all, wrapped)."""
+    """Count the daemon's finished rescans from now on (the intake's scan_some, wrapped)."""
     count = [0]
     intake = daemon.service.intake
-    original = intake.scan_all
+    original = intake.scan_some
 
-    def counting() -> int:
-        count[0] += 1
-        return original()
+    def counting(budget_s: float) -> int | None:
+        noticed = original(budget_s)
+        count[0] += noticed is not None
+        return noticed
 
-    intake.scan_all = counting  # type: ignore[method-assign]
+    intake.scan_some = counting  # type: ignore[method-assign]
     return count
 
 
