@@ -38,7 +38,7 @@ from watchdog.events import (
     FileSystemEvent,
     FileSystemEventHandler,
 )
-from watchdog.observers.api import BaseObserver
+from watchdog.observers.api import DEFAULT_OBSERVER_TIMEOUT, BaseObserver
 from watchdog.observers.polling import PollingObserverVFS
 
 from bgcut_watchd.intake.fstype import WatchMode
@@ -66,11 +66,50 @@ def default_observer_factory(mode: WatchMode, poll_interval_s: float) -> BaseObs
     descends into symlinked folders (a link to ``/`` would be walked every poll).
     """
     if mode == "inotify":
-        from watchdog.observers.inotify import InotifyObserver
-
         _shorten_move_pairing_hold()
-        return InotifyObserver()
+        return _inotify_observer()
     return PollingObserverVFS(os.lstat, os.scandir, polling_interval=poll_interval_s)
+
+
+def _inotify_observer() -> BaseObserver:
+    """watchdog's inotify observer, without watches on hidden folders below the inbox.
+
+    Hidden names are always ignored (``intake.ignore``), and the work area ``.bgcut-work``
+    is one: every journal write, rename and job folder there became inotify events that
+    watchdog decoded in Python and the handler then dropped, ~18% of the daemon's CPU under
+    load (issue 14). A hidden folder renamed to a visible name is still seen: its move into
+    a watched folder adds its watches. Needs watchdog 5+'s ``InotifyWatchGroup``; with an
+    older watchdog every folder is watched, as before.
+    """
+    from watchdog.observers import inotify, inotify_c
+
+    group_type = getattr(inotify, "InotifyWatchGroup", None)
+    if group_type is None or not hasattr(group_type, "_add_callback"):
+        return inotify.InotifyObserver()
+
+    class UnhiddenGroup(group_type):  # type: ignore[misc,valid-type]
+        def _add_callback(self, path: bytes) -> None:
+            below = path[len(self.path):].split(b"/") if path.startswith(self.path) else []
+            if any(part.startswith(b".") for part in below):
+                return  # in a hidden folder, at any depth
+            super()._add_callback(path)
+
+    class Emitter(inotify.InotifyEmitter):
+        def on_thread_start(self) -> None:
+            self._inotify = UnhiddenGroup(
+                self._inotify_fd, os.fsencode(self.watch.path),
+                is_recursive=self.watch.is_recursive,
+                event_mask=self.get_event_mask_from_filter(),
+                follow_symlink=self.watch.follow_symlink)
+
+    class Observer(inotify.InotifyObserver):
+        def __init__(self) -> None:
+            self._inotify_fd = inotify_c.InotifyFD()
+            self._inotify_fd.start()
+            BaseObserver.__init__(self, Emitter, timeout=DEFAULT_OBSERVER_TIMEOUT,
+                                  inotify_fd=self._inotify_fd)
+
+    return Observer()
 
 
 MOVE_PAIRING_HOLD_S = 0.05

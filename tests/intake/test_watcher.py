@@ -252,3 +252,25 @@ def test_inotify_reports_opens_and_closes_of_readers_and_writers(
     (inbox / "w.jpg").read_bytes()  # a reader: open, then a close without writing
     assert wait_for(lambda: [p for _, p in closed.calls()].count(inbox / "w.jpg") == 2)
     assert [p for _, p in opened.calls()].count(inbox / "w.jpg") == 2
+
+
+def test_inotify_puts_no_watch_on_hidden_folders_yet_sees_one_renamed_visible(
+        watchers: list[FolderWatcher], inbox: Path, recorder: Recorder) -> None:
+    """Issue 14: the work area ``.bgcut-work`` (every hidden folder: always ignored) is not
+    watched, so the daemon's own journal writes cost no events; a hidden folder renamed to a
+    visible name (a sync tool's temporary folder) is watched from then on."""
+    hidden = inbox / ".bgcut-work" / "job1"
+    hidden.mkdir(parents=True)
+    (inbox / ".sync-tmp").mkdir()
+    _watch(watchers, inbox, recorder)
+    (hidden / "job.json").write_bytes(b"{}")
+    (inbox / ".sync-tmp" / "c.jpg").write_bytes(b"data")
+    (inbox / "sentinel.jpg").write_bytes(b"data")  # events come in order: the rest is seen
+    assert wait_for(lambda: inbox / "sentinel.jpg" in recorder.paths())
+    assert not any(".bgcut-work" in p.parts or ".sync-tmp" in p.parts
+                   for p in recorder.paths()), recorder.paths()
+    (inbox / ".sync-tmp").rename(inbox / "batch")
+    assert wait_for(lambda: inbox / "batch" / "c.jpg" in recorder.paths()
+                    or inbox / "batch" in recorder.paths())
+    (inbox / "batch" / "d.jpg").write_bytes(b"data")
+    assert wait_for(lambda: inbox / "batch" / "d.jpg" in recorder.paths())
