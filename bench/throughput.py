@@ -127,7 +127,11 @@ def small_image_rounds(settings: Settings, api: Emulator, root: Path) -> list[Fi
         info(NAME, "API time / wall time per job", timeline.api_share, "",
              note=f"the daemon's own timeline of {timeline.jobs} jobs (a run at DEBUG): "
                   f"{timeline.api_ms:.0f} of {timeline.wall_ms:.0f} ms in API calls; largest "
-                  f"gaps per job: {timeline.top_gaps()}"),
+                  f"gaps per job: {timeline.top_gaps()} (slot: waiting for one of the "
+                  f"{WORKERS} API slots, i.e. work prepared ahead)"),
+        info(NAME, "API time / time holding an API slot", timeline.api_share_of_slot, "",
+             note=f"{timeline.api_ms:.0f} of {timeline.slot_ms:.0f} ms per job from taking a "
+                  "slot to the last download: the critical path's own overhead"),
         info(NAME, "machine CPU busy during daemon rounds", median(busy) * 100, "%",
              note="all processes, all cores: how noisy the machine was"),
     ]

@@ -28,10 +28,16 @@ class TimelineSummary:
     wall_ms: float
     api_ms: float
     gaps_ms: dict[str, float]  # per span name outside the API calls, largest first
+    slot_ms: float = 0.0  # from taking an API slot to the last download: the critical path
 
     @property
     def api_share(self) -> float:
         return self.api_ms / self.wall_ms if self.wall_ms else 0.0
+
+    @property
+    def api_share_of_slot(self) -> float:
+        """API time / time holding an API slot: what limits throughput when the slots bind."""
+        return self.api_ms / self.slot_ms if self.slot_ms else 0.0
 
     def top_gaps(self, count: int = 3) -> str:
         """``"journal 9.1 ms, claim 5.0 ms, ..."``: the ``count`` costliest gaps."""
@@ -56,10 +62,11 @@ def summarise(log_text: str) -> TimelineSummary:
     if not timelines:
         raise ValueError("no job timeline in the daemon log: was it run at DEBUG level?")
     gaps: dict[str, list[float]] = defaultdict(list)
-    walls, apis = [], []
+    walls, apis, slots = [], [], []
     for spans in timelines:
         walls.append(sum(ms for _, ms in spans))
         apis.append(sum(ms for name, ms in spans if name in API_SPANS))
+        slots.append(_slot_ms(spans))
         per_job: dict[str, float] = defaultdict(float)
         for name, ms in spans:
             if name not in API_SPANS:
@@ -69,4 +76,13 @@ def summarise(log_text: str) -> TimelineSummary:
     means = {name: sum(values) / len(timelines) for name, values in gaps.items()}
     ordered = dict(sorted(means.items(), key=lambda item: item[1], reverse=True))
     return TimelineSummary(len(timelines), statistics.fmean(walls), statistics.fmean(apis),
-                           ordered)
+                           ordered, statistics.fmean(slots))
+
+
+def _slot_ms(spans: list[tuple[str, float]]) -> float:
+    """The spans after the job took its API slot, up to its last download (all of them when
+    the daemon has no slots)."""
+    names = [name for name, _ in spans]
+    first = names.index("slot") + 1 if "slot" in names else 0
+    last = len(names) - names[::-1].index("download") if "download" in names else len(names)
+    return sum(ms for _, ms in spans[first:last])

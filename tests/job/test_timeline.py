@@ -48,3 +48,6 @@ def test_a_finished_job_logs_its_timeline_and_the_bench_sums_it(
     summary = summarise(caplog.text)
     assert summary.jobs == 1 and 0 < summary.api_share < 1
     assert summary.api_ms >= 300 and summary.wall_ms == pytest.approx(sum(ms for _, ms in spans))
+    in_slot = [ms for _, ms in spans[4:9]]  # upload, journal, process, journal, download
+    assert summary.slot_ms == pytest.approx(sum(in_slot))
+    assert summary.api_ms <= summary.slot_ms <= summary.wall_ms
