@@ -222,16 +222,7 @@ class IntakeCoordinator:
 
         Returns how many paths were noticed. Raises nothing: an unreadable inbox is logged.
         """
-        folder = self._folders[folder_name]
-        config = folder.config
-        count = 0
-        try:
-            for path in scan_folder(config.inbox, config.recursive, folder.rules, start):
-                self.notice(folder_name, path)
-                count += 1
-        except OSError as exc:
-            logger.warning("folder %s: cannot scan %s: %s", folder_name, start or config.inbox, exc)
-        return count
+        return sum(1 for _ in self._scan_steps_of(folder_name, start))
 
     def scan_all(self) -> int:
         """Scan every folder at once. Returns the paths noticed."""
@@ -266,16 +257,20 @@ class IntakeCoordinator:
 
     def _scan_every_folder(self) -> Iterator[Path]:
         for name in list(self._folders):
-            folder = self._folders.get(name)
-            if folder is None:
-                continue  # removed by a reload meanwhile
-            config = folder.config
-            try:
-                for path in scan_folder(config.inbox, config.recursive, folder.rules):
-                    self.notice(name, path)
-                    yield path
-            except OSError as exc:
-                logger.warning("folder %s: cannot scan %s: %s", name, config.inbox, exc)
+            if name in self._folders:  # not removed by a reload meanwhile
+                yield from self._scan_steps_of(name)
+
+    def _scan_steps_of(self, folder_name: str, start: Path | None = None) -> Iterator[Path]:
+        """Notice every candidate of one folder (or of its subfolder ``start``), yielding each.
+        An unreadable inbox is logged and ends the folder's scan."""
+        folder = self._folders[folder_name]
+        config = folder.config
+        try:
+            for path in scan_folder(config.inbox, config.recursive, folder.rules, start):
+                self.notice(folder_name, path)
+                yield path
+        except OSError as exc:
+            logger.warning("folder %s: cannot scan %s: %s", folder_name, start or config.inbox, exc)
 
     # --- handing out ----------------------------------------------------------------------
 
