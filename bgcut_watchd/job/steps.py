@@ -488,24 +488,26 @@ class JobRunner:
     def _archive_target_of(self, job: ClaimedJob) -> str | None:
         """Where ``_archive`` will move the input; None when it is deleted instead, or when
         the archive cannot take it now (``_archive`` tries again and says why)."""
-        if self._deletes_input(job) or self.folder.archive is None:
+        if self._deletes_input(job):
             return None
         try:
-            return os.fsdecode(archive_target(self.folder.archive, self._subfolder(job),
-                                              Path(job.record.original_relpath).name))
+            return self._free_archive_name(job)
         except (LocalDiskError, ValueError):
             return None
+
+    def _free_archive_name(self, job: ClaimedJob) -> str:
+        """The first free name for the input in the archive. Raises LocalDiskError, ValueError."""
+        assert self.folder.archive is not None  # config requires it with "archive"
+        return os.fsdecode(archive_target(self.folder.archive, self._subfolder(job),
+                                          Path(job.record.original_relpath).name))
 
     def _archive(self, job: ClaimedJob, source: Path) -> None:
         """Journal the archive target, then move there: a move interrupted after its copy
         (another filesystem) is finished on resume, never repeated under a ``-1`` name."""
-        assert self.folder.archive is not None  # config requires it with "archive"
         for _ in range(MAX_NAME_RACES):
             if job.record.dispose_target is None:
-                target = archive_target(self.folder.archive, self._subfolder(job),
-                                        Path(job.record.original_relpath).name)
                 job.save(job.record.advance(JobState.PUBLISHED,
-                                            dispose_target=os.fsdecode(target)))
+                                            dispose_target=self._free_archive_name(job)))
             assert job.record.dispose_target is not None
             if move_to_target(source, Path(job.record.dispose_target)):
                 job.final_input_path = Path(job.record.dispose_target)
