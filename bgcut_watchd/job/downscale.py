@@ -66,9 +66,8 @@ def upload_source(job_dir: Path, source: Path, checked: ValidatedInput,
         return UploadSource(source)
     pil_format, ext, options = _SAVE[checked.format]
     target = job_dir / scaled_upload_name(ext)
-    # The decoded input, and its upright or converted copy or the scaled one beside it: twice
-    # its pixels (bench memory: reserving them once let a 13.9 MP downscale run beside another
-    # input's check, peaking at 258 MB).
+    # The decoded input and the scaled copy exist together: at most twice its pixels, so a
+    # large input is scaled alone (the pixel budget's accounting, not a measured saving).
     reserved = budget.reserve(2 * pixels) if budget is not None else contextlib.nullcontext()
     try:
         with reserved:
