@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import mimetypes
+import os
 import re
 import threading
 import time
@@ -50,7 +51,7 @@ UPLOAD_PATH = "/v3/file-ops/upload/"
 PROCESS_PATH = "/v3/tools/ai/remove-bg/process/"
 FILES_PATH = "/v3/files/"
 USAGE_PATH = "/v3/file-ops/usage/"
-DOWNLOAD_CHUNK_BYTES = 1024 * 1024
+DOWNLOAD_CHUNK_BYTES = 256 * 1024
 _MAX_UPLOAD_NAME_CHARS = 100
 _UNSAFE_NAME_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
 _KEY_CHARS = re.compile(r"[!-~]+")  # printable ASCII, no space: safe in a header value
@@ -240,6 +241,7 @@ class BackgroundCutClient:
         session: requests.Session | None = getattr(self._local, "session", None)
         if session is None:
             session = self._session_factory()
+            _settle_environment(session, self._base_url)
             session.headers["Authorization"] = self._auth_header
             watch = CallWatch(self._start_timer)
             adapter = DeadlineAdapter(watch)  # no retries: the scheduler is the one retrying
@@ -322,6 +324,24 @@ class BackgroundCutClient:
                                  response.headers.get("Retry-After"), self._wall_clock())
         if error is not None:
             raise error
+
+
+def _settle_environment(session: requests.Session, base_url: str) -> None:
+    """Read what requests takes from the environment once, for the API's one base URL, not at
+    every request: the proxy for it (``HTTPS_PROXY``/``HTTP_PROXY``/``ALL_PROXY``, minus
+    ``NO_PROXY``) and a CA bundle (``REQUESTS_CA_BUNDLE``, ``CURL_CA_BUNDLE``).
+
+    ``trust_env`` off also keeps requests from reading ``~/.netrc`` at every request and, when
+    it names the API's host, replacing the ``Token`` header with Basic credentials (the
+    service would then answer 401 and the daemon pause on a key that is fine). Cost of the
+    per-request lookups it replaces: ~0.5 ms of CPU per request, 5 requests per job.
+    """
+    session.trust_env = False
+    for scheme, proxy in requests.utils.get_environ_proxies(base_url).items():
+        session.proxies.setdefault(scheme, proxy)
+    bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+    if bundle and session.verify is True:
+        session.verify = bundle
 
 
 def _error_body(response: requests.Response, max_bytes: int = 64 * 1024) -> str:

@@ -368,8 +368,10 @@ class JobRunner:
                    for index, remote in enumerate(job.record.remote_outputs)
                    if not os.path.lexists(parts[index])]  # finished ones survive a retry
         meta = read_metadata(job.input_path) if self.folder.keep_metadata else None
-        failed = fetch_all(missing, lambda item: self._download_one(job, *item, input_size,
-                                                                     meta), self.downloads)
+        failed = fetch_all(
+            missing, lambda item: self._fetch_one(job, *item), self.downloads,
+            check_one=lambda item: self._check_one(job, *item, input_size, meta),
+            on_fetched=lambda: self._leave_api(job))
         job.timeline.mark("download")
         if failed:
             self._after_failed_download(job, failed)
@@ -395,15 +397,22 @@ class JobRunner:
             return master
         return self.variants_of(job)
 
-    def _download_one(self, job: ClaimedJob, index: int, remote: str, temp: Path,
-                      input_size: tuple[int, int] | None, meta: StudioMetadata | None) -> None:
-        """Download into ``.dl``, fsync, verify, rename to ``.part``: a ``.part`` is always
-        whole and verified. Runs beside the job's other downloads: journals nothing (what a
-        failure means for the job is decided once, by ``_after_failed_download``). Raises
-        ApiError subclasses, BadOutputError (the download deleted), LocalDiskError, OSError."""
+    def _fetch_one(self, job: ClaimedJob, index: int, remote: str, temp: Path) -> None:
+        """Download output ``index`` into its ``.dl``; ``_check_one`` makes it a ``.part``.
+        Runs beside the job's other downloads: journals nothing (what a failure means for the
+        job is decided once, by ``_after_failed_download``). Raises ApiError subclasses,
+        LocalDiskError, OSError."""
         partial_path = download_path_for(temp.parent, job.job_id, index)
         with local_disk("writing an output", partial_path):  # ENOSPC: pause the folder
             self.guard.call("download", partial(self.client.download, remote, partial_path))
+
+    def _check_one(self, job: ClaimedJob, index: int, remote: str, temp: Path,
+                   input_size: tuple[int, int] | None, meta: StudioMetadata | None) -> None:
+        """Stamp, fsync and verify a fetched ``.dl``, then rename it to ``.part``: a ``.part``
+        is always whole and verified. Runs after the job gave its API slot back. Raises
+        BadOutputError (the download deleted), LocalDiskError, OSError."""
+        del remote  # the item's shape is _fetch_one's
+        partial_path = download_path_for(temp.parent, job.job_id, index)
         self._keep_metadata(job, partial_path, meta)
         with local_disk("writing an output", temp):
             fsync_file(partial_path)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -292,3 +293,70 @@ def test_debug_log_names_endpoint_status_and_duration(
     messages = [r.getMessage() for r in caplog.records if r.name == "bgcut_watchd.api"]
     assert len(messages) == 1
     assert messages[0].startswith("usage -> HTTP 200 in ") and messages[0].endswith(" ms")
+
+
+# -- what the environment may change ------------------------------------------------------------
+
+def test_a_netrc_entry_for_the_api_host_does_not_replace_the_key(
+        server: FakeApiServer, image: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """requests would send ~/.netrc's Basic credentials instead of the ``Token`` header (a 401:
+    the daemon would pause on a key that is fine); the client reads no netrc."""
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine 127.0.0.1 login someone password elsewhere\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    api_client = BackgroundCutClient(api_config(server.base_url), API_KEY)
+    try:
+        assert _uploaded(api_client, image).startswith("tests/job-1")
+    finally:
+        api_client.close()
+
+
+class OneShotProxy:
+    """A listener that takes one connection, keeps its request line and answers 502."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.request_lines: list[str] = []
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        conn, _ = self.sock.accept()
+        with conn:
+            head = b""
+            while b"\r\n\r\n" not in head:
+                data = conn.recv(65536)
+                if not data:
+                    break
+                head += data
+            self.request_lines.append(head.split(b"\r\n", 1)[0].decode("latin-1"))
+            conn.sendall(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n"
+                         b"Connection: close\r\n\r\n")
+
+    def close(self) -> None:
+        self.sock.close()
+        self.thread.join(timeout=5)
+
+
+def test_the_environment_s_proxy_is_used_unless_no_proxy_names_the_host(
+        server: FakeApiServer, image: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The proxy is read once per session (not at every request), with the same outcome."""
+    proxy = OneShotProxy()
+    try:
+        monkeypatch.setenv("HTTP_PROXY", proxy.url)
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        monkeypatch.delenv("no_proxy", raising=False)
+        proxied = BackgroundCutClient(api_config(server.base_url), API_KEY)
+        with pytest.raises(ServiceError):
+            _uploaded(proxied, image)
+        proxied.close()
+        assert proxy.request_lines == [f"POST {server.base_url}/v3/file-ops/upload/ HTTP/1.1"]
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+        direct = BackgroundCutClient(api_config(server.base_url), API_KEY)
+        assert _uploaded(direct, image).startswith("tests/job-1")
+        direct.close()
+    finally:
+        proxy.close()

@@ -68,6 +68,56 @@ def test_failures_come_back_in_item_order_and_the_others_still_run(
     assert sorted(done) == [0, 2, 4]
 
 
+def test_checks_run_after_the_fetches_and_the_slot_goes_back_before_the_last_checks(
+        pool: ThreadPoolExecutor) -> None:
+    """Every fetch ends before ``on_fetched``; ``on_fetched`` runs once, before some check is
+    still to come (here: before any, the checks wait for it), and a failed fetch is not checked.
+    """
+    lock = threading.Lock()
+    events: list[str] = []
+    given_back = threading.Event()
+
+    def fetch(item: int) -> None:
+        if item == 2:
+            raise ServiceError("download", "reset")
+        with lock:
+            events.append(f"fetch {item}")
+
+    def check(item: int) -> None:
+        assert given_back.wait(WAIT_S)  # a check never holds up the slot's return
+        with lock:
+            events.append(f"check {item}")
+        if item == 3:
+            raise BadOutputError("download", "html")
+
+    def slot_back() -> None:
+        with lock:
+            events.append("slot back")
+        given_back.set()
+
+    failed = fetch_all([0, 1, 2, 3], fetch, pool, check_one=check, on_fetched=slot_back)
+    assert [type(exc) for exc in failed] == [ServiceError, BadOutputError]
+    assert events.count("slot back") == 1
+    back = events.index("slot back")
+    assert sorted(events[:back]) == ["fetch 0", "fetch 1", "fetch 3"]
+    assert sorted(events[back + 1:]) == ["check 0", "check 1", "check 3"]
+
+
+def test_without_a_pool_the_slot_goes_back_before_the_first_check() -> None:
+    events: list[str] = []
+    fetch_all([1, 2], lambda item: events.append(f"fetch {item}"), None,
+              check_one=lambda item: events.append(f"check {item}"),
+              on_fetched=lambda: events.append("slot back"))
+    assert events[:3] == ["fetch 1", "fetch 2", "slot back"]
+    assert sorted(events[3:]) == ["check 1", "check 2"]
+
+
+def test_with_nothing_to_fetch_the_slot_goes_back_at_once(pool: ThreadPoolExecutor) -> None:
+    events: list[str] = []
+    assert fetch_all([], events.append, pool, on_fetched=lambda: events.append("back")) == []
+    assert events == ["back"]
+
+
 def test_the_decisive_failure_covers_the_others() -> None:
     disk, auth = LocalDiskError("full"), AuthError("download", "bad key", 401)
     missing = RemoteFileMissingError("download", "gone", 404)
