@@ -13,8 +13,11 @@ noise-heavy 7.7 MB one):
 * every row's filter byte is 0..4 (what Pillow's unfiltering refuses);
 * the IDAT chunks are one run (PNG 5.6; Pillow reads the first run only).
 
-With the chunk CRCs checked up to IEND (``validate.verify_png_chunks``), every byte of the file
-is checked. Memory stays at a few MiB whatever the image: the data is read and inflated in
+It also checks every IDAT chunk's CRC as the data goes by (ISA-L's crc32: 0.3 ms for 5.7 MB;
+a separate pass read the file again); with the other chunks' CRCs checked up to IEND
+(``validate.verify_png_chunks(idat_crcs=False)``), every byte of the file is checked.
+
+Memory stays at a few MiB whatever the image: the data is read and inflated in
 pieces of ``PIECE_BYTES`` (``decompress(data, max_length)``).
 
 The inflate is Intel's ISA-L through ``isal`` (python-isal, a well-kept binding with wheels for
@@ -68,7 +71,8 @@ class _Layout:
 def check_pixel_data(fp: BinaryIO) -> bool:
     """Inflate every IDAT byte of the PNG ``fp`` and check it is exactly the declared image.
 
-    Run it after ``verify_png_chunks`` (which checks the structure and every CRC up to IEND).
+    Run it after ``verify_png_chunks`` (``idat_crcs=False`` will do: the structure and the other
+    chunks' CRCs up to IEND); it checks the IDAT chunks' CRCs itself.
     Returns True when checked, False for a PNG left to a full decode (see the module docstring).
 
     Raises:
@@ -91,10 +95,9 @@ def check_pixel_data(fp: BinaryIO) -> bool:
             idat_runs += previous != b"IDAT"
             if idat_runs > 1:
                 raise BrokenPixelData("has IDAT chunks that are not one run (PNG 5.6)")
-            _feed(fp, length, inflater)
+            _check_crc(fp, chunk_type, _feed(fp, length, inflater))
         else:
-            fp.seek(length, 1)
-        fp.seek(_CRC_BYTES, 1)
+            fp.seek(length + _CRC_BYTES, 1)
         previous = chunk_type
     inflater.finish()
     return True
@@ -129,13 +132,26 @@ def _next_chunk(fp: BinaryIO) -> tuple[bytes, int] | None:
     return None if chunk_type == b"IEND" else (chunk_type, length)
 
 
-def _feed(fp: BinaryIO, length: int, inflater: _Inflater) -> None:
+def _feed(fp: BinaryIO, length: int, inflater: _Inflater) -> int:
+    """Inflate a chunk's ``length`` bytes of data; return their CRC (with the chunk type's)."""
+    crc = _inflate.crc32(b"IDAT")
     while length > 0:
         data = fp.read(min(length, PIECE_BYTES))
         if not data:
             raise BrokenPixelData("ends inside an IDAT chunk")
         length -= len(data)
+        crc = _inflate.crc32(data, crc)
         inflater.feed(data)
+    return crc
+
+
+def _check_crc(fp: BinaryIO, chunk_type: bytes, crc: int) -> None:
+    stored = fp.read(_CRC_BYTES)
+    if len(stored) < _CRC_BYTES:
+        raise BrokenPixelData(f"ends inside a {chunk_type.decode('latin-1')} chunk")
+    if int.from_bytes(stored, "big") != crc:
+        raise BrokenPixelData(f"has a {chunk_type.decode('latin-1')} chunk whose CRC does not "
+                              "match its data (damaged in transit?)")
 
 
 class _Inflater:

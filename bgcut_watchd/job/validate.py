@@ -339,8 +339,12 @@ def _png_bits(head: bytes) -> int:
     return head[24] if len(head) > 24 and head[12:16] == b"IHDR" else 8
 
 
-def verify_png_chunks(fp: BinaryIO, size_bytes: int) -> None:
-    """Check every chunk's CRC up to IEND; Pillow itself skips those of IDAT and IEND."""
+def verify_png_chunks(fp: BinaryIO, size_bytes: int, *, idat_crcs: bool = True) -> None:
+    """Check every chunk's CRC up to IEND; Pillow itself skips those of IDAT and IEND.
+
+    ``idat_crcs=False`` skips the IDAT chunks' data (their length still checked): for a caller
+    that checks those CRCs while it reads the data anyway (``pngdata.check_pixel_data``).
+    """
     fp.seek(len(_PNG_SIGNATURE))
     chunks = PngImagePlugin.ChunkStream(fp)
     try:
@@ -349,6 +353,9 @@ def verify_png_chunks(fp: BinaryIO, size_bytes: int) -> None:
                 cid, position, length = chunks.read()
                 if length > size_bytes - position:
                     raise SyntaxError(f"chunk {cid!r} runs past the end of the file")
+                if cid == b"IDAT" and not idat_crcs:
+                    fp.seek(length + 4, 1)
+                    continue
                 chunks.crc(cid, fp.read(length))
                 if cid == b"IEND":
                     return

@@ -152,6 +152,15 @@ def test_a_flipped_byte_in_idat_with_its_crc_recomputed_is_refused(tmp_path: Pat
         assert "'cut' (PNG)" in detail and "not published" in detail
 
 
+def test_an_idat_chunk_whose_crc_does_not_match_is_refused(tmp_path: Path) -> None:
+    """The IDAT CRCs are checked with the data (the chunk pass skips them): data that inflates
+    to the declared image still fails when its chunk's CRC says the bytes are not as sent."""
+    data = bytearray(saved("RGBA"))
+    _, offset, length = next(c for c in png_chunks(bytes(data)) if c[0] == b"IDAT")
+    data[offset + 8 + length] ^= 0x01  # the stored CRC, the data untouched
+    assert "IDAT chunk whose CRC does not match" in refused(tmp_path, bytes(data))
+
+
 @pytest.mark.parametrize(("change", "words"), [
     (lambda raw, row: raw[:-row], "image data of"),  # a whole row short
     (lambda raw, row: raw[:-1], "image data of"),
