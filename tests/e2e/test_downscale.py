@@ -82,3 +82,16 @@ def test_a_larger_input_is_scaled_upright_to_the_largest_variant(tmp_path: Path)
     assert chosen.saved_pixels == 80_000 - 20_000
     off = upload_source(tmp_path, source, checked, variants, enabled=False)
     assert off.path == source
+
+
+def test_the_scaled_copy_is_pillow_s_own_lanczos_resize_pixel_for_pixel(tmp_path: Path) -> None:
+    """The two passes run one after the other (to free memory between them) give exactly the
+    pixels of Pillow's one-call resize."""
+    source = _photo(tmp_path / "in.png", (900, 700), fmt="PNG")
+    checked = validate_input(source, max_bytes=10**8, max_pixels=10**8)
+    chosen = upload_source(tmp_path, source, checked, [Variant("a", max_resolution=300_000)],
+                           enabled=True)
+    with Image.open(source) as original, Image.open(chosen.path) as scaled:
+        expected = original.resize(scaled.size, Image.Resampling.LANCZOS, reducing_gap=3.0)
+        assert scaled.size[0] * scaled.size[1] <= 300_000 < 900 * 700
+        assert scaled.tobytes() == expected.tobytes()
