@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import peers
-from bench.figures import Figure, at_least, info, median
+from bench.figures import Figure, at_least, at_most, info, median
 from bench.harness import (
     API_KEY,
     Daemon,
@@ -55,6 +55,7 @@ TARGET_EFFICIENCY = 0.95
 TARGET_SPEEDUP = 7.0
 TARGET_OVER_CAREFUL = 1.15
 TARGET_OVER_TUNED = 1.0
+TARGET_CPU_MS_PER_JOB = 10.0
 
 Script = Callable[[Path, Path], tuple[int, float]]  # (inbox, out dir) -> (files, seconds)
 
@@ -67,6 +68,7 @@ class DaemonRound:
     cpu_s_per_job: float
     log: list[dict[str, Any]]
     daemon_log: str = ""
+    start_cpu_s: float = 0.0  # before the first upload; left out of cpu_s_per_job
 
 
 def run(settings: Settings) -> list[Figure]:
@@ -123,7 +125,11 @@ def small_image_rounds(settings: Settings, api: Emulator, root: Path) -> list[Fi
              daemon_rate * real_path_s / WORKERS, "",
              note=f"mean upload + process + download took {real_path_s * 1000:.0f} ms, "
                   f"not {CRITICAL_PATH_S * 1000:.0f}"),
-        info(NAME, "daemon CPU per job", median([d.cpu_s_per_job for d in daemons]) * 1000, "ms"),
+        at_most(NAME, "daemon CPU per job", median([d.cpu_s_per_job for d in daemons]) * 1000,
+                "ms", TARGET_CPU_MS_PER_JOB,
+                note="from the first upload to the last input archived, all threads, user + "
+                     "system; start-up before it (imports, configuration, scan): "
+                     f"{median([d.start_cpu_s for d in daemons]):.2f} s"),
         info(NAME, "API time / wall time per job", timeline.api_share, "",
              note=f"the daemon's own timeline of {timeline.jobs} jobs (a run at DEBUG): "
                   f"{timeline.api_ms:.0f} of {timeline.wall_ms:.0f} ms in API calls; largest "
@@ -194,7 +200,8 @@ def photo_figures(rates: dict[str, list[float]], cpu_s: list[float], files: int,
         *[info(NAME, f"photos: {name} jobs/s", median(values), "jobs/s",
                note=f"limit {LIMIT_JOBS_PER_S:.2f}" if name != "naive" else "")
           for name, values in rates.items()],
-        info(NAME, "photos: daemon CPU per job", median(cpu_s) * 1000, "ms"),
+        info(NAME, "photos: daemon CPU per job", median(cpu_s) * 1000, "ms",
+             note="from the first upload, as for small images"),
     ]
 
 
@@ -250,16 +257,23 @@ def daemon_round(api: Emulator, root: Path, images: int,
     archive = root / "studio" / "archive"
     api.reset_log()
     with Daemon(config, API_KEY, env=env) as daemon:
+        wait_for(lambda: _uploaded(api) or daemon.exited(), timeout_s=60, interval_s=0.02,
+                 what="the first upload")
+        start_cpu_s = daemon.cpu_seconds()  # start-up: imports, configuration, the scan
         wait_for(lambda: count_files(archive) >= images or daemon.exited(),
                  timeout_s=60 + images / 2, interval_s=0.05, what="every input archived")
         done_at = time.monotonic()
         daemon.assert_running()
-        cpu_s = daemon.cpu_seconds()
+        cpu_s = daemon.cpu_seconds() - start_cpu_s
         daemon.stop()
     log = api.log()
     first_upload = min(e["timestamp_s"] for e in log if e["endpoint"] == "upload")
     return DaemonRound(images / (done_at - first_upload), cpu_s / images, log,
-                       daemon.log_text())
+                       daemon.log_text(), start_cpu_s)
+
+
+def _uploaded(api: Emulator) -> bool:
+    return any(e["endpoint"] == "upload" for e in api.log())
 
 
 def critical_path_s(log: list[dict[str, Any]]) -> float:

@@ -134,7 +134,7 @@ def _next_chunk(fp: BinaryIO) -> tuple[bytes, int] | None:
 
 def _feed(fp: BinaryIO, length: int, inflater: _Inflater) -> int:
     """Inflate a chunk's ``length`` bytes of data; return their CRC (with the chunk type's)."""
-    crc = _inflate.crc32(b"IDAT")
+    crc: int = _inflate.crc32(b"IDAT")
     while length > 0:
         data = fp.read(min(length, PIECE_BYTES))
         if not data:
