@@ -69,7 +69,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Final, Literal, cast
 
-from PIL import Image, ImageFile, PngImagePlugin
+# The plugins of exactly the formats the daemon opens, registered at import: ``Image.open``
+# with a format Pillow's ``preinit`` did not load (WebP, AVIF, TIFF) otherwise runs
+# ``Image.init()``, which imports all ~45 plugins under the import lock in the middle of the
+# first job that needs one (5% of a 48-photo benchmark round's CPU, and that job's latency).
+from PIL import (  # noqa: F401 - most plugins are imported for their registration only
+    AvifImagePlugin,
+    BmpImagePlugin,
+    GifImagePlugin,
+    Image,
+    ImageFile,
+    JpegImagePlugin,
+    PngImagePlugin,
+    TiffImagePlugin,
+    WebPImagePlugin,
+)
 
 from bgcut_watchd.intake.sniff import ACCEPTED, CONVERTED, camera_raw, format_of
 from bgcut_watchd.job.budget import PixelBudget as PixelBudget

@@ -8,6 +8,8 @@ import hashlib
 import os
 import socket
 import statistics
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -35,6 +37,7 @@ from tests.hostile import (
     make_valid_webp,
     photo_jpeg,
 )
+from tests.support import REPO
 
 DEADLINE_S = 10.0
 LIMITS = {"max_bytes": TEST_MAX_BYTES, "max_pixels": TEST_MAX_PIXELS}
@@ -433,3 +436,34 @@ def test_a_broken_heic_gets_the_decoders_verdict_in_plain_words(tmp_path: Path) 
     assert result.reason == "invalid_image"
     assert result.detail.startswith("a HEIC/HEIF file that does not decode: "), result.detail
     assert made.name not in result.detail
+
+
+_NO_INIT_SCRIPT = """
+import sys
+from pathlib import Path
+from PIL import Image
+from bgcut_watchd.config.model import Variant
+from bgcut_watchd.job.validate import validate_input
+from bgcut_watchd.job.verify import verify_output
+for name in sys.argv[1:]:
+    path = Path(name)
+    validate_input(path, max_bytes=10**8, max_pixels=10**8)
+    fmt = {"webp": "webp", "png": "png", "jpg": "jpeg"}.get(path.suffix[1:])
+    if fmt:
+        verify_output(path, Variant("v", format=fmt), None)
+print("PIL.PdfImagePlugin" in sys.modules, flush=True)
+"""
+
+
+def test_checking_every_format_never_loads_all_of_pillow_s_plugins(tmp_path: Path) -> None:
+    """``Image.init()`` (all ~45 plugins, under the import lock) used to run in the first job
+    that opened a WebP, TIFF or AVIF; the daemon registers the plugins it needs at import."""
+    paths = []
+    for fmt, ext in (("WEBP", "webp"), ("TIFF", "tif"), ("AVIF", "avif"), ("BMP", "bmp"),
+                     ("GIF", "gif"), ("PNG", "png"), ("JPEG", "jpg")):
+        path = tmp_path / f"sample.{ext}"
+        Image.new("RGB", (40, 30), (200, 30, 30)).save(path, fmt)
+        paths.append(str(path))
+    result = subprocess.run([sys.executable, "-c", _NO_INIT_SCRIPT, *paths], check=True,
+                            capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert result.stdout.strip() == "False"
