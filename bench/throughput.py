@@ -22,6 +22,7 @@ sets of rounds, on one emulator:
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -38,12 +39,17 @@ from bench.harness import (
     MachineLoad,
     Settings,
     count_files,
+    cpu_seconds,
     make_config,
     wait_for,
 )
 from bench.images import CameraPhotos, TinyImages
 from bench.naive import run_folder
 from bench.timeline import DEBUG_ENV, summarise
+from bgcut_watchd.config.load import load_config
+from bgcut_watchd.fsops import sha256_of_regular_file
+from bgcut_watchd.job.validate import validate_input
+from bgcut_watchd.job.verify import verify_output
 
 NAME = "throughput"
 LATENCY_UPLOAD_S, LATENCY_PROCESS_S, LATENCY_DOWNLOAD_S = 0.05, 0.4, 0.05
@@ -159,9 +165,12 @@ def photo_rounds(settings: Settings, api: Emulator, root: Path) -> list[Figure]:
     }
     rates: dict[str, list[float]] = {"daemon": [], **{name: [] for name in scripts}}
     cpu_s: list[float] = []
+    emulator_cpu_s: list[float] = []
     for n in range(rounds):
+        emulator_before = cpu_seconds(api.pid)
         daemon = daemon_round(api, root / f"daemon-{n}", files,
                               lambda inbox: photos.fill(inbox, files))
+        emulator_cpu_s.append((cpu_seconds(api.pid) - emulator_before) / files)
         rates["daemon"].append(daemon.jobs_per_s)
         cpu_s.append(daemon.cpu_s_per_job)
         for name, script in scripts.items():
@@ -171,7 +180,44 @@ def photo_rounds(settings: Settings, api: Emulator, root: Path) -> list[Figure]:
         print(f"  photo round {n + 1}/{rounds}: "
               + ", ".join(f"{k} {v[-1]:.2f}" for k, v in rates.items()) + " jobs/s", flush=True)
     api.update(prerendered=False)
-    return photo_figures(rates, cpu_s, files, rounds)
+    checks_s = promised_checks_cpu_s(root / "daemon-0")
+    return photo_figures(rates, cpu_s, files, rounds) + cpu_budget_figures(
+        median(rates["tuned"]), median(cpu_s), median(emulator_cpu_s), checks_s)
+
+
+def promised_checks_cpu_s(round_root: Path) -> float:
+    """CPU seconds per job, alone in one thread, of the checks the contract asks of every job
+    (its input decoded in full, every output decoded and checked, the outputs' sha256 for the
+    ledger), run again on one daemon round's own inputs and outputs."""
+    folder = load_config(round_root / "config.toml").folders[0]
+    variants = {variant.name: variant for variant in folder.variants}
+    inputs = sorted((round_root / "studio" / "archive").iterdir())
+    outputs = sorted((round_root / "studio" / "outbox").iterdir())
+    started = time.process_time()
+    for path in inputs:
+        validate_input(path, max_bytes=10**9, max_pixels=10**9)
+    for path in outputs:
+        verify_output(path, variants[path.name.split(".")[-2]], None)
+        sha256_of_regular_file(path)
+    return (time.process_time() - started) / len(inputs)
+
+
+def cpu_budget_figures(tuned_rate: float, daemon_s: float, emulator_s: float,
+                       checks_s: float) -> list[Figure]:
+    """Why the photo targets are a matter of cores here: what the tuned script's rate would
+    take of the two cores with the daemon's CPU per job, and how much of that the promised
+    checks alone are."""
+    cores = os.cpu_count() or 1
+    needed = tuned_rate * (daemon_s + emulator_s)
+    return [
+        info(NAME, "photos: promised checks, CPU per job", checks_s * 1000, "ms",
+             note="input decoded in full, outputs decoded (the PNG inflated) and checked, "
+                  "their sha256; alone, one thread, on a round's own files"),
+        info(NAME, "photos: cores the tuned rate would take", needed, "cores",
+             note=f"{tuned_rate:.2f} jobs/s x (daemon {daemon_s * 1000:.0f} + emulator "
+                  f"{emulator_s * 1000:.0f} ms of CPU per job), of {cores}; the checks alone "
+                  f"{tuned_rate * (checks_s + emulator_s):.2f} with the emulator"),
+    ]
 
 
 def warm_up(api: Emulator, photos: CameraPhotos, root: Path) -> None:
