@@ -1,10 +1,12 @@
-"""The API slots: at most ``workers`` jobs between their upload and their last download.
+"""The API slots: at most ``workers`` jobs between their upload and the end of their last
+download.
 
 The worker pool has more threads than slots (``engine.threads_for``): while ``workers`` jobs
 wait on the API, the other threads claim and check the next files, or publish and dispose of
 the last ones, so a job's local work no longer stands between two jobs' API calls (issue 14:
 it was ~20% of a job's wall time). A job takes a slot right before its first API call and gives
-it back after its last download, or when its run ends, whatever the outcome.
+it back when its last download has ended (the outputs' checks run after: ``job.fetch``), or
+when its run ends, whatever the outcome.
 
 A job waiting for a slot when the daemon stops must not start API work: :meth:`close` wakes
 every waiter with :class:`GateClosed` (the job is put back, resumed at the next start). No

@@ -68,7 +68,7 @@ class ClaimedJob:
         self._lock_fd: int | None = lock_fd
         self.final_input_path: Path | None = None  # archived or quarantined here (this run)
         self.timeline = Timeline()  # where this run's time goes (job.timeline)
-        self.holds_api_slot = False  # between its upload and its last download (job.steps)
+        self.holds_api_slot = False  # from its upload to the end of its last download
 
     @property
     def input_path(self) -> Path:
