@@ -16,13 +16,24 @@ Two sources tell, and neither sees every writer:
 Writers on other hosts (NFS, SMB clients) show in neither: for them the job checks that the
 claimed input stays unchanged (``job.settle``).
 
+A claimed input (in the hidden work area, which has no inotify watch) is first asked of the
+kernel itself (:func:`claimed_open_for_writing`): a read lease (``fcntl(F_SETLEASE,
+F_RDLCK)``) is granted only while no process on this host has the file open for writing,
+whatever its user or namespace, so a granted lease (given back at once) answers for every
+process in about 6 µs instead of a ``/proc`` scan's ~0.4 ms and ~600 system calls (each a GIL
+hand-over with the other workers about). A refusal is not trusted (NFS and SMB refuse leases on
+files they hold no delegation for): ``/proc`` then decides, as it always did. Not used before
+the claim: the probe's own open would show in the inotify counts of the watched inbox.
+
 Cost: one ``stat`` per descriptor visible, about 3 µs each (1.4 ms for ~500 descriptors on
 the 2-core test machine), paid once per batch of settled files and once per claimed job.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
+import signal
 import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -99,6 +110,37 @@ def open_for_writing(paths: Iterable[Path], proc: Path = PROC) -> set[Path]:
         if len(found) == len(wanted):
             break
     return found
+
+
+def claimed_open_for_writing(paths: Iterable[Path], proc: Path = PROC) -> set[Path]:
+    """:func:`open_for_writing` for files no inotify watch sees (claimed inputs): the kernel's
+    lease answers first, ``/proc`` only where it cannot (see the module docstring). Raises
+    nothing."""
+    unsure = [path for path in paths if not _no_writer_by_lease(path)]
+    return open_for_writing(unsure, proc) if unsure else set()
+
+
+def _no_writer_by_lease(path: Path) -> bool:
+    """True when the kernel grants a read lease on ``path``: nobody has it open for writing.
+
+    The lease is given back at once (closing the file ends it); a writer opening the file
+    meanwhile waits that long (microseconds), and the lease-break signal is SIGURG, ignored by
+    default (SIGIO's default would end the daemon). False when refused or not possible here
+    (not the owner without CAP_LEASE, a filesystem without leases, not a regular file, gone).
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        fcntl.fcntl(fd, fcntl.F_SETSIG, signal.SIGURG)
+        fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_RDLCK)
+    except OSError:  # EAGAIN (a writer, or NFS/SMB without a delegation), EACCES, EINVAL...
+        return False
+    else:
+        return True
+    finally:
+        os.close(fd)  # gives the lease back: it belongs to this open file
 
 
 def _identities(paths: Iterable[Path]) -> dict[tuple[int, int], Path]:

@@ -37,7 +37,7 @@ from bgcut_watchd.errors import (
     QuarantineUnfinishedError,
 )
 from bgcut_watchd.fsops import show_path
-from bgcut_watchd.intake.writers import open_for_writing
+from bgcut_watchd.intake.writers import claimed_open_for_writing
 from bgcut_watchd.job.journal import Fingerprint, JobRecord, JobState, fingerprint_of
 from bgcut_watchd.job.logfields import job_fields
 from bgcut_watchd.job.publish import discard_temps
@@ -67,7 +67,7 @@ class InputFreeze:
 
     folder_name: str
     stability_s: float
-    writers: Writers = open_for_writing
+    writers: Writers = claimed_open_for_writing  # the input is claimed: in the work area
     wall_ns: Callable[[], int] = time.time_ns
     network_wait_s: float | None = None  # a network folder: one more settling period, always
 
