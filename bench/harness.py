@@ -152,6 +152,10 @@ class Emulator:
         entries: list[dict[str, Any]] = self._control("log")
         return entries
 
+    def has_uploads(self) -> bool:
+        """Whether an upload arrived since the last ``reset_log`` (the daemon is at work)."""
+        return any(e["endpoint"] == "upload" for e in self.log())
+
     def reset_log(self) -> None:
         self._control("reset-log", {})
 

@@ -129,7 +129,7 @@ def run_point(api: Emulator, root: Path, workers: int, jobs: int, tiny: TinyImag
     archive = root / "studio" / "archive"
     api.reset_log()
     with Daemon(config, API_KEY) as daemon:
-        wait_for(lambda: _uploaded(api) or daemon.exited(), timeout_s=60, interval_s=0.02,
+        wait_for(lambda: api.has_uploads() or daemon.exited(), timeout_s=60, interval_s=0.02,
                  what="the first upload")
         daemon.assert_running()
         load, daemon_before, api_cpu = MachineLoad(), cpu_split(daemon.pid), cpu_seconds(api.pid)
@@ -157,10 +157,6 @@ def cpu_split(pid: int) -> tuple[float, float]:
     """(user, system) CPU seconds used so far by a process and its threads (10 ms ticks)."""
     times = psutil.Process(pid).cpu_times()
     return float(times.user), float(times.system)
-
-
-def _uploaded(api: Emulator) -> bool:
-    return any(e["endpoint"] == "upload" for e in api.log())
 
 
 @dataclass(frozen=True)

@@ -303,7 +303,7 @@ def daemon_round(api: Emulator, root: Path, images: int,
     archive = root / "studio" / "archive"
     api.reset_log()
     with Daemon(config, API_KEY, env=env) as daemon:
-        wait_for(lambda: _uploaded(api) or daemon.exited(), timeout_s=60, interval_s=0.02,
+        wait_for(lambda: api.has_uploads() or daemon.exited(), timeout_s=60, interval_s=0.02,
                  what="the first upload")
         start_cpu_s = daemon.cpu_seconds()  # start-up: imports, configuration, the scan
         wait_for(lambda: count_files(archive) >= images or daemon.exited(),
@@ -316,10 +316,6 @@ def daemon_round(api: Emulator, root: Path, images: int,
     first_upload = min(e["timestamp_s"] for e in log if e["endpoint"] == "upload")
     return DaemonRound(images / (done_at - first_upload), cpu_s / images, log,
                        daemon.log_text(), start_cpu_s)
-
-
-def _uploaded(api: Emulator) -> bool:
-    return any(e["endpoint"] == "upload" for e in api.log())
 
 
 def critical_path_s(log: list[dict[str, Any]]) -> float:
