@@ -95,7 +95,7 @@ def check_pixel_data(fp: BinaryIO) -> bool:
             idat_runs += previous != b"IDAT"
             if idat_runs > 1:
                 raise BrokenPixelData("has IDAT chunks that are not one run (PNG 5.6)")
-            _check_crc(fp, chunk_type, _feed(fp, length, inflater))
+            _feed(fp, length, inflater)
         else:
             fp.seek(length + _CRC_BYTES, 1)
         previous = chunk_type
@@ -132,8 +132,8 @@ def _next_chunk(fp: BinaryIO) -> tuple[bytes, int] | None:
     return None if chunk_type == b"IEND" else (chunk_type, length)
 
 
-def _feed(fp: BinaryIO, length: int, inflater: _Inflater) -> int:
-    """Inflate a chunk's ``length`` bytes of data; return their CRC (with the chunk type's)."""
+def _feed(fp: BinaryIO, length: int, inflater: _Inflater) -> None:
+    """Inflate one IDAT chunk's ``length`` bytes of data, then check its CRC."""
     crc: int = _inflate.crc32(b"IDAT")
     while length > 0:
         data = fp.read(min(length, PIECE_BYTES))
@@ -142,16 +142,12 @@ def _feed(fp: BinaryIO, length: int, inflater: _Inflater) -> int:
         length -= len(data)
         crc = _inflate.crc32(data, crc)
         inflater.feed(data)
-    return crc
-
-
-def _check_crc(fp: BinaryIO, chunk_type: bytes, crc: int) -> None:
     stored = fp.read(_CRC_BYTES)
     if len(stored) < _CRC_BYTES:
-        raise BrokenPixelData(f"ends inside a {chunk_type.decode('latin-1')} chunk")
+        raise BrokenPixelData("ends inside an IDAT chunk")
     if int.from_bytes(stored, "big") != crc:
-        raise BrokenPixelData(f"has a {chunk_type.decode('latin-1')} chunk whose CRC does not "
-                              "match its data (damaged in transit?)")
+        raise BrokenPixelData("has an IDAT chunk whose CRC does not match its data "
+                              "(damaged in transit?)")
 
 
 class _Inflater:
