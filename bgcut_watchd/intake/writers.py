@@ -25,8 +25,9 @@ hand-over with the other workers about). A refusal is not trusted (NFS and SMB r
 files they hold no delegation for): ``/proc`` then decides, as it always did. Not used before
 the claim: the probe's own open would show in the inotify counts of the watched inbox.
 
-Cost: one ``stat`` per descriptor visible, about 3 µs each (1.4 ms for ~500 descriptors on
-the 2-core test machine), paid once per batch of settled files and once per claimed job.
+Cost of the ``/proc`` scan: one ``stat`` per descriptor visible, about 3 µs each (1.4 ms for
+~500 descriptors on the 2-core test machine), paid once per batch of settled files, and per
+claimed job only when its lease is refused.
 """
 
 from __future__ import annotations

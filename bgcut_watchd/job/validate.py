@@ -368,7 +368,7 @@ def verify_png_chunks(fp: BinaryIO, size_bytes: int, *, idat_crcs: bool = True) 
                 if length > size_bytes - position:
                     raise SyntaxError(f"chunk {cid!r} runs past the end of the file")
                 if cid == b"IDAT" and not idat_crcs:
-                    fp.seek(length + 4, 1)
+                    fp.seek(length + 4, 1)  # its data and its CRC
                     continue
                 chunks.crc(cid, fp.read(length))
                 if cid == b"IEND":

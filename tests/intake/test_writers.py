@@ -3,9 +3,11 @@ descriptors of this process and of a child process, the real ``/proc``."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from bgcut_watchd.intake.writers import (
@@ -40,20 +42,27 @@ def test_read_write_opens_count_as_writers(tmp_path: Path) -> None:
         assert open_for_writing([path]) == {path}
 
 
-def test_another_process_writing_is_found(tmp_path: Path) -> None:
-    path = tmp_path / "scan.jpg"
-    path.write_bytes(b"")
+@contextlib.contextmanager
+def writer_process(path: Path) -> Iterator[None]:
+    """Another process holding ``path`` open for appending (half written) until the block ends."""
     script = ("import sys; f = open(sys.argv[1], 'ab'); f.write(b'half'); f.flush(); "
               "print('open', flush=True); sys.stdin.read()")
     writer = subprocess.Popen([sys.executable, "-c", script, str(path)], stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE)
     try:
         assert writer.stdout is not None and writer.stdout.readline() == b"open\n"
-        assert open_for_writing([path]) == {path}
+        yield
     finally:
         assert writer.stdin is not None
         writer.stdin.close()
         writer.wait(timeout=10)
+
+
+def test_another_process_writing_is_found(tmp_path: Path) -> None:
+    path = tmp_path / "scan.jpg"
+    path.write_bytes(b"")
+    with writer_process(path):
+        assert open_for_writing([path]) == {path}
     assert open_for_writing([path]) == set()
 
 
@@ -113,17 +122,8 @@ def test_a_claimed_file_being_written_is_found_here_and_in_another_process(
     path.write_bytes(b"")
     with path.open("ab"):
         assert claimed_open_for_writing([path]) == {path}
-    script = ("import sys; f = open(sys.argv[1], 'ab'); print('open', flush=True); "
-              "sys.stdin.read()")
-    writer = subprocess.Popen([sys.executable, "-c", script, str(path)], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE)
-    try:
-        assert writer.stdout is not None and writer.stdout.readline() == b"open\n"
+    with writer_process(path):
         assert claimed_open_for_writing([path]) == {path}
-    finally:
-        assert writer.stdin is not None
-        writer.stdin.close()
-        writer.wait(timeout=10)
     assert claimed_open_for_writing([path]) == set()
 
 
