@@ -12,6 +12,9 @@ is written, like ``naive.run_folder``:
 - :func:`tuned_folder`: the best hand-tuned script: sessions with a connection pool as large as
   the threads that share it, keep-alive, a job's downloads at once on a shared download pool,
   each streamed to its file in 1 MiB pieces.
+- :func:`lean_folder`: the tuned script's shape on urllib3 alone, without requests: not what a
+  user writes, but the CPU floor of the calls themselves in Python (the throughput bench quotes
+  its CPU per job beside the daemon's).
 
 None of them checks what it downloads: the daemon verifies every output before publishing it,
 journals every step and archives every input, so these are faster than a script a user
@@ -20,6 +23,7 @@ should trust with their files.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable
@@ -28,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
 
 from bench.naive import EXTENSIONS, VARIANTS
@@ -166,3 +171,51 @@ def tuned_folder(base_url: str, api_key: str, inbox: Path, out_dir: Path,
         fetchers.shutdown()
         job_sessions.close()
         fetch_sessions.close()
+
+
+def lean_folder(base_url: str, api_key: str, inbox: Path, out_dir: Path,
+                workers: int) -> tuple[int, float]:
+    """The tuned script's shape on one urllib3 pool, no requests; (files, elapsed seconds).
+
+    Raises:
+        urllib3.exceptions.HTTPError: a call failed (statuses of 400 and above included).
+    """
+    images = _images(inbox, out_dir)
+    pool = urllib3.PoolManager(maxsize=workers * (1 + DOWNLOADS_PER_JOB), retries=False)
+    auth = {"Authorization": f"Token {api_key}"}
+    fetchers = ThreadPoolExecutor(workers * DOWNLOADS_PER_JOB, thread_name_prefix="download")
+
+    def call(method: str, path: str, **kwargs: Any) -> Any:
+        answer = pool.request(method, f"{base_url}{path}", timeout=300, **kwargs)
+        if answer.status >= 400:
+            raise urllib3.exceptions.HTTPError(f"{path}: HTTP {answer.status}")
+        return json.loads(answer.data)
+
+    def fetch(remote: str) -> None:
+        answer = pool.request("GET", f"{base_url}/v3/files/{remote}", headers=auth,
+                              timeout=120, preload_content=False)
+        try:
+            if answer.status >= 400:
+                raise urllib3.exceptions.HTTPError(f"{remote}: HTTP {answer.status}")
+            with (out_dir / remote.rsplit("/", 1)[1]).open("wb") as out:
+                for chunk in answer.stream(CHUNK_BYTES):
+                    out.write(chunk)
+        finally:
+            answer.release_conn()
+
+    def one(image: Path) -> None:
+        stored = call("POST", UPLOAD, headers=auth, fields={
+            "upload_path": "lean", "files": (image.name, image.read_bytes())})["file_paths"][0]
+        variants = [{**v, "output_file_path": f"lean/out/{image.stem}.{n}.{EXTENSIONS[n]}"}
+                    for n, v in enumerate(VARIANTS)]
+        remotes = call("POST", PROCESS, headers={**auth, "Content-Type": "application/json"},
+                       body=json.dumps({"input_file_path": stored,
+                                        "output_variants": variants}))["output_file_paths"]
+        for _ in fetchers.map(fetch, remotes):
+            pass
+
+    try:
+        return _timed(images, one, workers)
+    finally:
+        fetchers.shutdown()
+        pool.clear()

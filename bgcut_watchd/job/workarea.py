@@ -6,8 +6,12 @@ owner holds ``flock(LOCK_EX)`` on ``lock``; the kernel drops it when the process
 ``kill -9``), so recovery takes exactly the jobs no live process owns.
 
 Claim order (product.md, step 4): mkdir, journal ``claiming`` (with the variant set the job
-keeps), rename the input in (ENOENT/ENOTDIR: someone else took it), journal ``claimed`` with the
-input's fingerprint (``job.settle``: it must not change before the job pays). The flock is taken
+keeps), rename the input in (ENOENT/ENOTDIR: someone else took it), fsync both dirs, then
+``claimed`` with the input's fingerprint (``job.settle``: it must not change before the job
+pays), kept in memory and journaled with the job's next write, the paid call's "sent" mark
+(one durable write fewer per job): a crash before it leaves ``claiming`` with the input in the
+dir, which recovery makes ``claimed`` with a fresh fingerprint, and the upload is redone
+(free). The flock is taken
 right after the mkdir, before the first journal write, so another daemon's recovery never sees
 our half-made dir unlocked and removes it under us; after a crash the states on disk are the same
 either way.
@@ -257,7 +261,7 @@ class WorkArea:
     def _move_in(
         self, start: JobRecord, path: Path, job_dir: Path, lock_fd: int,
     ) -> ClaimedJob | None:
-        """Journal ``claiming``, rename the input in, fsync both dirs, journal ``claimed``."""
+        """Journal ``claiming``, rename the input in, fsync both dirs, make it ``claimed``."""
         journal = Journal(job_dir, clock=self._clock)
         try:
             record = journal.write(start)
@@ -276,7 +280,7 @@ class WorkArea:
         try:
             fsync_dir(path.parent)
             fsync_dir(job_dir)
-            _journal_claimed(job)
+            job.keep(_claimed(job.record, job.input_path))
         except BaseException:
             job.release()  # the dir stays in "claiming" with its input: recovery resumes it
             raise
@@ -326,7 +330,7 @@ class WorkArea:
         temp.rename(job_dir / input_name_for(start.original_relpath))
         fsync_dir(job_dir)
         job = ClaimedJob(job_dir, journal, record, lock_fd)
-        _journal_claimed(job)
+        job.keep(_claimed(job.record, job.input_path))  # journaled with the next write
         return job
 
     def recover(self, folder_name: str) -> list[ClaimedJob]:
@@ -384,8 +388,8 @@ class WorkArea:
         if state is JobState.CLAIMING and not has_input:
             _remove_job_dir(job.job_dir, job.release)
             return None
-        if state is JobState.CLAIMING:
-            _journal_claimed(job)
+        if state is JobState.CLAIMING:  # journaled here: recovery is rare, a write is cheap
+            job.save(_claimed(job.record, job.input_path))
         elif state not in TERMINAL_STATES and not has_input:
             self._close_inputless(job)
         if job.record.state in TERMINAL_STATES:
@@ -416,8 +420,8 @@ class WorkArea:
         relpath = f"recovered-{job_dir.name}{found.name[len(INPUT_STEM):]}"
         record = JobRecord.start(job_dir.name, folder_name, relpath, self._now())
         job = ClaimedJob(job_dir, journal, record, lock_fd)
-        try:
-            _journal_claimed(job)
+        try:  # journaled now: the old journal is gone
+            job.save(_claimed(job.record, job.input_path))
         except BaseException:
             job.release()
             raise
@@ -447,10 +451,10 @@ class WorkArea:
         return iso_utc(self._clock())
 
 
-def _journal_claimed(job: ClaimedJob) -> None:
-    """Journal ``claimed`` with the fingerprint of the input now in the job dir. Raises OSError."""
-    job.save(job.record.advance(JobState.CLAIMED,
-                                input_fingerprint=fingerprint_of(job.input_path)))
+def _claimed(record: JobRecord, input_path: Path) -> JobRecord:
+    """``record`` made ``claimed`` with the fingerprint of its input, now in the job dir.
+    Raises OSError."""
+    return record.advance(JobState.CLAIMED, input_fingerprint=fingerprint_of(input_path))
 
 
 def _discard_temp_outputs(record: JobRecord) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from bgcut_watchd.cli import main
-from bgcut_watchd.commands.process import process_paths
+from bgcut_watchd.commands.process import EXTRA_CLAIMS, process_paths
 from bgcut_watchd.fake_api import FakeApiServer
 from tests.hostile import make_text_named_jpg, make_valid_jpeg, make_valid_png
 from tests.support import (
@@ -22,6 +22,7 @@ from tests.support import (
     REPO,
     InProcessDaemon,
     files_under,
+    job_dirs,
     load_checked,
     visible_files,
     wait_for,
@@ -285,6 +286,10 @@ def _start_process(tmp_path: Path, emulator: FakeApiServer,
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     wait_for(lambda: any(r.endpoint == "upload" for r in emulator.requests()),
              what="the first job under way")
+    # The first job uploads while the others of the window are still being claimed (copied
+    # in): wait for the window, so what a signal leaves does not depend on timing.
+    wait_for(lambda: len(job_dirs(tmp_path / "studio" / "inbox")) == 1 + EXTRA_CLAIMS,
+             what="the claim window full")
     return proc, config, src
 
 
@@ -303,7 +308,7 @@ def test_a_signal_finishes_the_running_job_and_leaves_the_rest(
     assert f"process: stopping: interrupted ({signum.name})" in err
     assert "Traceback" not in err
     assert "done: 1, quarantined: 0, failed: 0, unfinished: 5" in out  # the warm stop
-    assert out.count("not started: left untouched") == 6 - 3  # workers + EXTRA_CLAIMS claimed
+    assert out.count("not started: left untouched") == 6 - (1 + EXTRA_CLAIMS)  # 1 worker
     assert _snapshot(src) == before
     assert len(visible_files(tmp_path / "studio" / "outbox")) == OUTPUTS
 

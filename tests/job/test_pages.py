@@ -72,10 +72,16 @@ def save(self, record):
     return written
 workarea.ClaimedJob.save = save
 
+real_claimed = workarea._claimed
+def claimed(record, input_path):
+    if point == "moved-not-claimed" and record.page == 2:
+        die()  # the page file is in its new dir, journaled "claiming" (the journal stays so
+        # until the page's job writes again)
+    return real_claimed(record, input_path)
+workarea._claimed = claimed
+
 real_write = journal.Journal.write
 def write(self, record):
-    if point == "moved-not-claimed" and record.page == 2 and record.state is JobState.CLAIMED:
-        die()  # the page file is in its new dir, still journaled "claiming"
     written = real_write(self, record)
     if point == "claiming-not-moved" and record.page == 2 and record.state is JobState.CLAIMING:
         die()  # the new dir is journaled, the page file not moved yet

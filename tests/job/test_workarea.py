@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -37,7 +38,16 @@ def inbox(tmp_path: Path) -> Path:
     return path
 
 
-def test_claim_moves_the_input_and_journals_claimed(inbox: Path) -> None:
+def test_claim_moves_the_input_and_journals_claiming_once(
+        inbox: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    writes: list[JobState] = []
+    real_write = Journal.write
+
+    def counted(journal: Journal, record: JobRecord) -> JobRecord:
+        writes.append(record.state)
+        return real_write(journal, record)
+
+    monkeypatch.setattr(Journal, "write", counted)
     source = drop(inbox, "sub/Photo.JPG", b"pixels")
     job = claim(WorkArea(inbox), source)
     try:
@@ -46,8 +56,13 @@ def test_claim_moves_the_input_and_journals_claimed(inbox: Path) -> None:
         assert job.input_path.read_bytes() == b"pixels"
         assert job.record.state is JobState.CLAIMED
         assert (job.record.folder, job.record.original_relpath) == (FOLDER, "sub/Photo.JPG")
-        assert Journal(job.job_dir).read() == job.record
+        # One durable write: "claimed" is kept, journaled with the job's next write (a crash
+        # before it leaves "claiming" with the input in, which recovery resumes).
+        assert writes == [JobState.CLAIMING]
+        assert Journal(job.job_dir).read().state is JobState.CLAIMING
         assert sorted(os.listdir(job.job_dir)) == ["input.jpg", "job.json", "lock"]
+        job.save(job.record)
+        assert Journal(job.job_dir).read() == job.record
     finally:
         job.release()
 
@@ -149,8 +164,10 @@ def test_release_lets_another_work_area_recover_the_job(inbox: Path) -> None:
     assert other.recover(FOLDER) == []  # held by the owner (another open file description)
     owner.release()
     [resumed] = other.recover(FOLDER)
-    try:
-        assert resumed.record == owner.record
+    try:  # recovery journals "claimed" (the owner had only kept it) with the same fingerprint
+        assert resumed.record == dataclasses.replace(owner.record,
+                                                     updated_at=resumed.record.updated_at)
+        assert Journal(resumed.job_dir).read() == resumed.record
         assert resumed.input_path.exists()
     finally:
         resumed.release()
@@ -385,9 +402,10 @@ def test_the_claim_journals_the_variant_set_and_the_input_fingerprint(inbox: Pat
     job = WorkArea(inbox).claim(FOLDER, source, variants)
     assert job is not None
     try:
-        record = Journal(job.job_dir).read()
-        assert record.variants == variants
-        assert record.input_fingerprint == (6, job.input_path.stat().st_mtime_ns, inode)
+        assert Journal(job.job_dir).read().variants == variants  # before the input moves in
+        assert job.record.input_fingerprint == (6, job.input_path.stat().st_mtime_ns, inode)
+        job.save(job.record)  # the fingerprint is journaled with the job's next write
+        assert Journal(job.job_dir).read().input_fingerprint == job.record.input_fingerprint
     finally:
         job.release()
 

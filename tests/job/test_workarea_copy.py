@@ -29,7 +29,7 @@ def source(tmp_path: Path) -> Path:
     return path
 
 
-def test_copy_claim_leaves_the_source_and_journals_claimed(inbox: Path, source: Path) -> None:
+def test_copy_claim_leaves_the_source_and_is_claimed(inbox: Path, source: Path) -> None:
     job = WorkArea(inbox).claim_copy(FOLDER, source, "sub/Shot.JPG")
     assert job is not None
     try:
@@ -39,8 +39,10 @@ def test_copy_claim_leaves_the_source_and_journals_claimed(inbox: Path, source: 
         assert not job.input_path.samefile(source)
         assert (job.record.state, job.record.original_relpath) == (JobState.CLAIMED,
                                                                    "sub/Shot.JPG")
-        assert Journal(job.job_dir).read() == job.record
+        assert Journal(job.job_dir).read().state is JobState.CLAIMING  # "claimed" is kept
         assert sorted(os.listdir(job.job_dir)) == ["input.jpg", "job.json", "lock"]
+        job.save(job.record)  # and journaled with the job's next write
+        assert Journal(job.job_dir).read() == job.record
     finally:
         job.release()
 
