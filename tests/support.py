@@ -43,7 +43,7 @@ from tests.hostile import make_valid_avif, make_valid_jpeg, make_valid_png, make
 
 REPO = Path(__file__).resolve().parent.parent
 API_KEY = "test-key-Zq81SECRET"
-KILL_STATES = ("claiming", "uploaded", "processed", "downloaded", "published")
+KILL_STATES = ("claiming", "uploaded", "downloaded", "published")
 UPLOAD_PREFIX = "bgcut-watchd"  # the default api.upload_prefix: remote paths are <prefix>/<job>/...
 VARIANT_SUFFIXES = ("full.png", "thumb.webp", "white.jpg")  # write_config's default variants
 WORK_DIR = ".bgcut-work"

@@ -304,9 +304,17 @@ class JobRunner:
             return
         outputs = self._call_process(job, variants, wanted, redo=False)
         job.timeline.mark("process")
-        job.save(job.record.advance(JobState.PROCESSED, remote_outputs=tuple(outputs),
-                                    last_stage="process"))
-        job.timeline.mark("journal")
+        processed = job.record.advance(JobState.PROCESSED, remote_outputs=tuple(outputs),
+                                       last_stage="process")
+        if outputs == wanted:
+            # Kept, journaled with the job's next write (the chosen names, after the downloads
+            # and checks; or a failed download's): a crash before it restarts from the "sent"
+            # mark, whose look-out finds these outputs where they were asked for and pays
+            # nothing again. Off the critical path: the downloads start at once.
+            job.keep(processed)
+        else:  # stored elsewhere than asked: a look-out would not find them
+            job.save(processed)
+            job.timeline.mark("journal")
 
     def _redo_process(self, job: ClaimedJob) -> None:
         """An output came back bad twice in a row: it may be broken on the service's side, so
@@ -435,6 +443,9 @@ class JobRunner:
         elif any(isinstance(exc, BadOutputError) for exc in failed):
             job.save(job.record.advance(JobState.PROCESSED,
                                         last_stage=_after_bad_output(job.record.last_stage)))
+        else:  # a job that waits to fetch again waits journaled "processed", its outputs named
+            with contextlib.suppress(OSError):  # unwritable: a restart's look-out finds them
+                job.save(job.record)
         raise decisive(failed)
 
     def _verify(self, job: ClaimedJob, path: Path, index: int,

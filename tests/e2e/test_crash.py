@@ -135,3 +135,39 @@ def test_a_job_killed_after_its_downloads_resumes_without_any_api_call(
     assert "1 unfinished job(s) resumed" in second.log_text()
     assert [sha256_of(p) for p in files_under(root / "archive")] == [source_hash]
     assert_outbox_complete_and_decodable(root / "outbox", ["sub/shot.jpg"])
+
+
+# -- a kill while the outputs download: the process call's answer is not journaled yet ----------
+
+def test_a_job_killed_while_its_outputs_download_pays_nothing_again(
+    tmp_path: Path, emulator: FakeApiServer,
+) -> None:
+    # The answer of the paid call is kept in memory and journaled with the job's next write
+    # (one durable write fewer on the critical path): the journal still holds the "sent" mark
+    # while the downloads run, and a restart's look-out finds the outputs instead of paying.
+    emulator.update(latency_process_s=0.05, latency_download_s=30.0)
+    config = write_config(tmp_path, emulator.base_url)
+    root = tmp_path / "studio"
+    inbox = root / "inbox"
+    source_hash = sha256_of(make_valid_jpeg(inbox, "shot.jpg"))
+
+    with DaemonProcess(config) as first:
+        wait_for(lambda: "process" in [e.endpoint for e in emulator.requests()]
+                 and emulator.requests_in_progress() >= 1,
+                 timeout_s=10, what="the process call answered, the downloads under way")
+        [record] = journals(inbox)
+        assert (record["state"], bool(record["process_sent_at"])) == ("uploaded", True)
+        assert record["remote_outputs"] == []  # kept, not journaled
+        first.kill9()
+    emulator.update(latency_download_s=0.02)
+    calls_before = len(emulator.requests())
+
+    with DaemonProcess(config) as second:
+        wait_for(lambda: len(files_under(root / "archive")) == 1 and not job_dirs(inbox),
+                 timeout_s=20, what="the resumed job archived")
+        assert second.terminate() == 0
+    after = [e.endpoint for e in emulator.requests()[calls_before:]]
+    assert after and set(after) == {"download"}  # looked for and fetched, never paid again
+    assert "outputs found, not paid again" in second.log_text()
+    assert [sha256_of(p) for p in files_under(root / "archive")] == [source_hash]
+    assert_outbox_complete_and_decodable(root / "outbox", ["shot.jpg"])
