@@ -6,10 +6,10 @@ job cannot go below while it keeps its promises, whatever the rest of it costs.
   one daemon round's own inputs and outputs.
 - :func:`durable_steps_cpu_s`: one job's durable bookkeeping as the daemon does it, with the
   daemon's own functions, on the same filesystem as its rounds: the claim (job dir, journal,
-  rename, directory fsyncs), the journal's other writes, three outputs written, fdatasynced and
-  renamed, the set published, the input archived, the ledger's three writes, the job dir
-  removed. No HTTP and no decoding: those are measured apart (the peers' CPU per job, and the
-  checks above).
+  rename, directory fsyncs), the journal's three other writes (the paid call's "sent" mark, the
+  chosen names, published), three outputs written, fdatasynced and renamed, the set published,
+  the input archived, the ledger's three writes, the job dir removed. No HTTP and no
+  decoding: those are measured apart (the peers' CPU per job, and the checks above).
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ def _one_job(area: WorkArea, ledger: Ledger, source: Path, datas: list[bytes], o
     ledger.update(job.job_id, sha256=sha256_of_regular_file(job.input_path), stage="upload")
     job.save(job.record.advance(JobState.UPLOADED, remote_input="in",  # the paid call's mark
                                 process_sent_at=job.record.updated_at))
-    job.save(job.record.advance(JobState.PROCESSED, remote_outputs=tuple(
+    job.keep(job.record.advance(JobState.PROCESSED, remote_outputs=tuple(  # as the daemon does
         f"out/{n}" for n in range(len(datas)))))
     temps = []
     for index, data in enumerate(datas):
