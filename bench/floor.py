@@ -37,8 +37,7 @@ def promised_checks_cpu_s(round_root: Path) -> float:
     outputs of the daemon round under ``round_root``."""
     folder = load_config(round_root / "config.toml").folders[0]
     variants = {variant.name: variant for variant in folder.variants}
-    inputs = sorted((round_root / "studio" / "archive").iterdir())
-    outputs = sorted((round_root / "studio" / "outbox").iterdir())
+    inputs, outputs = _round_files(round_root)
     started = time.process_time()
     for path in inputs:
         validate_input(path, max_bytes=10**9, max_pixels=10**9)
@@ -52,8 +51,7 @@ def durable_steps_cpu_s(round_root: Path, root: Path) -> float:
     """CPU seconds per job, alone in one thread, of one job's durable bookkeeping, replayed in
     ``root`` (created; same filesystem as the rounds) with the inputs and outputs of the
     daemon round under ``round_root``."""
-    inputs = sorted((round_root / "studio" / "archive").iterdir())
-    outputs = sorted((round_root / "studio" / "outbox").iterdir())
+    inputs, outputs = _round_files(round_root)
     per_job = len(outputs) // len(inputs)
     inbox, outbox, archive = root / "inbox", root / "outbox", root / "archive"
     for folder in (inbox, outbox, archive):
@@ -71,6 +69,13 @@ def durable_steps_cpu_s(round_root: Path, root: Path) -> float:
     return spent / len(inputs)
 
 
+def _round_files(round_root: Path) -> tuple[list[Path], list[Path]]:
+    """The archived inputs and the published outputs of the daemon round under ``round_root``,
+    sorted (so each job's outputs are together)."""
+    studio = round_root / "studio"
+    return sorted((studio / "archive").iterdir()), sorted((studio / "outbox").iterdir())
+
+
 def _one_job(area: WorkArea, ledger: Ledger, source: Path, datas: list[bytes], outbox: Path,
              archive: Path) -> None:
     job = area.claim("studio", source)  # journal: claiming, claimed
@@ -86,8 +91,7 @@ def _one_job(area: WorkArea, ledger: Ledger, source: Path, datas: list[bytes], o
         part = download_path_for(outbox, job.job_id, index)
         part.write_bytes(data)
         fsync_file(part)
-        part.rename(temp_path_for(outbox, job.job_id, index))
-        temps.append(temp_path_for(outbox, job.job_id, index))
+        temps.append(part.rename(temp_path_for(outbox, job.job_id, index)))
     finals = [outbox / f"{source.stem}.{index}.out" for index in range(len(datas))]
     job.save(job.record.advance(JobState.DOWNLOADED, temp_outputs=tuple(map(os.fsdecode, temps)),
                                 final_outputs=tuple(map(os.fsdecode, finals))))

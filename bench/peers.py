@@ -155,22 +155,31 @@ def tuned_folder(base_url: str, api_key: str, inbox: Path, out_dir: Path,
     images = _images(inbox, out_dir)
     job_sessions = _Sessions(api_key, pool_maxsize=1)
     fetch_sessions = _Sessions(api_key, pool_maxsize=1)
+    try:
+        return _timed_with_fetchers(
+            images, workers,
+            lambda image: _upload_and_process(job_sessions.get(), base_url, image, "tuned"),
+            lambda remote: _download_streamed(fetch_sessions.get(), base_url, remote, out_dir))
+    finally:
+        job_sessions.close()
+        fetch_sessions.close()
+
+
+def _timed_with_fetchers(images: list[Path], workers: int,
+                         remotes_of: Callable[[Path], list[str]],
+                         fetch: Callable[[str], None]) -> tuple[int, float]:
+    """:func:`_timed` of jobs that upload and process an image (``remotes_of``: its outputs'
+    remote paths), then fetch a job's outputs at once on a shared download pool."""
     fetchers = ThreadPoolExecutor(workers * DOWNLOADS_PER_JOB, thread_name_prefix="download")
 
-    def fetch(remote: str) -> None:
-        _download_streamed(fetch_sessions.get(), base_url, remote, out_dir)
-
     def one(image: Path) -> None:
-        remotes = _upload_and_process(job_sessions.get(), base_url, image, "tuned")
-        for _ in fetchers.map(fetch, remotes):
+        for _ in fetchers.map(fetch, remotes_of(image)):  # re-raises a failed download
             pass
 
     try:
         return _timed(images, one, workers)
     finally:
         fetchers.shutdown()
-        job_sessions.close()
-        fetch_sessions.close()
 
 
 def lean_folder(base_url: str, api_key: str, inbox: Path, out_dir: Path,
@@ -183,7 +192,6 @@ def lean_folder(base_url: str, api_key: str, inbox: Path, out_dir: Path,
     images = _images(inbox, out_dir)
     pool = urllib3.PoolManager(maxsize=workers * (1 + DOWNLOADS_PER_JOB), retries=False)
     auth = {"Authorization": f"Token {api_key}"}
-    fetchers = ThreadPoolExecutor(workers * DOWNLOADS_PER_JOB, thread_name_prefix="download")
 
     def call(method: str, path: str, **kwargs: Any) -> Any:
         answer = pool.request(method, f"{base_url}{path}", timeout=300, **kwargs)
@@ -203,19 +211,18 @@ def lean_folder(base_url: str, api_key: str, inbox: Path, out_dir: Path,
         finally:
             answer.release_conn()
 
-    def one(image: Path) -> None:
+    def upload_and_process(image: Path) -> list[str]:
         stored = call("POST", UPLOAD, headers=auth, fields={
             "upload_path": "lean", "files": (image.name, image.read_bytes())})["file_paths"][0]
         variants = [{**v, "output_file_path": f"lean/out/{image.stem}.{n}.{EXTENSIONS[n]}"}
                     for n, v in enumerate(VARIANTS)]
-        remotes = call("POST", PROCESS, headers={**auth, "Content-Type": "application/json"},
-                       body=json.dumps({"input_file_path": stored,
-                                        "output_variants": variants}))["output_file_paths"]
-        for _ in fetchers.map(fetch, remotes):
-            pass
+        remotes: list[str] = call(
+            "POST", PROCESS, headers={**auth, "Content-Type": "application/json"},
+            body=json.dumps({"input_file_path": stored, "output_variants": variants}),
+        )["output_file_paths"]
+        return remotes
 
     try:
-        return _timed(images, one, workers)
+        return _timed_with_fetchers(images, workers, upload_and_process, fetch)
     finally:
-        fetchers.shutdown()
         pool.clear()

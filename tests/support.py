@@ -476,8 +476,9 @@ def check_after_kill(root: Path, sources: dict[str, str]) -> int:
             image.load()
         sets[str(path.relative_to(outbox)).split(".")[0]] += 1
     intact = set(sources.values())
-    foreign = {str(p.relative_to(root)): (p.stat().st_size, sha256_of(p)[:12])
-               for p in files_under(root / "archive") if sha256_of(p) not in intact}
+    archived = {p: sha256_of(p) for p in files_under(root / "archive")}
+    foreign = {str(p.relative_to(root)): (p.stat().st_size, digest[:12])
+               for p, digest in archived.items() if digest not in intact}
     assert foreign == {}, f"archived files that are no input's bytes (size, sha256): {foreign}"
     return sum(1 for count in sets.values() if count != len(VARIANT_SUFFIXES))
 
