@@ -50,14 +50,17 @@ WORK_DIR = ".bgcut-work"
 
 
 def wait_for(predicate: Callable[[], object], timeout_s: float = 10.0,
-             interval_s: float = 0.02, what: str = "condition") -> None:
-    """Poll ``predicate`` until it is true; fail the test after ``timeout_s``."""
+             interval_s: float = 0.02, what: str = "condition",
+             explain: Callable[[], str] | None = None) -> None:
+    """Poll ``predicate`` until it is true; fail the test after ``timeout_s`` (with what
+    ``explain`` says about the state then, for a failure that happens once in many runs)."""
     deadline = time.monotonic() + timeout_s
     while True:
         if predicate():
             return
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+            detail = f"\n{explain()}" if explain is not None else ""
+            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}{detail}")
         time.sleep(interval_s)  # polling interval of a deadline-bounded wait, not a fixed wait
 
 
@@ -249,10 +252,13 @@ def set_immutable(path: Path, immutable: bool) -> bool:
 
 
 def files_under(folder: Path) -> list[Path]:
-    """Every regular file below ``folder`` (none if it does not exist), sorted."""
-    if not folder.exists():
-        return []
-    return sorted(p for p in folder.rglob("*") if p.is_file())
+    """Every regular file below ``folder`` (none if it does not exist), sorted.
+
+    Safe while a daemon changes the tree: a folder that vanishes between being listed and
+    being read is skipped (``os.walk`` ignores it), where ``Path.rglob`` raises.
+    """
+    found = (Path(top) / name for top, _, names in os.walk(folder) for name in names)
+    return sorted(p for p in found if p.is_file())
 
 
 def visible_files(folder: Path) -> list[Path]:
@@ -297,6 +303,25 @@ def states(inbox: Path) -> list[str]:
 def job_dirs(inbox: Path) -> list[Path]:
     work = inbox / WORK_DIR
     return sorted(p for p in work.iterdir() if p.is_dir()) if work.is_dir() else []
+
+
+def describe_leftovers(inbox: Path, *logs: str) -> str:
+    """What is still in ``inbox``: visible files, and each job dir with its files and journal,
+    with every line of ``logs`` that names one of them."""
+    lines = [f"visible: {[str(p.relative_to(inbox)) for p in visible_files(inbox)]}"]
+    names = {p.name for p in visible_files(inbox)}
+    for job_dir in job_dirs(inbox):
+        names.add(job_dir.name)
+        try:  # the daemon may finish the job while we look
+            files = sorted(p.name for p in job_dir.iterdir())
+            journal = job_dir / "job.json"
+            record = journal.read_text("utf-8")[:600] if journal.exists() else "(no journal)"
+        except OSError as exc:
+            files, record = [], f"(gone: {exc.strerror})"
+        lines.append(f"job {job_dir.name}: {files} journal {record}")
+    for log_text in logs:
+        lines += [line for line in log_text.splitlines() if any(n in line for n in names)]
+    return "\n".join(lines)
 
 
 def disposed_inputs(root: Path) -> list[Path]:

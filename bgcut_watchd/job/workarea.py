@@ -23,6 +23,14 @@ FUSE...) a file unlinked while still open survives as a placeholder (``.nfs*``,
 dirs piled up forever on network shares. Stale placeholders in a leftover job dir (a client
 that died before closing) are unlinked by recovery like any other leftover file.
 
+Our own dirs: the periodic adopting recovery of this process never opens the lock file of a
+job dir this process holds, makes or is removing (``_Owned``). It used to open it and find the
+flock taken, and when that open met our own removal, the unlink of the lock file while our
+recovery held it open left a ``.fuse_hidden*`` placeholder on a FUSE share (or our recovery's
+``O_CREAT`` made a fresh lock file), the directory could not be removed, and it stayed until
+the next rescan (or for good, when the daemon stopped first). A peer daemon's recovery can still
+meet our removal that way; the next recovery removes the leftover.
+
 Over 300 lines on purpose: claiming and recovery share the locking protocol above, and
 its correctness depends on reading both sides of it together.
 """
@@ -35,6 +43,7 @@ import fcntl
 import logging
 import os
 import stat
+import threading
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -60,6 +69,35 @@ WORK_DIR_NAME = ".bgcut-work"
 LOCK_NAME = "lock"
 COPY_TEMP_NAME = ".copy.part"  # a copy-claim's bytes before they become the input
 _GONE = (errno.ENOENT, errno.ENOTDIR)
+
+
+class _Owned:
+    """The job dirs this process holds a flock on, is making or is removing (see "Our own
+    dirs" above). Thread-safe; one for the process, as flocks are per process."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._locked: set[Path] = set()
+        self._removing: set[Path] = set()
+
+    def __contains__(self, job_dir: object) -> bool:
+        with self._guard:
+            return job_dir in self._locked or job_dir in self._removing
+
+    def lock(self, job_dir: Path) -> None:
+        with self._guard:
+            self._locked.add(job_dir)
+
+    def unlock(self, job_dir: Path) -> None:
+        with self._guard:
+            self._locked.discard(job_dir)
+
+    def removing(self, job_dir: Path, busy: bool) -> None:
+        with self._guard:
+            (self._removing.add if busy else self._removing.discard)(job_dir)
+
+
+_OWNED = _Owned()
 
 
 class ClaimedJob:
@@ -101,6 +139,7 @@ class ClaimedJob:
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
+            _OWNED.unlock(self.job_dir)
 
     def finish(self) -> None:
         """Remove the job dir after disposal or quarantine, releasing the lock on the way.
@@ -129,7 +168,17 @@ def _find_input(job_dir: Path) -> Path | None:
 
 def _remove_job_dir(job_dir: Path, release: Callable[[], None] = lambda: None) -> None:
     """Unlink every file of ``job_dir`` but the lock, ``release`` the lock (always, even when
-    an unlink fails), unlink the lock file, rmdir, fsync the work area. Raises OSError."""
+    an unlink fails), unlink the lock file, rmdir, fsync the work area. Raises OSError.
+
+    Our own recovery leaves the dir alone all along (``_OWNED``)."""
+    _OWNED.removing(job_dir, True)
+    try:
+        _remove_owned_job_dir(job_dir, release)
+    finally:
+        _OWNED.removing(job_dir, False)
+
+
+def _remove_owned_job_dir(job_dir: Path, release: Callable[[], None]) -> None:
     try:
         with os.scandir(job_dir) as entries:
             names = [e.name for e in entries if e.name != LOCK_NAME]
@@ -161,13 +210,14 @@ def _unlink_leftover(path: Path) -> None:
         log.info("workarea: %s is still open elsewhere; left for a later recovery", path)
 
 
-def _closer(fd: int) -> Callable[[], None]:
-    """A release for a bare lock fd that closes it on its first call only."""
+def _closer(job_dir: Path, fd: int) -> Callable[[], None]:
+    """A release for a bare lock fd on ``job_dir`` that closes it on its first call only."""
     pending = [fd]
 
     def close() -> None:
         while pending:
             os.close(pending.pop())
+            _OWNED.unlock(job_dir)
 
     return close
 
@@ -187,6 +237,7 @@ def _try_lock(job_dir: Path) -> int | None:
     except BaseException:
         os.close(fd)
         raise
+    _OWNED.lock(job_dir)
     return fd
 
 
@@ -226,16 +277,20 @@ class WorkArea:
         """
         self._ensure_root()
         job_dir = self.root / self._new_job_id()
-        job_dir.mkdir()
-        fsync_dir(self.root)
+        _OWNED.lock(job_dir)  # before it exists: our own recovery never opens its lock file
         try:
+            job_dir.mkdir()
+            fsync_dir(self.root)
             lock_fd = _try_lock(job_dir)
-        except OSError as exc:
-            if exc.errno in _GONE:  # another daemon's recovery removed our brand-new dir
-                return None
-            _remove_job_dir(job_dir)
+        except BaseException as exc:
+            _OWNED.unlock(job_dir)
+            if isinstance(exc, OSError) and exc.errno in _GONE and job_dir.parent.is_dir():
+                return None  # another daemon's recovery removed our brand-new dir
+            if job_dir.is_dir():
+                _remove_job_dir(job_dir)
             raise
         if lock_fd is None:  # another daemon's recovery holds it and will remove it
+            _OWNED.unlock(job_dir)
             return None
         return job_dir, lock_fd
 
@@ -267,7 +322,7 @@ class WorkArea:
             record = journal.write(start)
             path.rename(job_dir / input_name_for(start.original_relpath))
         except BaseException as exc:
-            release = _closer(lock_fd)
+            release = _closer(job_dir, lock_fd)
             try:
                 if _find_input(job_dir) is None:
                     _remove_job_dir(job_dir, release)
@@ -318,7 +373,7 @@ class WorkArea:
             return self._copy_in(start, source, job_dir, lock_fd)
         except BaseException:
             # Only our copy is lost: the source never moved. The lock is released either way.
-            _remove_job_dir(job_dir, _closer(lock_fd))
+            _remove_job_dir(job_dir, _closer(job_dir, lock_fd))
             raise
 
     def _copy_in(self, start: JobRecord, source: Path, job_dir: Path,
@@ -366,6 +421,9 @@ class WorkArea:
             return sorted(Path(e.path) for e in entries if e.is_dir(follow_symlinks=False))
 
     def _recover_one(self, folder_name: str, job_dir: Path) -> ClaimedJob | None:
+        if job_dir in _OWNED:
+            log.debug("workarea: %s is this process's own job, skipped", job_dir.name)
+            return None
         lock_fd = _try_lock(job_dir)
         if lock_fd is None:
             log.debug("workarea: %s is owned by a live process, skipped", job_dir.name)
@@ -408,15 +466,24 @@ class WorkArea:
     def _recover_unreadable(
         self, folder_name: str, job_dir: Path, journal: Journal, lock_fd: int, exc: Exception,
     ) -> ClaimedJob | None:
-        found = _find_input(job_dir)
+        release = _closer(job_dir, lock_fd)
+        try:  # e.g. ENOENT: the dir went with its owner's removal while we took the lock
+            found = _find_input(job_dir)
+        except BaseException:
+            release()
+            raise
         if found is None:
             log.warning("workarea: removing %s: no input, journal unreadable (%s)", job_dir, exc)
-            _remove_job_dir(job_dir, _closer(lock_fd))
+            _remove_job_dir(job_dir, release)
             return None
         log.warning("workarea: journal of %s unreadable (%s); resuming its input as a new job",
                     job_dir.name, exc)
-        if journal.path.exists():
-            journal.path.replace(job_dir / "job.json.corrupt")
+        try:
+            if journal.path.exists():
+                journal.path.replace(job_dir / "job.json.corrupt")
+        except BaseException:
+            release()
+            raise
         relpath = f"recovered-{job_dir.name}{found.name[len(INPUT_STEM):]}"
         record = JobRecord.start(job_dir.name, folder_name, relpath, self._now())
         job = ClaimedJob(job_dir, journal, record, lock_fd)

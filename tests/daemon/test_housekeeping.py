@@ -37,7 +37,7 @@ def test_subfolders_the_daemon_emptied_are_removed_never_the_inbox(
         if enabled:
             wait_for(lambda: not (inbox / "shoot").exists(), what="the emptied drop removed")
         else:
-            wait_for(lambda: not list((inbox / "shoot").rglob("*.jpg")), what="files taken")
+            wait_for(lambda: not files_under(inbox / "shoot"), what="files taken")
     assert inbox.is_dir() and (inbox / "kept-empty").is_dir()
     assert (inbox / "shoot" / "day2").is_dir() is (not enabled)
 

@@ -124,7 +124,9 @@ def test_401_then_402_then_fixed_quarantines_nothing_probes_once_per_pause_and_r
                  and not job_dirs(inbox), timeout_s=pause_s + 20, what="every input archived")
         resumed_s = time.monotonic() - fixed
         assert daemon.proc is not None and daemon.proc.poll() is None  # no restart needed
-        assert pause_reason(state_dir) is None
+        # status.json is rewritten once a second: the lifted pause shows within one report.
+        wait_for(lambda: pause_reason(state_dir) is None, timeout_s=5.0,
+                 what="the lifted pause reported")
         assert daemon.terminate() == 0
 
     entries = emulator.requests()

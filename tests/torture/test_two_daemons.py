@@ -20,6 +20,7 @@ from tests.support import (
     DaemonProcess,
     InboxWriter,
     assert_outbox_complete_and_decodable,
+    describe_leftovers,
     files_under,
     job_dirs,
     sha256_of,
@@ -72,7 +73,9 @@ def test_two_daemons_on_one_inbox_process_every_file_exactly_once(
         sources.update(writer.hashes)
         wait_for(lambda: len(files_under(root / "archive")) >= SIZES.twin_files
                  and not job_dirs(inbox) and not visible_files(inbox),
-                 timeout_s=120, interval_s=0.1, what="every input archived")
+                 timeout_s=120, interval_s=0.1, what="every input archived",
+                 explain=lambda: describe_leftovers(inbox, daemon_a.log_text(),
+                                                    daemon_b.log_text()))
         elapsed_s = time.monotonic() - started
         assert daemon_a.terminate() == 0 and daemon_b.terminate() == 0
 
