@@ -319,8 +319,8 @@ def describe_leftovers(inbox: Path, *logs: str) -> str:
         except OSError as exc:
             files, record = [], f"(gone: {exc.strerror})"
         lines.append(f"job {job_dir.name}: {files} journal {record}")
-    for log_text in logs:
-        lines += [line for line in log_text.splitlines() if any(n in line for n in names)]
+    for log_text in logs:  # the last 40 lines of each log that name one of them
+        lines += [line for line in log_text.splitlines() if any(n in line for n in names)][-40:]
     return "\n".join(lines)
 
 

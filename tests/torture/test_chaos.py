@@ -22,6 +22,7 @@ from tests.support import (
     VARIANT_SUFFIXES,
     DaemonProcess,
     assert_outbox_complete_and_decodable,
+    describe_leftovers,
     files_under,
     job_dirs,
     sha256_of,
@@ -90,7 +91,8 @@ def test_api_chaos_processes_every_input_within_1_8x_the_calls(
     with DaemonProcess(config) as daemon:
         wait_for(lambda: len(files_under(root / "archive")) + len(files_under(root / "quarantine"))
                  >= SIZES.chaos_files and not job_dirs(root / "inbox"),
-                 timeout_s=SIZES.timeout_s - 30, interval_s=0.2, what="every input disposed")
+                 timeout_s=SIZES.timeout_s - 30, interval_s=0.2, what="every input disposed",
+                 explain=lambda: describe_leftovers(root / "inbox", daemon.log_text()))
         elapsed_s = time.monotonic() - started
         assert daemon.terminate() == 0
 

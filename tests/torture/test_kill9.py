@@ -21,6 +21,7 @@ from tests.support import (
     api_calls_per_job,
     assert_outbox_complete_and_decodable,
     calls_after_full_download,
+    describe_leftovers,
     disposed_inputs,
     files_under,
     inputs_anywhere,
@@ -74,7 +75,8 @@ def test_kill_9_at_random_moments_while_files_stream_in(
     writer.join(timeout_s=120)
     with DaemonProcess(config) as final:
         wait_for(lambda: len(disposed_inputs(root)) >= SIZES.kill_files and not job_dirs(inbox)
-                 and not visible_files(inbox), timeout_s=120, what="every input disposed")
+                 and not visible_files(inbox), timeout_s=120, what="every input disposed",
+                 explain=lambda: describe_leftovers(inbox, final.log_text()))
         assert final.terminate(timeout_s=15) == 0
     elapsed_s = time.monotonic() - started
 

@@ -20,6 +20,7 @@ from bgcut_watchd.fake_api import FakeApiServer
 from bgcut_watchd.fake_api.reqlog import RequestLogEntry
 from tests.support import (
     DaemonProcess,
+    describe_leftovers,
     drop_images,
     files_under,
     job_dirs,
@@ -121,7 +122,8 @@ def test_401_then_402_then_fixed_quarantines_nothing_probes_once_per_pause_and_r
         emulator.update(credits_exhausted=False)
         fixed = time.monotonic()
         wait_for(lambda: len(files_under(root / "archive")) == 3 * FILES_PER_PHASE
-                 and not job_dirs(inbox), timeout_s=pause_s + 20, what="every input archived")
+                 and not job_dirs(inbox), timeout_s=pause_s + 20, what="every input archived",
+                 explain=lambda: describe_leftovers(inbox, daemon.log_text()))
         resumed_s = time.monotonic() - fixed
         assert daemon.proc is not None and daemon.proc.poll() is None  # no restart needed
         # status.json is rewritten once a second: the lifted pause shows within one report.
