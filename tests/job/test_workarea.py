@@ -163,7 +163,7 @@ def test_finish_removes_the_job_dir_once_the_input_is_gone(inbox: Path, tmp_path
 def test_release_lets_another_work_area_recover_the_job(inbox: Path) -> None:
     owner = claim(WorkArea(inbox), drop(inbox, "a.png"))
     other = WorkArea(inbox)
-    assert other.recover(FOLDER) == []  # held by the owner (another open file description)
+    assert other.recover(FOLDER) == []  # held by its owner (this process: skipped unopened)
     owner.release()
     [resumed] = other.recover(FOLDER)
     try:  # recovery journals "claimed" (the owner had only kept it) with the same fingerprint
