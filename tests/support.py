@@ -306,10 +306,15 @@ def job_dirs(inbox: Path) -> list[Path]:
 
 
 def describe_leftovers(inbox: Path, *logs: str) -> str:
-    """What is still in ``inbox``: visible files, and each job dir with its files and journal,
-    with every line of ``logs`` that names one of them."""
+    """What is still in ``inbox``: visible files, and each job dir with its files and journal;
+    what the quarantine beside it (``write_config``'s layout) holds, with each reason; and the
+    last lines of each of ``logs`` that name one of them."""
     lines = [f"visible: {[str(p.relative_to(inbox)) for p in visible_files(inbox)]}"]
     names = {p.name for p in visible_files(inbox)}
+    for error_file in files_under(inbox.parent / "quarantine"):
+        if error_file.name.endswith(".error.json"):
+            names.add(error_file.name.removesuffix(".error.json"))
+            lines.append(f"quarantined: {error_file.read_text('utf-8', 'replace')[:400]}")
     for job_dir in job_dirs(inbox):
         names.add(job_dir.name)
         try:  # the daemon may finish the job while we look
