@@ -337,9 +337,10 @@ def disposed_inputs(root: Path) -> list[Path]:
 
 
 def inputs_anywhere(root: Path) -> Counter[str]:
-    """Hashes of every input in the inbox, the work area, the archive and the quarantine."""
+    """Hashes of every input in the inbox, the work area, the archive and the quarantine.
+    For a stopped (or killed) daemon: a file moved while we hash it would be missed."""
     inbox = root / "inbox"
-    work_inputs = [p for d in job_dirs(inbox) for p in d.iterdir() if p.name.startswith("input")]
+    work_inputs = [p for p in files_under(inbox / WORK_DIR) if p.name.startswith("input")]
     places = visible_files(inbox) + work_inputs + disposed_inputs(root)
     return Counter(sha256_of(p) for p in places)
 

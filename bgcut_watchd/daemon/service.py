@@ -284,12 +284,18 @@ class Service:
             self.reporter.forget_written()
 
     def _sleep_s(self) -> float:
+        """Until the next thing due: a settled file, a turn while jobs run, or the report
+        (never later than ``REPORT_EVERY_S`` after the last one: an idle sleep begun just before
+        a report was due used to put up to two seconds between two WATCHDOG=1)."""
         if self.intake.scanning:
             return 0.0  # the next slice of the scan, after a look at what is due
+        now = self.clock()
+        report_in = max(0.0, self._next_report - now)
         deadline = self.intake.next_deadline()
         if deadline is None:
-            return IDLE_TICK_S if self.engine.scheduler.is_idle() else TICK_S * 4
-        return min(IDLE_TICK_S, max(TICK_S, deadline - self.clock()))
+            turn = IDLE_TICK_S if self.engine.scheduler.is_idle() else TICK_S * 4
+            return min(turn, report_in)
+        return min(IDLE_TICK_S, report_in, max(TICK_S, deadline - now))
 
     def _report(self) -> None:
         self.reporter.write()

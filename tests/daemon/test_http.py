@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -132,11 +133,29 @@ def test_healthz_follows_the_main_loop(tmp_path: Path, emulator: FakeApiServer) 
     config = write_config(tmp_path, emulator.base_url, http={"listen": "127.0.0.1:0"})
     with InProcessDaemon(config) as daemon:
         wait_for(lambda: daemon.service.monitor.url, 10, what="the listener")
-        url = f"{daemon.service.monitor.url}healthz"
+        service = daemon.service
+        url = f"{service.monitor.url}healthz"
         assert requests.get(url, timeout=5).status_code == 200
-        daemon.service._last_tick_s -= 60  # as if the loop had hung a minute ago
-        answer = requests.get(url, timeout=5)
+        # Hold the loop at the start of its next turn, so no turn resets the clock below (one
+        # did, about one run in fifty, between the change and the request).
+        entered, release = threading.Event(), threading.Event()
+        real_tick = service.tick
+
+        def held_tick() -> None:
+            entered.set()
+            release.wait(30)
+            real_tick()
+
+        service.tick = held_tick  # type: ignore[method-assign]
+        try:
+            assert entered.wait(10)
+            service._last_tick_s -= 60  # as if the loop had hung a minute ago
+            answer = requests.get(url, timeout=5)
+        finally:
+            release.set()
         assert answer.status_code == 503 and "main loop" in answer.text
+        wait_for(lambda: requests.get(url, timeout=5).status_code == 200,
+                 what="healthy again once the loop turns")
 
 
 @pytest.mark.slow

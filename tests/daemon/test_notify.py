@@ -64,10 +64,12 @@ def test_ready_status_watchdog_and_stopping_reach_the_notify_socket(
     stopping = notify_socket.lines("STOPPING=1")
     assert len(stopping) == 1
     assert notify_socket.lines("READY=1")[0].at_s < stopping[0].at_s
-    # WATCHDOG=1 kept coming while idle (every WatchdogSec/2 = 1 s), never later than WatchdogSec
+    # WATCHDOG=1 kept coming, busy and idle, every report (1 s, WatchdogSec/2), with a margin
+    # well short of WatchdogSec: an idle sleep begun just before a report was due used to put
+    # up to 2 s between two beats (1.5-1.65 s measured).
     beats = [n.at_s for n in notify_socket.lines("WATCHDOG=1") if n.at_s < stopping[0].at_s]
     assert len(beats) >= 3
-    assert max(b - a for a, b in itertools.pairwise(beats)) < 2.0  # systemd's WatchdogSec
+    assert max(b - a for a, b in itertools.pairwise(beats)) < 1.4, beats
 
 
 def test_sighup_sends_reloading_then_ready(

@@ -15,6 +15,7 @@ from tests.hostile import make_valid_jpeg
 from tests.support import (
     DaemonProcess,
     InProcessDaemon,
+    all_requests,
     assert_outbox_complete_and_decodable,
     files_under,
     job_dirs,
@@ -87,7 +88,7 @@ def test_a_local_render_job_killed_after_rendering_resumes_without_any_api_call(
         wait_for(lambda: [r["state"] for r in journals(inbox)] == ["downloaded"],
                  what="the job journaled as downloaded")
         first.kill9()
-    assert [e.endpoint for e in emulator.requests()] == ["upload", "process", "download"]
+    assert [e.endpoint for e in all_requests(emulator)] == ["upload", "process", "download"]
     temps = sorted(p.name for p in (root / "outbox" / "sub").iterdir() if p.is_file())
     assert [name.rsplit("-", 1)[1] for name in temps] == ["1.part", "2.part", "3.part"]
     unblock()
@@ -95,5 +96,5 @@ def test_a_local_render_job_killed_after_rendering_resumes_without_any_api_call(
         wait_for(lambda: len(files_under(root / "archive")) == 1 and not job_dirs(inbox),
                  what="the resumed job archived")
         assert second.terminate() == 0
-    assert len(emulator.requests()) == 3  # nothing uploaded, processed or fetched again
+    assert len(all_requests(emulator)) == 3  # nothing uploaded, processed or fetched again
     assert_outbox_complete_and_decodable(root / "outbox", ["sub/shot.jpg"])

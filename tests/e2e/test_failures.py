@@ -56,10 +56,14 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _kept_inputs(inbox: Path) -> list[str]:
-    """sha256 of every input still in the inbox or in its work area."""
-    work = [p for p in files_under(inbox / ".bgcut-work") if p.name.startswith("input")]
-    return sorted(_sha256(p) for p in [*visible_files(inbox), *work])
+def _kept_inputs(inbox: Path) -> list[str] | None:
+    """sha256 of every input still in the inbox or in its work area; None when a claim moved
+    one while we looked (a running daemon claims during a pause too: look again)."""
+    try:
+        work = [p for p in files_under(inbox / ".bgcut-work") if p.name.startswith("input")]
+        return sorted(_sha256(p) for p in [*visible_files(inbox), *work])
+    except FileNotFoundError:
+        return None
 
 
 def _status(tmp_path: Path) -> dict[str, Any]:
@@ -134,7 +138,10 @@ def test_account_failure_pauses_all_api_work_and_resumes_by_itself(
         paused_log = emulator.requests()
         assert files_under(tmp_path / "studio" / "quarantine") == []
         assert files_under(tmp_path / "studio" / "outbox") == []
-        assert _kept_inputs(inbox) == sorted(sources)
+        # Every input is kept, in the inbox or claimed (a claim between the two looks of one
+        # listing misses a file: the next listing finds it).
+        wait_for(lambda: _kept_inputs(inbox) == sorted(sources), timeout_s=5,
+                 what="every input kept", explain=lambda: str(_kept_inputs(inbox)))
         emulator.update(**{fault: False})
         wait_for(lambda: len(files_under(tmp_path / "studio" / "archive")) == 6,
                  timeout_s=15, what="every input archived after the fault cleared")
@@ -175,7 +182,8 @@ def test_an_unreachable_service_pauses_all_api_work_quarantines_nothing_and_resu
         assert not poll_until(lambda: files_under(tmp_path / "studio" / "quarantine"), 4.0)
         line = daemon.service.reporter.status_line()
         described = collect_status(daemon.config, reappear_s=0.0)["pause"]["description"]
-        assert _kept_inputs(inbox) == sorted(sources[1:])
+        wait_for(lambda: _kept_inputs(inbox) == sorted(sources[1:]), timeout_s=5,
+                 what="every input kept", explain=lambda: str(_kept_inputs(inbox)))
         with FakeApiServer(FakeApiOptions(seed=1), port=port, api_key=API_KEY,
                            storage_dir=storage):
             wait_for(lambda: len(files_under(tmp_path / "studio" / "archive")) == 4,

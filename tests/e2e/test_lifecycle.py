@@ -252,7 +252,9 @@ def test_sighup_resumes_the_jobs_left_in_a_folder_it_adds_back(
         write_config(tmp_path, emulator.base_url, folders=both, daemon={"stability_s": 0.1},
                      api={"max_requests_per_minute": 600})
         daemon.proc.send_signal(signal.SIGHUP)
-        wait_for(lambda: len(files_under(second / "archive")) == 1, what="the job resumed")
+        # The resumed job looks for the killed call's outputs for process_timeout_s first.
+        wait_for(lambda: len(files_under(second / "archive")) == 1, timeout_s=30,
+                 what="the job resumed")
         assert daemon.terminate() == 0
     log_text = daemon.log_text()
     assert "configuration reloaded: 2 folder(s), 1 unfinished job(s) resumed" in log_text
@@ -290,11 +292,16 @@ def test_jobs_left_in_the_work_area_by_a_killed_daemon_are_resumed_without_uploa
         wait_for(lambda: states(root / "inbox").count("uploaded") == 3, what="three jobs uploaded")
         first.kill9()
     assert visible_files(root / "inbox") == [] and len(job_dirs(root / "inbox")) == 3
+    # Each request is logged once answered (a moment after the daemon had its answer).
+    wait_for(lambda: sum(e.endpoint == "upload" for e in emulator.requests()) == 3,
+             what="the three uploads logged")
     uploads_before = [e for e in emulator.requests() if e.endpoint == "upload"]
 
     emulator.update(latency_process_s=0.0)
     with DaemonProcess(config) as second:
-        wait_for(lambda: len(files_under(root / "archive")) == 3, what="three inputs archived")
+        # Each resumed job looks for the killed call's outputs for process_timeout_s first.
+        wait_for(lambda: len(files_under(root / "archive")) == 3, timeout_s=30,
+                 what="three inputs archived")
         assert second.terminate() == 0
     assert "3 unfinished job(s) resumed" in second.log_text()
     assert [e for e in emulator.requests() if e.endpoint == "upload"] == uploads_before

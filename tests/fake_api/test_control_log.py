@@ -9,6 +9,7 @@ import pytest
 import requests
 
 from bgcut_watchd.fake_api import FakeApiOptions, FakeApiServer
+from tests.support import all_requests
 
 from .conftest import PROCESS_URL, UPLOAD_URL, Client, FakeClock
 
@@ -19,7 +20,7 @@ def test_the_log_records_every_api_request_in_order(client: Client, api: FakeApi
     client.download("p/out.png")
     client.usage()
     client.session.get(client.url("/v3/elsewhere/"))
-    entries = api.requests()
+    entries = all_requests(api)  # each is logged once answered: the last maybe after we read it
     assert [(e.method, e.endpoint, e.status) for e in entries] == [
         ("POST", "upload", 200), ("POST", "process", 200), ("GET", "download", 200),
         ("GET", "usage", 200), ("GET", "unknown", 404),
@@ -38,11 +39,12 @@ def test_timestamps_come_from_the_injected_clock(tmp_path: Path, clock: FakeCloc
         client.usage()
         clock.advance(5)
         client.usage()
-        assert [e.timestamp_s for e in api.requests()] == [1000.0, 1005.0]
+        assert [e.timestamp_s for e in all_requests(api)] == [1000.0, 1005.0]
 
 
 def test_the_log_is_readable_and_clearable_over_http(client: Client, api: FakeApiServer) -> None:
     client.usage()
+    all_requests(api)  # logged once answered: maybe after our next request is served
     log = requests.get(f"{api.base_url}/_control/log", timeout=10).json()
     assert len(log) == 1
     assert log[0]["endpoint"] == "usage" and log[0]["status"] == 200 and log[0]["fault"] is None
@@ -54,9 +56,10 @@ def test_the_log_is_readable_and_clearable_over_http(client: Client, api: FakeAp
 
 def test_reset_log_from_python(client: Client, api: FakeApiServer) -> None:
     client.usage()
+    all_requests(api)  # logged once answered: a reset before that would leave it in the log
     api.reset_log()
     client.usage()
-    assert len(api.requests()) == 1
+    assert len(all_requests(api)) == 1
 
 
 def test_request_log_file_gets_one_json_line_per_request(tmp_path: Path) -> None:

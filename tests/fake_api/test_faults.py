@@ -11,6 +11,7 @@ import requests
 import urllib3
 
 from bgcut_watchd.fake_api import FakeApiOptions, FakeApiServer, faults
+from tests.support import all_requests
 
 from .conftest import USAGE_URL, Client, image_bytes
 
@@ -23,7 +24,7 @@ def test_fail_reset_drops_the_connection_without_answer(client: Client, api: Fak
     api.update(fail_reset=1.0)
     with pytest.raises(requests.ConnectionError):
         client.usage()
-    (entry,) = api.requests()
+    (entry,) = all_requests(api)
     assert (entry.endpoint, entry.status, entry.fault) == ("usage", None, "reset")
     api.update(fail_reset=0.0)
     assert client.usage().status_code == 200
@@ -53,7 +54,7 @@ def test_fail_truncate_sends_fewer_bytes_than_content_length(
             received += chunk
     assert 0 < len(received) < announced
     assert bytes(received) == data[: len(received)]
-    assert api.requests()[-1].fault == "truncate"
+    assert all_requests(api)[-1].fault == "truncate"
 
 
 def test_fail_truncate_applies_to_downloads_only(client: Client, api: FakeApiServer) -> None:
@@ -105,7 +106,7 @@ def test_fail_404_after_upload_hides_existing_files(client: Client, api: FakeApi
     assert client.process(path, {"output_file_path": "p/o.png"}).status_code == 404
     assert client.download(path).status_code == 404
     assert client.usage().status_code == 200
-    assert [e.fault for e in api.requests()[-3:]] == ["404", "404", None]
+    assert [e.fault for e in all_requests(api)[-3:]] == ["404", "404", None]
     api.update(fail_404_after_upload=0.0)
     assert client.download(path).status_code == 200
 
@@ -117,7 +118,7 @@ def test_control_endpoint_flips_auth_fail_while_running(client: Client, api: Fak
     assert answer.json()["auth_fail"] is True
     assert client.usage().status_code == 401
     assert client.upload(image_bytes()).status_code == 401
-    assert api.requests()[-1].fault == "auth_fail"
+    assert all_requests(api)[-1].fault == "auth_fail"
     requests.post(f"{api.base_url}/_control/", json={"auth_fail": False}, timeout=10)
     assert client.usage().status_code == 200
 
@@ -139,7 +140,7 @@ def test_real_latency_delays_the_answer(client: Client, api: FakeApiServer) -> N
     api.update(latency_download_s=0.2)
     response = client.download(path)
     assert response.elapsed.total_seconds() >= 0.2
-    assert api.requests()[-1].duration_s >= 0.2
+    assert all_requests(api)[-1].duration_s >= 0.2
 
 
 def test_faults_never_touch_the_control_endpoint(api: FakeApiServer) -> None:
@@ -173,7 +174,7 @@ def test_fail_html_200_answers_a_download_with_an_html_page(
     assert response.headers["Content-Type"].startswith("text/html")
     assert response.content == faults.HTML_PAGE
     assert int(response.headers["Content-Length"]) == len(faults.HTML_PAGE)
-    assert api.requests()[-1].fault == "html_200"
+    assert all_requests(api)[-1].fault == "html_200"
     assert client.upload(image_bytes()).status_code == 200  # downloads only
     api.update(fail_html_200=0.0)
     assert client.download(path).content == data
@@ -189,7 +190,7 @@ def test_fail_cut_body_sends_half_with_a_matching_content_length(
     assert response.status_code == 200
     assert int(response.headers["Content-Length"]) == len(response.content) == len(data) // 2
     assert response.content == data[: len(data) // 2]  # a complete answer, a cut image
-    assert api.requests()[-1].fault == "cut_body"
+    assert all_requests(api)[-1].fault == "cut_body"
     api.update(fail_cut_body=0.0)
     assert client.download(path).content == data  # same keep-alive connection, still usable
 
@@ -222,7 +223,7 @@ def test_dribble_download_sends_the_body_slowly(client: Client, api: FakeApiServ
     headers_s, body_s, body = _timed_download(client, path)
     assert body == data
     assert headers_s < 0.5 and body_s >= 0.9
-    assert api.requests()[-1].fault == "dribble"
+    assert all_requests(api)[-1].fault == "dribble"
     assert client.upload(image_bytes()).elapsed.total_seconds() < 0.5  # downloads only
     api.update(dribble_download_bytes_per_s=0)
     assert _timed_download(client, path)[1] < 0.5
