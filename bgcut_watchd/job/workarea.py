@@ -37,6 +37,7 @@ its correctness depends on reading both sides of it together.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import errno
 import fcntl
@@ -45,7 +46,7 @@ import os
 import stat
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -92,9 +93,16 @@ class _Owned:
         with self._guard:
             self._locked.discard(job_dir)
 
-    def removing(self, job_dir: Path, busy: bool) -> None:
+    @contextlib.contextmanager
+    def removing(self, job_dir: Path) -> Iterator[None]:
+        """Ours while the block runs, whatever happens to its flock meanwhile."""
         with self._guard:
-            (self._removing.add if busy else self._removing.discard)(job_dir)
+            self._removing.add(job_dir)
+        try:
+            yield
+        finally:
+            with self._guard:
+                self._removing.discard(job_dir)
 
 
 _OWNED = _Owned()
@@ -171,31 +179,24 @@ def _remove_job_dir(job_dir: Path, release: Callable[[], None] = lambda: None) -
     an unlink fails), unlink the lock file, rmdir, fsync the work area. Raises OSError.
 
     Our own recovery leaves the dir alone all along (``_OWNED``)."""
-    _OWNED.removing(job_dir, True)
-    try:
-        _remove_owned_job_dir(job_dir, release)
-    finally:
-        _OWNED.removing(job_dir, False)
-
-
-def _remove_owned_job_dir(job_dir: Path, release: Callable[[], None]) -> None:
-    try:
-        with os.scandir(job_dir) as entries:
-            names = [e.name for e in entries if e.name != LOCK_NAME]
-        for name in names:
-            _unlink_leftover(job_dir / name)
-    finally:
-        release()  # before the unlink: an open file unlinked on NFS/FUSE leaves a placeholder
-    (job_dir / LOCK_NAME).unlink(missing_ok=True)
-    try:
-        job_dir.rmdir()
-    except OSError as exc:
-        # Another daemon's recovery may have created a fresh lock file in between, or a
-        # placeholder may still be open elsewhere; the next recovery removes the leftover.
-        # A missing dir is what we wanted anyway.
-        if exc.errno not in (errno.ENOENT, errno.ENOTEMPTY):
-            raise
-        log.warning("workarea: could not remove %s yet: %s", job_dir, exc.strerror)
+    with _OWNED.removing(job_dir):
+        try:
+            with os.scandir(job_dir) as entries:
+                names = [e.name for e in entries if e.name != LOCK_NAME]
+            for name in names:
+                _unlink_leftover(job_dir / name)
+        finally:
+            release()  # before the unlink: an open file unlinked on NFS/FUSE leaves one
+        (job_dir / LOCK_NAME).unlink(missing_ok=True)
+        try:
+            job_dir.rmdir()
+        except OSError as exc:
+            # Another daemon's recovery may have created a fresh lock file in between, or a
+            # placeholder may still be open elsewhere; the next recovery removes the
+            # leftover. A missing dir is what we wanted anyway.
+            if exc.errno not in (errno.ENOENT, errno.ENOTEMPTY):
+                raise
+            log.warning("workarea: could not remove %s yet: %s", job_dir, exc.strerror)
     fsync_dir(job_dir.parent)
 
 
@@ -469,6 +470,8 @@ class WorkArea:
         release = _closer(job_dir, lock_fd)
         try:  # e.g. ENOENT: the dir went with its owner's removal while we took the lock
             found = _find_input(job_dir)
+            if found is not None and journal.path.exists():
+                journal.path.replace(job_dir / "job.json.corrupt")
         except BaseException:
             release()
             raise
@@ -478,12 +481,6 @@ class WorkArea:
             return None
         log.warning("workarea: journal of %s unreadable (%s); resuming its input as a new job",
                     job_dir.name, exc)
-        try:
-            if journal.path.exists():
-                journal.path.replace(job_dir / "job.json.corrupt")
-        except BaseException:
-            release()
-            raise
         relpath = f"recovered-{job_dir.name}{found.name[len(INPUT_STEM):]}"
         record = JobRecord.start(job_dir.name, folder_name, relpath, self._now())
         job = ClaimedJob(job_dir, journal, record, lock_fd)
