@@ -2,6 +2,9 @@
 
 Every problem is reported with its key path, all at once, in one ``ConfigError``. Nothing here
 touches the filesystem beyond reading the file (``folders`` checks and creates folders).
+
+Over 300 lines on purpose: one small parser per table of the file, in the order of
+``config.example.toml``, so a key is found where the example documents it.
 """
 
 from __future__ import annotations

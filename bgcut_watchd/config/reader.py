@@ -3,6 +3,9 @@
 Every reader records a problem as ``"<key path>: <problem>"`` and returns a usable fallback, so a
 single pass over the file collects every problem; ``config.load`` raises them together
 in one ``ConfigError``. Nothing here touches the filesystem (``config.folders`` does).
+
+Over 300 lines on purpose: one reader type and the value checks it applies, each a few
+lines; a check lives beside the reader that reports it by key path, so a rule is in one place.
 """
 
 from __future__ import annotations

@@ -6,6 +6,9 @@ service builds it before the engine, :meth:`Monitor.attach` gives it the running
 and stops it with the daemon, and calls :meth:`Monitor.tick` from the main loop about once a
 second. Everything here is read on demand and cached for a moment: an idle daemon with the
 listener on does nothing more than without it.
+
+Over 300 lines on purpose: one facade for the page, the metrics and the notifier, whose reads
+share one cache; split, each would read the folders and the status on its own.
 """
 
 from __future__ import annotations

@@ -13,6 +13,9 @@ catch up (``engine.history``) and reports. Every rescan also adopts the orphaned
 daemon that died (``engine.recovery``).
 SIGUSR1 (``bgcut-watchd resume``) ends an API pause now. The status page, metrics and
 notifications are the monitor's (``daemon.monitor``), told about each job by the engine.
+
+Over 300 lines on purpose: the lifecycle (startup, loop, reload, shutdown, reports) reads top to
+bottom in one class, as uvicorn's server does; each step is short.
 """
 
 from __future__ import annotations

@@ -10,6 +10,9 @@ Reload without races: the configuration and the folders' parts built from it are
 reads it once, and a claimed job keeps the parts it was claimed with (``engine.claim``).
 Nothing escapes a run: whatever a bug raises, a job this run held is let go (its flock dropped),
 so the next recovery pass adopts it instead of leaving it stranded until a restart.
+
+Over 300 lines on purpose: the wiring and the run of a ticket share the :class:`Wiring`'s
+lifetime (a run reads it once); apart, that rule would be spread over two modules.
 """
 
 from __future__ import annotations

@@ -13,6 +13,9 @@ Fallback: creating the inotify observer fails with ENOSPC when ``fs.inotify.max_
 is exhausted and with EMFILE when ``fs.inotify.max_user_instances`` is. The folder is then
 polled, with one warning naming the sysctl to raise. Note that watchdog 7 silently skips a
 *subfolder* it cannot watch; the periodic rescan finds what lands there.
+
+Over 300 lines on purpose: the inotify-or-polling choice, the observer's restart and watchdog's
+workarounds share one observer's lifecycle.
 """
 
 from __future__ import annotations

@@ -18,6 +18,9 @@ the move, so a move interrupted after its copy is finished, not repeated).
 File names may be invalid UTF-8: ``original_relpath`` is the ``os.fsdecode`` of the name and may
 hold lone surrogates. The JSON is written with ``ensure_ascii=True``, which escapes them as
 ``\\udcxx`` and reads them back unchanged, so names round-trip byte for byte.
+
+Over 300 lines on purpose: the record, the readers that give older formats their defaults and
+the durable file stay together, so a field is added (and read back from old journals) in one place.
 """
 
 from __future__ import annotations

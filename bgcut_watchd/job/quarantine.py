@@ -16,6 +16,9 @@ the job finds it with :func:`interrupted_quarantine` and finishes it (``resume_a
 bytes there mean only the unlink is left, so the input is never quarantined twice (``x.jpg``
 and ``x-1.jpg``).
 Requeue undoes it in the reverse order: the error file goes first, then the input moves back.
+
+Over 300 lines on purpose: quarantine, its crash completion and requeue are one protocol run
+forwards and backwards; its ordering argument above holds only if all three read it here.
 """
 
 from __future__ import annotations

@@ -1,0 +1,60 @@
+"""The house rules of the layout (HOUSE_STYLE.md, issue 8) that a linter does not check.
+
+- A command is one hop from the command line: each row of ``cli.COMMANDS`` names a module of
+  ``bgcut_watchd.commands`` with a ``run(args) -> int``.
+- No module is over 300 lines without saying why in its docstring ("Over 300 lines on
+  purpose: ...").
+- The tests mirror the package: every folder of ``bgcut_watchd`` has its folder in ``tests``.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import inspect
+from pathlib import Path
+
+import pytest
+
+import bgcut_watchd
+from bgcut_watchd.cli import COMMANDS
+
+PACKAGE = Path(bgcut_watchd.__file__).parent
+TESTS = Path(__file__).parent
+LONG = 300
+REASON = "Over 300 lines on purpose:"
+
+
+def _modules() -> list[Path]:
+    return sorted(p for p in PACKAGE.rglob("*.py") if "__pycache__" not in p.parts)
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_each_command_is_the_run_of_its_own_module(name: str) -> None:
+    module = importlib.import_module(f"bgcut_watchd.commands.{COMMANDS[name].module}")
+    run = getattr(module, "run", None)
+    assert callable(run), f"bgcut_watchd.commands.{COMMANDS[name].module} has no run(args)"
+    assert list(inspect.signature(run).parameters) == ["args"]
+
+
+def test_no_module_is_long_without_a_reason_in_its_docstring() -> None:
+    unexplained = []
+    for path in _modules():
+        text = path.read_text(encoding="utf-8")
+        lines = text.count("\n")
+        docstring = ast.get_docstring(ast.parse(text)) or ""
+        if lines > LONG and REASON not in " ".join(docstring.split()):
+            unexplained.append(f"{path.relative_to(PACKAGE)} ({lines} lines)")
+    assert not unexplained, f"over {LONG} lines with no reason in the docstring: {unexplained}"
+
+
+def test_the_rule_above_sees_a_long_module() -> None:
+    longest = max(_modules(), key=lambda p: p.read_text(encoding="utf-8").count("\n"))
+    assert longest.read_text(encoding="utf-8").count("\n") > LONG
+
+
+def test_every_package_folder_has_its_tests_folder() -> None:
+    folders = {p.name for p in PACKAGE.iterdir()
+               if p.is_dir() and (p / "__init__.py").exists()}
+    missing = sorted(name for name in folders if not (TESTS / name).is_dir())
+    assert not missing, f"package folders without a tests folder: {missing}"
