@@ -16,8 +16,8 @@ class of the exception, never from its message. The tree says who is to blame::
     │   ├── TransientError             retry the job with backoff
     │   │   ├── ServiceError           5xx, timeouts, resets, truncated or malformed bodies
     │   │   │   ├── AmbiguousOutcomeError  the call may have run: look for its outputs first
-    │   │   │   └── UnreachableError   never reached the service (refused, DNS, connect
-    │   │   │                          timeout): no file's fault, pauses all API work
+    │   │   │   ├── UnreachableError   never reached the service (refused, DNS, connect
+    │   │   │   │                      timeout): no file's fault, pauses all API work
     │   │   │   └── BadOutputError     a 200 whose body is not the variant's image: never publish
     │   │   ├── RateLimitedError       429, carrying the clamped Retry-After
     │   │   └── RemoteFileMissingError 404: regional routing or expiry, redo with a new upload

@@ -5,6 +5,8 @@
 - No module is over 300 lines without saying why in its docstring ("Over 300 lines on
   purpose: ...").
 - The tests mirror the package: every folder of ``bgcut_watchd`` has its folder in ``tests``.
+- A folder's ``__init__`` docstring names every module in it, so the map a newcomer reads first
+  stays true.
 """
 
 from __future__ import annotations
@@ -54,7 +56,18 @@ def test_the_rule_above_sees_a_long_module() -> None:
 
 
 def test_every_package_folder_has_its_tests_folder() -> None:
-    folders = {p.name for p in PACKAGE.iterdir()
-               if p.is_dir() and (p / "__init__.py").exists()}
-    missing = sorted(name for name in folders if not (TESTS / name).is_dir())
+    folders = {init.parent.relative_to(PACKAGE) for init in PACKAGE.rglob("__init__.py")}
+    missing = sorted(str(f) for f in folders if f.parts and not (TESTS / f).is_dir())
     assert not missing, f"package folders without a tests folder: {missing}"
+
+
+def test_every_folder_docstring_names_each_of_its_modules() -> None:
+    unnamed = []
+    for init in sorted(PACKAGE.rglob("__init__.py")):
+        if init.parent == PACKAGE:
+            continue
+        docstring = ast.get_docstring(ast.parse(init.read_text(encoding="utf-8"))) or ""
+        for module in sorted(init.parent.glob("*.py")):
+            if module.stem not in ("__init__", "__main__") and f"``{module.stem}``" not in docstring:
+                unnamed.append(str(module.relative_to(PACKAGE)))
+    assert not unnamed, f"modules their folder's docstring does not name: {unnamed}"

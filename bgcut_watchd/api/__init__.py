@@ -1,4 +1,9 @@
-"""The BackgroundCut API v3 client (api-v3.md); failures are raised as bgcut_watchd.errors."""
+"""The BackgroundCut API v3 client (api-v3.md); failures are raised as bgcut_watchd.errors.
+
+``client`` (one method per endpoint), ``statuses`` (answers and transport failures become
+exceptions, in one place), ``body`` (bounded JSON answers and streamed downloads), ``deadline``
+and ``alarms`` (each call's total deadline).
+"""
 
 from __future__ import annotations
 

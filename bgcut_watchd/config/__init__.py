@@ -1,6 +1,7 @@
 """The configuration: ``model`` (the data), ``load`` (TOML in, every problem with its key path),
 ``reader`` (typed reads), ``rules`` (pure cross-key rules), ``folders`` (the only side effects),
-``secrets`` (the API key), ``describe`` (the summary).
+``secrets`` (the API key), ``describe`` (the summary), ``schema`` (the JSON Schema editors
+validate the file with, shipped as ``schema.json``).
 
 Importing this package creates nothing; it re-exports the data types and the loader.
 """

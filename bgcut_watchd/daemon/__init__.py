@@ -1,2 +1,5 @@
-"""The running daemon: its lifecycle (``service``), the live status it reports (``status``),
-systemd notifications (``systemd``) and logging (``logsetup``)."""
+"""The running daemon: its lifecycle (``service``, ``wakeup``, ``lock``), the live status it
+reports (``status``), systemd notifications (``systemd``), logging (``logsetup``), folders on
+standby (``standby``), housekeeping (``housekeeping``), and what the operator sees and hears:
+``monitor`` (the engine's observer), ``http`` (the listener), ``metrics``, ``events``,
+``notify``, ``cache`` and the status page (``web/``)."""

@@ -8,7 +8,9 @@ and 402 switches), with a request log tests can read. Importing this package sta
 
 Modules: ``options`` (the knobs), ``server`` (``FakeApiServer``), ``handler`` (HTTP plumbing),
 ``app`` (endpoint logic), ``control`` (``/_control/``), ``faults``, ``render``, ``variants``
-(process body validation), ``storage``, ``paths``, ``reqlog``, ``cli``.
+(process body validation), ``credits`` (the pricing and the balance), ``storage``, ``paths``,
+``reqlog``, ``prerender`` (the benchmark mode's renderer), ``samples`` (demo and benchmark images),
+``cli``.
 """
 
 from __future__ import annotations

@@ -370,3 +370,79 @@ def test_an_answer_that_is_not_a_service_failure_ends_the_streak(parts: Parts) -
     policy.on_api_failure(errors.ApiInputError("upload", "Invalid image", 400))
     outcome = policy.outcome(FakeRunner(), TICKET, job(job_id="j2"), exc, (2, 0))
     assert outcome.kind is OutcomeKind.RETRY and not api_pause.state().paused
+
+
+# Every exception class through the policy itself (not only through ``classify``): one
+# instance each, a fresh policy, and what the job, the API and the folder end up with.
+# (what the outcome is, the API pause's reason, whether the folder is paused, whether an
+# attempt was spent, whether the input went to quarantine)
+THROUGH_THE_POLICY: list[tuple[BaseException, OutcomeKind, PauseReason | None, bool, bool,
+                               bool]] = [
+    (errors.InputError("unreadable", "invalid_image"),
+     OutcomeKind.QUARANTINED, None, False, False, True),
+    (errors.LocalInputError("not an image", "invalid_image"),
+     OutcomeKind.QUARANTINED, None, False, False, True),
+    (errors.ApiInputError("process", "Invalid image format", 400),
+     OutcomeKind.QUARANTINED, None, False, False, True),
+    (errors.QuarantineUnfinishedError("not an image", "invalid_image", "validate"),
+     OutcomeKind.QUARANTINED, None, False, False, True),
+    (errors.InputUnsettledError("the input changed since it was claimed", 0.5),
+     OutcomeKind.PAUSED, None, False, False, False),
+    (errors.OutputsPendingError("process: no answer yet", 0.5),
+     OutcomeKind.PAUSED, None, False, False, False),
+    (errors.TransientError("upload", "reset"),
+     OutcomeKind.RETRY, None, False, True, False),
+    (errors.ServiceError("upload", "HTTP 503", 503),
+     OutcomeKind.RETRY, None, False, True, False),
+    (errors.AmbiguousOutcomeError("process", "read timed out"),
+     OutcomeKind.RETRY, None, False, True, False),
+    (errors.BadOutputError("download", "an HTML page, not a PNG"),
+     OutcomeKind.RETRY, None, False, True, False),
+    (errors.RateLimitedError("process", "slow down", 429, retry_after_s=5.0),
+     OutcomeKind.RETRY, None, False, True, False),
+    (errors.RemoteFileMissingError("process", "file not found", 404),
+     OutcomeKind.RETRY, None, False, True, False),
+    (errors.UnreachableError("upload", "connection refused"),
+     OutcomeKind.PAUSED, PauseReason.UNREACHABLE, False, False, False),
+    (errors.AuthError("upload", "Invalid token", 401),
+     OutcomeKind.PAUSED, PauseReason.AUTH, False, False, False),
+    (errors.CreditsError("process", "Insufficient credits", 402),
+     OutcomeKind.PAUSED, PauseReason.CREDITS, False, False, False),
+    (errors.BudgetExceededError("daily budget of 5 credits reached", 3600.0),
+     OutcomeKind.PAUSED, PauseReason.BUDGET, False, False, False),
+    (errors.LocalDiskError("writing an output: No space left on device"),
+     OutcomeKind.PAUSED, None, True, False, False),
+    (errors.BgcutError("a bug"), OutcomeKind.RETRY, None, False, True, False),
+    (errors.ConfigError(["a bug: a ConfigError inside a job"]),
+     OutcomeKind.RETRY, None, False, True, False),
+    (errors.ApiError("process", "a bug"), OutcomeKind.RETRY, None, False, True, False),
+]
+
+
+def test_the_policy_table_covers_every_class_of_errors_py() -> None:
+    assert {type(row[0]).__name__ for row in THROUGH_THE_POLICY} == set(EXPECTED) - {
+        "NotReadyError", "PauseError"}  # abstract: only their subclasses are raised
+
+
+@pytest.mark.parametrize(("exc", "kind", "api_reason", "folder_paused", "attempt_spent",
+                          "quarantined"), THROUGH_THE_POLICY,
+                         ids=[type(row[0]).__name__ for row in THROUGH_THE_POLICY])
+def test_each_exception_class_through_the_failure_policy(
+        parts: Parts, exc: BaseException, kind: OutcomeKind, api_reason: PauseReason | None,
+        folder_paused: bool, attempt_spent: bool, quarantined: bool) -> None:
+    policy, api_pause, folder_pauses, held = parts
+    runner, claimed = FakeRunner(), job(attempts=1)
+    outcome = policy.outcome(runner, TICKET, claimed, exc, (2, 0))
+    assert outcome.kind is kind
+    state = api_pause.state()
+    assert (state.reason if state.paused else None) is api_reason
+    assert (FOLDER in folder_pauses.snapshot()) is folder_paused
+    assert bool(runner.failures) is attempt_spent
+    assert (runner.quarantined == [exc]) is quarantined
+    assert (held.forgotten == ["j1"]) is quarantined  # a job goes on unless it ended
+    if kind is not OutcomeKind.QUARANTINED:
+        assert outcome.ticket is not None and outcome.ticket.job_id == "j1"
+    if isinstance(exc, errors.BudgetExceededError):  # paused until the budget's day ends
+        assert state.probe_in_s == pytest.approx(exc.pause_s, abs=1.0)
+    if isinstance(exc, errors.RateLimitedError):
+        assert outcome.delay_s >= 5.0
