@@ -14,6 +14,8 @@ scopes and reasons; never a file name.
 ``bgcut_files_quarantined{folder}``         inputs in the quarantine folder now
 ``bgcut_paused{scope,reason}``              1 while paused; scope "api" or "folder:<name>"
 ``bgcut_last_success_timestamp_seconds``    per folder, when a job was last done (Unix time)
+``bgcut_credits_spent_today{folder}``       credits the ``[budget]`` model counted today
+``bgcut_credits_spent_this_month{folder}``  ... and this calendar month (local time)
 =========================================  ============================================
 """
 
@@ -42,6 +44,8 @@ class LiveFigures:
     in_progress: Mapping[str, int] = field(default_factory=dict)
     quarantined: Mapping[str, int | None] = field(default_factory=dict)
     paused: Mapping[str, str] = field(default_factory=dict)  # scope -> reason code
+    credits_today: Mapping[str, float] = field(default_factory=dict)
+    credits_month: Mapping[str, float] = field(default_factory=dict)
 
 
 def folder_scope(folder: str) -> str:
@@ -62,6 +66,12 @@ class _LiveCollector(Collector):
                           folders, live.in_progress)
         yield _per_folder("bgcut_files_quarantined", "Inputs in the quarantine folder now",
                           folders, live.quarantined)
+        yield _per_folder("bgcut_credits_spent_today", "Credits the [budget] spend model "
+                          "counted for the folder today (local day; an estimate)",
+                          folders, live.credits_today)
+        yield _per_folder("bgcut_credits_spent_this_month", "Credits the [budget] spend "
+                          "model counted for the folder this calendar month (an estimate)",
+                          folders, live.credits_month)
         paused = GaugeMetricFamily("bgcut_paused", "1 while the scope is paused for the "
                                    "reason (scope: api, or folder:<name>)",
                                    labels=["scope", "reason"])
@@ -74,7 +84,7 @@ class _LiveCollector(Collector):
 
 
 def _per_folder(name: str, help_text: str, folders: list[str],
-                values: Mapping[str, int | None]) -> GaugeMetricFamily:
+                values: Mapping[str, int | None] | Mapping[str, float]) -> GaugeMetricFamily:
     family = GaugeMetricFamily(name, help_text, labels=["folder"])
     for folder in folders:
         value = values.get(folder)

@@ -40,6 +40,7 @@ from bgcut_watchd.daemon.web.listing import (
 from bgcut_watchd.daemon.web.page import ApiPause, FolderRow, JobRow, PageData
 from bgcut_watchd.daemon.web.thumbs import ThumbnailCache
 from bgcut_watchd.engine import Engine
+from bgcut_watchd.engine.budget import month_bounds
 from bgcut_watchd.engine.observe import QUARANTINED, JobReport
 from bgcut_watchd.errors import LocalDiskError
 from bgcut_watchd.job.quarantine import requeue
@@ -54,6 +55,7 @@ QUARANTINE_LISTED = 100     # per folder on the page
 LIVE_TTL_S = 1.0            # how long live figures, done-today counts ...
 QUARANTINE_TTL_S = 5.0      # ... and quarantine listings are reused
 LISTEN_RETRY_S = 30.0
+Credits = tuple[dict[str, float], dict[str, float]]  # per folder: today, this month
 
 
 class ServiceView(Protocol):
@@ -90,6 +92,7 @@ class Monitor:
         self._next_listen_s = 0.0
         self._live = Cached(LIVE_TTL_S, self._read_live)
         self._done_today = Cached(LIVE_TTL_S, self._read_done_today)
+        self._credits = Cached(LIVE_TTL_S, self._read_credits)
         self._quarantine = Cached(QUARANTINE_TTL_S, self._read_quarantine)
         self._host = socket.gethostname()
 
@@ -176,6 +179,8 @@ class Monitor:
         live = self._live.get()
         done_today: dict[str, int] | None = self._done_today.get()
         quarantine: dict[str, QuarantineList] = self._quarantine.get()
+        credits: Credits | None = self._credits.get()
+        next_tries = self._folder_next_tries()
         rows = [FolderRow(
             name=f.name, watch=live["folders"].get(f.name, {}).get("watch", "stopped"),
             waiting=_waiting(live["folders"].get(f.name, {})),
@@ -183,6 +188,9 @@ class Monitor:
             done_today=None if done_today is None else done_today.get(f.name, 0),
             quarantined=quarantine[f.name].total if f.name in quarantine else None,
             paused=live["folders"].get(f.name, {}).get("paused"),
+            credits_today=None if credits is None else credits[0].get(f.name, 0.0),
+            credits_month=None if credits is None else credits[1].get(f.name, 0.0),
+            next_try=next_tries.get(f.name),
         ) for f in self.config.folders]
         return PageData(host=self._host, version=__version__, now=datetime.now().astimezone(),
                         api_pause=self._api_pause(), folders=rows, jobs=self._job_rows(),
@@ -255,6 +263,20 @@ class Monitor:
             log.warning("cannot count today's jobs in the ledger: %s", exc)
             return None
 
+    def _read_credits(self) -> Credits | None:
+        """Credits the spend model counted per folder: today, and this calendar month."""
+        if self._view is None:
+            return None
+        today = datetime.now().astimezone().date()
+        first, last = month_bounds(today)
+        try:
+            ledger = self._view.engine.ledger
+            return (ledger.credits_spent(today.isoformat(), today.isoformat()),
+                    ledger.credits_spent(first, last))
+        except sqlite3.Error as exc:
+            log.warning("cannot read the credits counted in the ledger: %s", exc)
+            return None
+
     def _read_quarantine(self) -> dict[str, QuarantineList]:
         return {f.name: list_quarantine(f.quarantine, QUARANTINE_LISTED)
                 for f in self.config.folders}
@@ -271,10 +293,15 @@ class Monitor:
                 if folder_state.reason is not None:
                     paused[folder_scope(name)] = folder_state.reason.value
         quarantine: dict[str, QuarantineList] = self._quarantine.get()
+        credits: Credits | None = self._credits.get()
+        names = self._folder_names()
         return LiveFigures(
             waiting={n: _waiting(f) for n, f in folders.items()},
             in_progress={n: f.get("in_progress", 0) for n, f in folders.items()},
-            quarantined={n: q.total for n, q in quarantine.items()}, paused=paused)
+            quarantined={n: q.total for n, q in quarantine.items()}, paused=paused,
+            credits_today={} if credits is None else {n: credits[0].get(n, 0.0) for n in names},
+            credits_month={} if credits is None else {n: credits[1].get(n, 0.0)
+                                                       for n in names})
 
     def _api_pause(self) -> ApiPause | None:
         if self._view is None:
@@ -286,6 +313,14 @@ class Monitor:
             time.time() + state.probe_in_s).astimezone()
         return ApiPause(reason=state.reason.value, description=state.reason.description,
                         detail=state.detail, next_try=next_try, probing=state.probing)
+
+    def _folder_next_tries(self) -> dict[str, datetime]:
+        """When each paused folder next tries its disk (none while a try is running)."""
+        if self._view is None:
+            return {}
+        return {name: datetime.fromtimestamp(time.time() + state.probe_in_s).astimezone()
+                for name, state in self._view.engine.folder_pauses.snapshot().items()
+                if state.paused and not state.probing}
 
     def _job_rows(self) -> list[JobRow]:
         with self._lock:

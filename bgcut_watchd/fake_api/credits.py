@@ -5,7 +5,7 @@ The first variant costs between ``price_first_min`` and ``price_first_max`` cred
 the megapixels rendered (the input's pixels, capped at the largest ``max_resolution`` asked
 for) up to ``price_full_at_pixels``; every further variant ``price_extra_variant``; every
 ``autocrop`` variant ``price_autocrop`` more. The daemon's ``[budget]`` uses the same formula
-(``bgcut_watchd.budget``): the emulator imports nothing of the daemon, so it is written twice
+(``bgcut_watchd.job.cost``): the emulator imports nothing of the daemon, so it is written twice
 and a test holds the two to the same numbers.
 """
 

@@ -8,7 +8,9 @@ with Lanczos to fit the largest ``max_resolution``, and saved in its own format,
 visually so: PNG stays PNG (lossless), JPEG is saved at quality 95 with the chroma subsampling
 of the input (never coarser), WebP at quality 95, AVIF at 90; its ICC profile is kept. Every
 other input (small enough, or the option off) is uploaded byte for byte: the file the API gets
-is then the claimed one.
+is then the claimed one. So is an input whose scaled copy is not smaller in bytes (a
+low-quality JPEG saved again at 95 can grow): fewer pixels would save nothing then, as the price
+counts pixels only up to the largest ``max_resolution`` anyway (``job.cost``).
 
 The scaled copy lives in the job dir (``job.naming.scaled_upload_name``) and is made again
 whenever the upload step runs (it is not journaled: the same input makes the same copy);
@@ -76,7 +78,14 @@ def upload_source(job_dir: Path, source: Path, checked: ValidatedInput,
         log.warning("cannot scale %s down before the upload (%s): uploading it as it is",
                     source.name, exc)
         return UploadSource(source)
-    return UploadSource(target, saved_bytes=checked.size_bytes - target.stat().st_size,
+    scaled_bytes = target.stat().st_size
+    if scaled_bytes >= checked.size_bytes:  # a low-quality JPEG saved again at 95 can grow
+        log.info("the scaled-down copy of %s is not smaller (%d bytes, the input %d): "
+                 "uploading the input as it is", source.name, scaled_bytes, checked.size_bytes)
+        with local_disk("removing the scaled-down input", target):
+            target.unlink(missing_ok=True)
+        return UploadSource(source)
+    return UploadSource(target, saved_bytes=checked.size_bytes - scaled_bytes,
                         saved_pixels=pixels - scaled_pixels)
 
 

@@ -14,12 +14,16 @@ The autocrop box is taken on the master, not on the full-resolution input: when 
 scaled down, an autocrop variant whose ``max_resolution`` exceeds its crop gets the master's
 pixels of the subject (never upscaled), where the API would have cropped before scaling.
 
-Each rendered file goes ``.dl`` → fsync → ``.part`` (``job.naming``), is decoded back by
-:func:`check_rendered` (the verification seam: once ``job.verify`` lands, call its check of a
-downloaded output there, so a locally rendered file is trusted no more than a downloaded one),
-and decoding is bounded by the shared pixel budget. Raises ``LocalDiskError`` on a disk error,
-``BadRenderError`` (a ``ServiceError``: the caller drops the master, a retry fetches it
-again) when the master does not decode as a PNG.
+Each rendered file is written as a ``.dl`` (``job.naming``); once every variant is made and the
+master's pixels are let go, the caller's ``finish`` treats each ``.dl`` exactly like a
+downloaded output (the job stamps the studio's metadata into it, fsyncs it and verifies it with
+``job.verify``: a locally rendered file is trusted no more than a downloaded one), then it
+becomes its ``.part``. Rendering holds the master's pixels three times in the shared pixel
+budget (the decoded PNG, its RGBA copy and the variant being made); verifying reserves its own
+pixels after that reservation ends, so the two never wait on each other. Raises
+``LocalDiskError`` on a disk error, ``BadRenderError`` (a ``ServiceError``: the caller drops
+the master, a retry fetches it again) when the master does not decode as a PNG or a rendered
+file fails its verification.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ import contextlib
 import io
 import math
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
@@ -45,6 +49,7 @@ from bgcut_watchd.job.naming import (
 from bgcut_watchd.job.validate import PixelBudget
 
 MASTER_NAME = "master"
+RENDER_COPIES = 3  # the master's pixels held while rendering: see _decoded
 RENDERED_INDEX_BASE = 1  # rendered temps are .bgcut-<job>-1.part ...; 0 is the master
 _PIL_FORMATS = {"png": "PNG", "jpeg": "JPEG", "jpg": "JPEG", "webp": "WEBP", "avif": "AVIF"}
 _WHITE = (255, 255, 255)
@@ -75,14 +80,33 @@ def requested_outputs(render: str, upload_prefix: str, job_id: str,
     return variants, remote_output_paths(upload_prefix, job_id, variants, remote_round)
 
 
+Finish = Callable[[Path, Variant], None]
+"""What the job does to each rendered ``.dl`` before it becomes a ``.part``: stamp, fsync and
+verify it as a downloaded output. Raises BadRenderError, LocalDiskError."""
+
+
 def render_set(master_png: Path, variants: Sequence[Variant], out_dir: Path, job_id: str,
-               budget: PixelBudget | None = None) -> list[str]:
+               budget: PixelBudget | None = None, finish: Finish | None = None) -> list[str]:
     """Render every variant from ``master_png`` into the job's ``.part`` temporaries (in
-    variant order); return their paths. Raises LocalDiskError; BadRenderError after removing
-    the master (a retry downloads it again)."""
+    variant order), each passed through ``finish`` first (else only its magic bytes are
+    checked); return their paths. Raises LocalDiskError; BadRenderError after removing the
+    master (a retry downloads it again)."""
     try:
-        return [os.fsdecode(p) for p in _render_all(master_png, variants, out_dir, job_id,
-                                                    budget)]
+        partials = _render_all(master_png, variants, out_dir, job_id, budget)
+        temps = []
+        for index, (partial, variant) in enumerate(zip(partials, variants, strict=True),
+                                                    start=RENDERED_INDEX_BASE):
+            if finish is None:
+                with local_disk("writing a rendered output", partial):
+                    fsync_file(partial)
+                check_rendered(partial, variant)
+            else:
+                finish(partial, variant)
+            temp = temp_path_for(out_dir, job_id, index)
+            with local_disk("writing a rendered output", partial):
+                partial.rename(temp)
+            temps.append(os.fsdecode(temp))
+        return temps
     except BadRenderError:
         master_png.unlink(missing_ok=True)
         raise
@@ -99,18 +123,15 @@ def drop_master(out_dir: Path, job_id: str) -> None:
 
 def _render_all(master_png: Path, variants: Sequence[Variant], out_dir: Path, job_id: str,
                 budget: PixelBudget | None) -> list[Path]:
+    """Every variant written to its ``.dl``, in variant order, while the master is held."""
     with _decoded(master_png, budget) as master:
-        temps = []
+        partials = []
         for index, variant in enumerate(variants, start=RENDERED_INDEX_BASE):
-            temp = temp_path_for(out_dir, job_id, index)
             partial = download_path_for(out_dir, job_id, index)
             with local_disk("writing a rendered output", partial):
                 partial.write_bytes(render_variant(master, variant))
-                fsync_file(partial)
-                check_rendered(partial, variant)
-                partial.rename(temp)
-            temps.append(temp)
-    return temps
+            partials.append(partial)
+    return partials
 
 
 def render_variant(master: Image.Image, variant: Variant) -> bytes:
@@ -162,10 +183,12 @@ def fitted_size(width: int, height: int, max_pixels: int) -> tuple[int, int]:
 
 @contextlib.contextmanager
 def _decoded(path: Path, budget: PixelBudget | None) -> Iterator[Image.Image]:
-    """The master decoded as RGBA while its pixels are held in ``budget``."""
+    """The master decoded as RGBA while its pixels are held in ``budget`` (three times: the
+    decoded PNG, its RGBA copy and the variant being made from it)."""
     with _png(path) as probe:
         pixels = probe.width * probe.height
-    reserved = budget.reserve(pixels) if budget is not None else contextlib.nullcontext()
+    reserved = (budget.reserve(RENDER_COPIES * pixels) if budget is not None
+                else contextlib.nullcontext())
     with reserved, _png(path) as image:
         try:
             rgba = image.convert("RGBA")

@@ -99,7 +99,7 @@ from bgcut_watchd.job.pages import Spawn, hand_over_pages, write_pages
 from bgcut_watchd.job.publish import discard_temps, publish_set
 from bgcut_watchd.job.quarantining import STAGE_OF as STAGE_OF
 from bgcut_watchd.job.quarantining import JobQuarantine
-from bgcut_watchd.job.render import drop_master, render_set, requested_outputs
+from bgcut_watchd.job.render import BadRenderError, drop_master, render_set, requested_outputs
 from bgcut_watchd.job.settle import InputFreeze
 from bgcut_watchd.job.stamp import stamp_file
 from bgcut_watchd.job.unsettled import second_look_s
@@ -386,8 +386,10 @@ class JobRunner:
         temps = [os.fsdecode(part) for part in parts]
         local = is_remote_master(job.record.remote_outputs[0])
         if local:  # render = "local": the one cutout becomes every variant here
-            temps = render_set(Path(temps[0]), self.variants_of(job), out_dir, job.job_id,
-                               self.decode_budget)
+            temps = render_set(
+                Path(temps[0]), self.variants_of(job), out_dir, job.job_id, self.decode_budget,
+                finish=lambda path, variant: self._finish_rendered(job, path, variant,
+                                                                   input_size, meta))
         downloaded = job.record.advance(JobState.DOWNLOADED, temp_outputs=tuple(temps),
                                         last_stage="download")
         if local:  # journaled before its master is dropped
@@ -426,6 +428,21 @@ class JobRunner:
             fsync_file(partial_path)
             self._verify(job, partial_path, index, input_size)
             partial_path.rename(temp)
+
+    def _finish_rendered(self, job: ClaimedJob, path: Path, variant: Variant,
+                         input_size: tuple[int, int] | None,
+                         meta: StudioMetadata | None) -> None:
+        """A locally rendered ``.dl`` treated as a downloaded output: stamped, fsynced and
+        verified against its variant. Raises BadRenderError (the file deleted),
+        LocalDiskError, OSError."""
+        self._keep_metadata(job, path, meta)
+        with local_disk("writing a rendered output", path):
+            fsync_file(path)
+        try:
+            verify_output(path, variant, input_size, self.decode_budget)
+        except BadOutputError as exc:
+            path.unlink(missing_ok=True)
+            raise BadRenderError("download", f"rendered {variant.name}: {exc.detail}") from exc
 
     def _after_failed_download(self, job: ClaimedJob,
                                failed: Sequence[BaseException]) -> NoReturn:

@@ -11,6 +11,7 @@ import shutil
 from collections import Counter
 from pathlib import Path
 
+import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -90,3 +91,8 @@ def test_metrics_agree_with_the_request_log_and_the_folders(tmp_path: Path,
     assert found["bgcut_paused"][(("reason", "credits"), ("scope", "api"))] == 0.0
     assert found["bgcut_last_success_timestamp_seconds"][(("folder", "studio"),)] > 1.6e9
     assert all("pic-" not in line for line in text.splitlines())  # no file names in labels
+    # the spend model's count is what the emulator charged (answered 503s cost nothing)
+    charged = float(emulator.usage()["credits_charged"])
+    today = found["bgcut_credits_spent_today"][(("folder", "studio"),)]
+    assert today == pytest.approx(charged) and charged > 0
+    assert found["bgcut_credits_spent_this_month"][(("folder", "studio"),)] >= today

@@ -181,3 +181,19 @@ def test_keep_metadata_false_leaves_the_outputs_bare(tmp_path: Path,
         with Image.open(studio / "outbox" / f"IMG_0042{suffix}") as image:
             assert image.getexif().get(0x8298) is None
             assert not (image.info.get("xmp") or image.info.get("XML:com.adobe.xmp"))
+
+
+def test_local_render_keeps_the_metadata_and_verifies_every_rendered_file(
+        tmp_path: Path, emulator: FakeApiServer) -> None:
+    """``render = "local"``: the variants made here carry the studio's fields like downloaded
+    ones, and are upright and colour-true (each rendered file passed ``job.verify``)."""
+    config = write_config(tmp_path, emulator.base_url, folder={"render": "local"})
+    studio = tmp_path / "studio"
+    device_file = phone_jpeg_with_metadata(studio / "inbox")
+    with InProcessDaemon(config):
+        wait_for(lambda: len(visible_files(studio / "outbox")) == 3, what="the outputs")
+    for suffix in VARIANT_SUFFIXES:
+        assert_metadata(studio / "outbox" / f"IMG_0042{suffix}", device_file.meta)
+    assert_upright_and_true(studio / "outbox" / "IMG_0042.full.png", device_file.patch_lab)
+    processes = [r for r in emulator.requests() if r.endpoint == "process" and r.status == 200]
+    assert len(processes) == 1

@@ -3,6 +3,8 @@ before its upload (``downscale_before_upload``), and uploaded byte for byte when
 
 from __future__ import annotations
 
+import logging
+import re
 from pathlib import Path
 
 import pytest
@@ -10,7 +12,7 @@ from PIL import Image, ImageDraw
 
 from bgcut_watchd.config.model import Variant
 from bgcut_watchd.fake_api import FakeApiServer
-from bgcut_watchd.job.downscale import upload_source
+from bgcut_watchd.job.downscale import UploadSource, upload_source
 from bgcut_watchd.job.validate import validate_input
 from tests.support import InProcessDaemon, files_under, wait_for, write_config
 
@@ -67,6 +69,18 @@ def test_small_enough_inputs_are_uploaded_byte_for_byte(tmp_path: Path) -> None:
     assert chosen.path == source and chosen.saved_bytes == 0
 
 
+def test_a_scaled_copy_that_is_not_smaller_is_not_sent(tmp_path: Path) -> None:
+    """A noisy JPEG saved at quality 30: scaled to 2/3 of its pixels and saved at 95 it would
+    more than double; the input is uploaded as it is instead."""
+    source = tmp_path / "in.jpg"
+    Image.effect_noise((1500, 1000), 90).convert("RGB").save(source, "JPEG", quality=30)
+    checked = validate_input(source, max_bytes=10**8, max_pixels=10**8)
+    chosen = upload_source(tmp_path, source, checked, [Variant("full", max_resolution=10**6)],
+                           enabled=True)
+    assert chosen == UploadSource(source)  # saved nothing: 0 bytes, 0 pixels
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jpg"]  # the copy removed
+
+
 def test_a_larger_input_is_scaled_upright_to_the_largest_variant(tmp_path: Path) -> None:
     source = tmp_path / "in.png"
     image = Image.new("RGB", (400, 200), (10, 200, 10))
@@ -95,3 +109,24 @@ def test_the_scaled_copy_is_pillow_s_own_lanczos_resize_pixel_for_pixel(tmp_path
         expected = original.resize(scaled.size, Image.Resampling.LANCZOS, reducing_gap=3.0)
         assert scaled.size[0] * scaled.size[1] <= 300_000 < 900 * 700
         assert scaled.tobytes() == expected.tobytes()
+
+
+def test_the_log_says_how_many_pixels_and_bytes_were_saved(
+        tmp_path: Path, emulator: FakeApiServer, caplog: pytest.LogCaptureFixture) -> None:
+    variants = '[variants.full]\nformat = "jpeg"\nmax_resolution = 300000\n'
+    config = write_config(tmp_path, emulator.base_url, variants=variants,
+                          variant_names=("full",))
+    inbox = tmp_path / "studio" / "inbox"
+    with caplog.at_level(logging.INFO, logger="bgcut_watchd"), InProcessDaemon(config):
+        _photo(tmp_path / "staging.jpg", (1200, 1000)).rename(inbox / "big.jpg")
+        wait_for(lambda: len(files_under(tmp_path / "studio" / "archive")) == 1,
+                 what="the input archived")
+    [said] = [r.getMessage() for r in caplog.records if "scaled down before" in r.getMessage()]
+    match = re.search(r"(\d+) pixels and (\d+) bytes fewer to send", said)
+    assert match is not None, said
+    pixels, saved = int(match[1]), int(match[2])
+    assert 1200 * 1000 - 300_000 <= pixels < 1200 * 1000
+    uploaded = [r.file_path for r in emulator.requests()
+                if r.endpoint == "upload" and r.status == 200 and r.file_path]
+    sent = emulator.local_path(uploaded[-1]).stat().st_size
+    assert saved == (tmp_path / "studio" / "archive" / "big.jpg").stat().st_size - sent > 0

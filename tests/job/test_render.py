@@ -123,3 +123,31 @@ def test_a_master_that_is_not_a_png_is_dropped_and_blamed_on_the_service(
     assert isinstance(raised.value, ServiceError)  # retried, never quarantined
     assert not master.exists()  # the retry downloads it again
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_each_rendered_file_goes_through_finish_before_it_becomes_a_part(
+        tmp_path: Path) -> None:
+    master = tmp_path / ".bgcut-job1-0.part"
+    Image.new("RGBA", (40, 30), (10, 200, 30, 255)).save(master, "PNG")
+    variants = [Variant("full"), Variant("white", format="jpeg", background_color="#ffffff")]
+    seen: list[tuple[str, str, bool]] = []
+
+    def finish(path: Path, variant: Variant) -> None:  # what the job stamps and verifies
+        seen.append((path.name, variant.name, path.read_bytes()[:2] in (b"\x89P", b"\xff\xd8")))
+
+    parts = render_set(master, variants, tmp_path, "job1", finish=finish)
+    assert seen == [(".bgcut-job1-1.dl", "full", True), (".bgcut-job1-2.dl", "white", True)]
+    assert [Path(p).name for p in parts] == [".bgcut-job1-1.part", ".bgcut-job1-2.part"]
+
+
+def test_a_rendered_file_that_fails_its_verification_drops_the_master(tmp_path: Path) -> None:
+    master = tmp_path / ".bgcut-job1-0.part"
+    Image.new("RGBA", (40, 30), (10, 200, 30, 255)).save(master, "PNG")
+
+    def finish(path: Path, variant: Variant) -> None:
+        raise BadRenderError("download", f"rendered {variant.name}: too many pixels")
+
+    with pytest.raises(BadRenderError):
+        render_set(master, [Variant("full")], tmp_path, "job1", finish=finish)
+    assert not master.exists()  # a retry fetches the cutout again
+    assert not list(tmp_path.glob("*.part"))  # nothing unverified can be published

@@ -36,6 +36,9 @@ class FolderRow:
     done_today: int | None
     quarantined: int | None
     paused: str | None = None
+    credits_today: float | None = None   # counted by the [budget] spend model; None: unread
+    next_try: datetime | None = None     # a paused folder's next look at its disk
+    credits_month: float | None = None
 
 
 @dataclass(frozen=True)
@@ -124,13 +127,17 @@ def _api(pause: ApiPause | None, csrf: str) -> str:
 def _folders(rows: Sequence[FolderRow]) -> str:
     head = ("<tr><th scope=\"col\">Folder</th><th scope=\"col\">Waiting</th>"
             "<th scope=\"col\">In progress</th><th scope=\"col\">Done today</th>"
-            "<th scope=\"col\">Quarantined</th><th scope=\"col\">State</th></tr>")
+            "<th scope=\"col\">Quarantined</th>"
+            "<th scope=\"col\" title=\"estimated by the [budget] spend model\">Credits today"
+            " / this month</th><th scope=\"col\">State</th></tr>")
     body = "".join(
         f"<tr data-folder=\"{escape(r.name)}\"><th scope=\"row\">{escape(r.name)}</th>"
         f"<td data-field=\"waiting\">{r.waiting}</td>"
         f"<td data-field=\"in_progress\">{r.in_progress}</td>"
         f"<td data-field=\"done_today\">{_count(r.done_today)}</td>"
         f"<td data-field=\"quarantined\">{_count(r.quarantined)}</td>"
+        f"<td data-field=\"credits\">{_credits(r.credits_today)} / "
+        f"{_credits(r.credits_month)}</td>"
         f"<td data-field=\"state\">{escape(_state(r))}</td></tr>" for r in rows)
     return (f"<section id=\"folders\"><h2>Folders</h2><table><thead>{head}</thead>"
             f"<tbody>{body}</tbody></table></section>")
@@ -138,12 +145,17 @@ def _folders(rows: Sequence[FolderRow]) -> str:
 
 def _state(row: FolderRow) -> str:
     if row.paused:
-        return f"paused: {row.paused}"
+        when = "" if row.next_try is None else f", next try {row.next_try:%H:%M:%S}"
+        return f"paused: {row.paused}{when}"
     return "watching" if row.watch != "stopped" else "not watched"
 
 
 def _count(value: int | None) -> str:
     return "?" if value is None else str(value)
+
+
+def _credits(value: float | None) -> str:
+    return "?" if value is None else f"{value:.2f}"
 
 
 def _jobs(jobs: Sequence[JobRow]) -> str:

@@ -86,8 +86,18 @@ def test_an_operator_sees_the_state_and_requeues_with_a_click(
         assert page.title().startswith("bgcut-watchd on ")
         wait_for(lambda: row_text(page, "studio")[3:5] == ["3", "2"], 15,
                  what="studio's figures on the page")
-        assert row_text(page, "studio") == ["studio", "0", "0", "3", "2", "watching"]
-        assert row_text(page, "shop") == ["shop", "0", "0", "1", "0", "watching"]
+        studio_row, shop_row = row_text(page, "studio"), row_text(page, "shop")
+        assert studio_row[:5] + studio_row[6:] == ["studio", "0", "0", "3", "2", "watching"]
+        assert shop_row[:5] + shop_row[6:] == ["shop", "0", "0", "1", "0", "watching"]
+        # credits today / this month, as the spend model counted them: what the emulator
+        # charged, shared by the folders' jobs (same images, same variants: 3 to 1)
+        studio_credits = [float(c) for c in studio_row[5].split(" / ")]
+        shop_credits = [float(c) for c in shop_row[5].split(" / ")]
+        charged = float(emulator.usage()["credits_charged"])
+        assert studio_credits[0] + shop_credits[0] == pytest.approx(charged, abs=0.011)
+        assert studio_credits[0] == pytest.approx(3 * shop_credits[0], abs=0.011)
+        assert shop_credits[0] > 0
+        assert studio_credits[1] >= studio_credits[0] and shop_credits[1] >= shop_credits[0]
         assert page.locator("#api").inner_text().strip().endswith("Running.")
 
         after = page.locator("#jobs tr.done img[alt^='after']").first
