@@ -33,9 +33,15 @@ UNREADABLE: Final = "unreadable"
 EXIF_ORIENTATION: Final = 0x0112
 _TIFF_BITS_PER_SAMPLE: Final = 258
 # Pillow's words for a broken file, and ours for an administrator.
+_CUT_SHORT: Final = "the file ends before the image does (cut short in a copy?)"
+_DAMAGED: Final = "the compressed picture data is damaged"
 _PLAIN_WORDS: Final = (
-    ("image file is truncated", "the file ends before the image does (cut short in a copy?)"),
-    ("broken data stream", "the compressed picture data is damaged"),
+    ("image file is truncated", _CUT_SHORT),
+    ("Unexpected end of file", _CUT_SHORT),  # libheif
+    ("could not create decoder object", "its data is cut short or damaged (libwebp cannot "
+                                        "start decoding it)"),
+    ("broken data stream", _DAMAGED),
+    ("decoder error", _DAMAGED),  # libtiff, libjpeg and zlib through Pillow's ImageFile
     ("cannot identify image file", "its header cannot be parsed"),
 )
 
@@ -96,8 +102,10 @@ def broken(image_format: str, exc: BaseException) -> LocalInputError:
     if isinstance(exc, UnidentifiedImageError):
         why = "its header cannot be parsed"
     if why is None:
-        why = f"the {name} decoder says: {message or type(exc).__name__}"
-    return reject(INVALID_IMAGE, f"a {name} file that does not decode: {why}")
+        said = " ".join(message.split()) or type(exc).__name__
+        why = f"the {name} decoder says: {said}"
+    article = "an" if name[:1] in "AEIOU" else "a"
+    return reject(INVALID_IMAGE, f"{article} {name} file that does not decode: {why}")
 
 
 def decode_to_check(image: Image.Image) -> tuple[int, int]:

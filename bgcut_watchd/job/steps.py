@@ -71,7 +71,7 @@ from bgcut_watchd.fsops import (
 )
 from bgcut_watchd.job.cost import pixels_of
 from bgcut_watchd.job.dispose import archive_target, delete_input, move_to_target
-from bgcut_watchd.job.downscale import upload_source
+from bgcut_watchd.job.downscale import converted_facts, upload_source
 from bgcut_watchd.job.duplicates import (
     SameContentInFlight,
     SingleFlight,
@@ -267,8 +267,9 @@ class JobRunner:
         source, name = upload_for(job, checked, self._decode_limits, partial(self._say, job))
         upload_path = remote_upload_path(self.api.upload_prefix, job.job_id,
                                          job.record.remote_round)
-        if source == job.input_path:  # sent as it is: scaled down when larger than needed
-            source = self._upload_source(job, checked)
+        # scaled down when larger than needed, whether sent as it is or converted first
+        source = self._upload_source(job, checked if source == job.input_path
+                                     else converted_facts(source, checked))
         job.timeline.mark("check")
         self._enter_api(job)
         remote = self.guard.call("upload", lambda: self.client.upload(

@@ -241,33 +241,65 @@ def _tiff_entry(tag: int, kind: int, count: int, value: bytes) -> bytes:
     return struct.pack("<HHI", tag, kind, count) + value.ljust(4, b"\x00")
 
 
-def tiff_16bit_rgb(folder: Path) -> DeviceFile:
-    """An uncompressed 16-bit RGB TIFF, the way flatbed scanners write "48-bit colour"."""
-    image = scene(SRGB_PATCH)
-    samples = [v * 257 for v in image.tobytes()]
-    pixels = struct.pack(f"<{len(samples)}H", *samples)
-    width, height = SIZE
-    entries = [(256, 3, 1, struct.pack("<H", width)), (257, 3, 1, struct.pack("<H", height)),
-               (258, 3, 3, None), (259, 3, 1, struct.pack("<H", 1)),
-               (262, 3, 1, struct.pack("<H", 2)), (273, 4, 1, None),
-               (277, 3, 1, struct.pack("<H", 3)), (278, 3, 1, struct.pack("<H", height)),
-               (279, 4, 1, struct.pack("<I", len(pixels))), (284, 3, 1, struct.pack("<H", 1))]
-    ifd_bytes = 2 + 12 * len(entries) + 4
-    bits_at = 8 + ifd_bytes
-    data_at = bits_at + 6
-    values = {258: struct.pack("<I", bits_at), 273: struct.pack("<I", data_at)}
-    ifd = struct.pack("<H", len(entries)) + b"".join(
-        _tiff_entry(tag, kind, count, value if value is not None else values[tag])
-        for tag, kind, count, value in entries) + b"\x00" * 4
-    data = b"II*\x00" + struct.pack("<I", 8) + ifd + struct.pack("<3H", 16, 16, 16) + pixels
-    (folder / "scan-48bit.tif").write_bytes(data)
-    return DeviceFile("scan-48bit.tif", srgb_lab(SRGB_PATCH))
+def tiff_16bit(name: str, mode: str = "RGB",
+               compression: int = 1) -> Callable[[Path], DeviceFile]:
+    """A 16-bit TIFF written field by field (Pillow writes none with 3 or 4 samples): RGB the
+    way flatbed scanners write "48-bit colour", or CMYK the way prepress scans come;
+    ``compression`` 1 (none) or 8 (ZIP)."""
+    def make(folder: Path) -> DeviceFile:
+        if mode == "CMYK":
+            image = scene(CMYK_PATCH, "CMYK", (0, 0, 0, 20), (0, 0, 0, 255))
+            spp, photometric = 4, 5
+            lab = srgb_lab(naive_cmyk_to_srgb8(CMYK_PATCH))
+        else:
+            image, spp, photometric, lab = scene(SRGB_PATCH), 3, 2, srgb_lab(SRGB_PATCH)
+        samples = [v * 257 for v in image.tobytes()]
+        pixels = struct.pack(f"<{len(samples)}H", *samples)
+        if compression == 8:
+            pixels = zlib.compress(pixels)
+        width, height = SIZE
+        entries = [(256, 3, 1, struct.pack("<H", width)),
+                   (257, 3, 1, struct.pack("<H", height)), (258, 3, spp, None),
+                   (259, 3, 1, struct.pack("<H", compression)),
+                   (262, 3, 1, struct.pack("<H", photometric)), (273, 4, 1, None),
+                   (277, 3, 1, struct.pack("<H", spp)), (278, 3, 1, struct.pack("<H", height)),
+                   (279, 4, 1, struct.pack("<I", len(pixels))),
+                   (284, 3, 1, struct.pack("<H", 1))]
+        ifd_bytes = 2 + 12 * len(entries) + 4
+        bits_at = 8 + ifd_bytes
+        data_at = bits_at + 2 * spp
+        values = {258: struct.pack("<I", bits_at), 273: struct.pack("<I", data_at)}
+        ifd = struct.pack("<H", len(entries)) + b"".join(
+            _tiff_entry(tag, kind, count, value if value is not None else values[tag])
+            for tag, kind, count, value in entries) + b"\x00" * 4
+        data = (b"II*\x00" + struct.pack("<I", 8) + ifd + struct.pack(f"<{spp}H", *[16] * spp)
+                + pixels)
+        (folder / name).write_bytes(data)
+        return DeviceFile(name, lab)
+    return make
 
 
-def tiff_16bit_grey(folder: Path) -> DeviceFile:
-    image = scene(GREY_PATCH * 257, "I;16", 236 * 257, 0)
-    _save(folder, "scan-grey16.tif", image, "TIFF")
-    return DeviceFile("scan-grey16.tif", srgb_lab((GREY_PATCH,) * 3))
+def tiff_16bit_grey(name: str, compression: str | None = None,
+                    ) -> Callable[[Path], DeviceFile]:
+    def make(folder: Path) -> DeviceFile:
+        image = scene(GREY_PATCH * 257, "I;16", 236 * 257, 0)
+        _save(folder, name, image, "TIFF", compression=compression)
+        return DeviceFile(name, srgb_lab((GREY_PATCH,) * 3))
+    return make
+
+
+def heif_mif1(folder: Path) -> DeviceFile:
+    """A ``.heif`` whose major brand is the generic ``mif1`` (some Android phones and
+    cameras), not ``heic``."""
+    import pillow_heif  # test-only: the encoder the daemon does not have
+
+    buffer = io.BytesIO()
+    pillow_heif.from_pillow(scene(SRGB_PATCH)).save(buffer, quality=95, chroma=444)
+    data = bytearray(buffer.getvalue())
+    assert data[4:8] == b"ftyp", "pillow-heif wrote no ftyp box first"
+    data[8:12] = b"mif1"
+    (folder / "camera.heif").write_bytes(bytes(data))
+    return DeviceFile("camera.heif", srgb_lab(SRGB_PATCH))
 
 
 def _png_chunk(kind: bytes, body: bytes) -> bytes:
@@ -316,17 +348,31 @@ def png_srgb(folder: Path) -> DeviceFile:
     return DeviceFile("product.png", srgb_lab(SRGB_PATCH), byte_for_byte=True)
 
 
+def accepted_as_is(name: str, fmt: str, **options: Any) -> Callable[[Path], DeviceFile]:
+    """A file the API takes as it is (upright, sRGB, 8 bits): sent byte for byte."""
+    def make(folder: Path) -> DeviceFile:
+        _save(folder, name, scene(SRGB_PATCH), fmt, **options)
+        return DeviceFile(name, srgb_lab(SRGB_PATCH), byte_for_byte=True)
+    return make
+
+
 DEVICE_MAKERS: Final[tuple[Callable[[Path], DeviceFile], ...]] = (
     *(jpeg_oriented(o) for o in range(1, 9)),
-    phone_jpeg_with_metadata, png_srgb,
+    phone_jpeg_with_metadata, png_srgb, accepted_as_is("product.webp", "WEBP", lossless=True),
+    accepted_as_is("product.avif", "AVIF", quality=95),
     other_oriented("PNG", "png", 8), other_oriented("WEBP", "webp", 3, lossless=True),
     other_oriented("AVIF", "avif", 5, quality=95),
-    adobe_rgb_jpeg, display_p3_png, heic_phone, cmyk_jpeg, cmyk_jpeg_with_press_profile,
+    adobe_rgb_jpeg, display_p3_png, heic_phone, heif_mif1, cmyk_jpeg,
+    cmyk_jpeg_with_press_profile,
     ycck_jpeg,
     tiff("scan-lzw.tif", "tiff_lzw"), tiff("scan-zip.tif", "tiff_adobe_deflate"),
     tiff("scan-jpeg.tif", "jpeg", quality=95), tiff("scan-grey.tif", "tiff_lzw", "L"),
     tiff("scan-cmyk.tif", "tiff_lzw", "CMYK"), tiff_oriented, tiff_three_pages,
-    tiff_16bit_rgb, tiff_16bit_grey, png_16bit_rgb, png_16bit_grey, bmp, gif, animated_gif,
+    tiff_16bit("scan-48bit.tif"), tiff_16bit("scan-48bit-zip.tif", compression=8),
+    tiff_16bit("prepress-cmyk16.tif", "CMYK"),
+    tiff_16bit_grey("scan-grey16.tif"), tiff_16bit_grey("scan-grey16-zip.tif",
+                                                        "tiff_adobe_deflate"),
+    png_16bit_rgb, png_16bit_grey, bmp, gif, animated_gif,
 )
 
 

@@ -155,3 +155,45 @@ def test_ignored_files_are_left_alone(tmp_path: Path, emulator: FakeApiServer) -
     assert after == before
     assert len([r for r in emulator.requests() if r.endpoint == "upload"]) == 1
     assert files_under(tmp_path / "studio" / "quarantine") == []
+
+
+def _cut(folder: Path, name: str, data: bytes) -> Path:
+    """The first half of an image's bytes, as a copy interrupted halfway leaves it."""
+    path = folder / name
+    path.write_bytes(data[: len(data) // 2])
+    return path
+
+
+def test_a_device_file_cut_short_is_quarantined_with_the_decoders_verdict_in_plain_words(
+        tmp_path: Path, emulator: FakeApiServer) -> None:
+    """HEIC, WebP, AVIF, GIF, BMP: each cut in half; the error file says so in words an
+    administrator can act on, not in libheif's or libwebp's own terms."""
+    import io
+
+    import pillow_heif  # test-only: the encoder the daemon does not have
+    from PIL import Image
+
+    picture = Image.effect_noise((300, 200), 60).convert("RGB")
+    encoded = {}
+    for fmt, ext in (("WEBP", "webp"), ("AVIF", "avif"), ("GIF", "gif"), ("BMP", "bmp")):
+        buffer = io.BytesIO()
+        picture.save(buffer, fmt)
+        encoded[f"cut.{ext}"] = buffer.getvalue()
+    buffer = io.BytesIO()
+    pillow_heif.from_pillow(picture).save(buffer, quality=90)
+    encoded["cut.heic"] = buffer.getvalue()
+    config = write_config(tmp_path, emulator.base_url)
+    quarantine = tmp_path / "studio" / "quarantine"
+    with InProcessDaemon(config):
+        for name, data in encoded.items():
+            _cut(tmp_path / "studio" / "inbox", name, data)
+        wait_for(lambda: all(_reason(quarantine, n) for n in encoded), 20,
+                 what="every cut file quarantined")
+    details = {n: json.loads((quarantine / f"{n}.error.json").read_text()) for n in encoded}
+    assert {n: d["reason"] for n, d in details.items()} == dict.fromkeys(encoded,
+                                                                       "invalid_image")
+    plain = ("ends before the image does", "cut short or damaged", "header cannot be parsed")
+    for name, error in details.items():
+        assert any(words in error["detail"] for words in plain), (name, error["detail"])
+        assert "decoder says" not in error["detail"] and "\n" not in error["detail"], name
+    assert [r for r in emulator.requests() if r.endpoint == "upload"] == []

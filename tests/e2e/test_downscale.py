@@ -130,3 +130,25 @@ def test_the_log_says_how_many_pixels_and_bytes_were_saved(
                 if r.endpoint == "upload" and r.status == 200 and r.file_path]
     sent = emulator.local_path(uploaded[-1]).stat().st_size
     assert saved == (tmp_path / "studio" / "archive" / "big.jpg").stat().st_size - sent > 0
+
+
+def test_a_converted_input_larger_than_needed_is_scaled_down_too(
+        tmp_path: Path, emulator: FakeApiServer, caplog: pytest.LogCaptureFixture) -> None:
+    """A scanner's TIFF is converted to PNG, then scaled to the largest variant like any
+    other input: a TIFF is paid no more pixels than a JPEG."""
+    variants = '[variants.full]\nformat = "png"\nmax_resolution = 300000\n'
+    config = write_config(tmp_path, emulator.base_url, variants=variants,
+                          variant_names=("full",))
+    inbox = tmp_path / "studio" / "inbox"
+    with caplog.at_level(logging.INFO, logger="bgcut_watchd"), InProcessDaemon(config):
+        _photo(tmp_path / "staging.tif", (1200, 1000), fmt="TIFF").rename(inbox / "scan.tif")
+        wait_for(lambda: len(files_under(tmp_path / "studio" / "archive")) == 1,
+                 what="the input archived")
+    [stored] = [r.file_path for r in emulator.requests()
+                if r.endpoint == "upload" and r.status == 200 and r.file_path]
+    assert stored is not None
+    with Image.open(emulator.local_path(stored)) as sent:
+        assert sent.format == "PNG"
+        assert 0.98 * 300_000 < sent.width * sent.height <= 300_000
+    said = " ".join(r.getMessage() for r in caplog.records)
+    assert "normalised: TIFF → PNG" in said and "scaled down before the upload" in said

@@ -36,10 +36,24 @@ from tests.support import (
 
 pytestmark = pytest.mark.slow
 sync_api = pytest.importorskip("playwright.sync_api")
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def _chromium() -> str | None:
+    """Debian's chromium, else the browser ``playwright install chromium`` downloaded (the
+    README's test command does that where the distribution has no chromium package, as on
+    Ubuntu, whose chromium is a snap)."""
+    found = shutil.which("chromium")
+    if found is not None:
+        return found
+    with sync_api.sync_playwright() as playwright:
+        bundled = playwright.chromium.executable_path
+    return bundled if bundled and Path(bundled).is_file() else None
+
+
+CHROMIUM = _chromium()
 if CHROMIUM is None:
-    pytest.skip("Debian's chromium is not installed (apt-get install chromium)",
-                allow_module_level=True)
+    pytest.skip("no chromium: apt-get install chromium (Debian), or .venv/bin/python -m "
+                "playwright install --with-deps chromium", allow_module_level=True)
 SMALL_LIMIT, BIG_LIMIT = 10_000, 50_000_000
 
 
