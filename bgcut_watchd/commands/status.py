@@ -241,7 +241,7 @@ def render_table(doc: dict[str, Any]) -> str:
         lines += ["", "last errors:"]
         lines += [_error_line(e) for e in doc["recent_errors"]]
     lines += [f"note: {note}" for note in doc["notes"]]
-    lines += ["", "(bgcut-watchd status --help explains the columns)"]
+    lines += ["", LEGEND]
     return "\n".join(lines)
 
 

@@ -55,12 +55,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(f"--latency-{endpoint}", type=_seconds, default=0.0, metavar="S",
                             help=f"extra delay before answering {endpoint}")
     faults = parser.add_argument_group("faults (shares of API requests, 0..1)")
-    faults.add_argument("--fail-5xx", type=_share, default=0.0, metavar="SHARE")
-    faults.add_argument("--fail-429", type=_share, default=0.0, metavar="SHARE")
+    faults.add_argument("--fail-5xx", type=_share, default=0.0, metavar="SHARE",
+                        help="answer 503 Service Unavailable without doing the request")
+    faults.add_argument("--fail-429", type=_share, default=0.0, metavar="SHARE",
+                        help="answer 429 Too Many Requests, with --retry-after")
     faults.add_argument("--retry-after", type=int, default=1, metavar="S",
                         help="Retry-After seconds sent with 429 (default 1)")
-    faults.add_argument("--fail-reset", type=_share, default=0.0, metavar="SHARE")
-    faults.add_argument("--fail-truncate", type=_share, default=0.0, metavar="SHARE")
+    faults.add_argument("--fail-reset", type=_share, default=0.0, metavar="SHARE",
+                        help="read the request, then reset the connection without an answer")
+    faults.add_argument("--fail-truncate", type=_share, default=0.0, metavar="SHARE",
+                        help="downloads: send half the file under the full Content-Length, "
+                             "then close")
     faults.add_argument("--fail-404", type=_share, default=0.0, metavar="SHARE",
                         help="process/download answer 404 for an existing file")
     faults.add_argument("--fail-html-200", type=_share, default=0.0, metavar="SHARE",
@@ -85,7 +90,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="answer 413 to larger uploaded files")
     parser.add_argument("--expiry", type=float, default=DEFAULT_EXPIRY_S, metavar="S",
                         help="stored files vanish after S seconds (default 7200)")
-    parser.add_argument("--quota-bytes", type=int, default=DEFAULT_QUOTA_BYTES, metavar="N")
+    parser.add_argument("--quota-bytes", type=int, default=DEFAULT_QUOTA_BYTES, metavar="N",
+                        help="the storage quota the usage endpoint reports (default 10 GB, the "
+                             "API's); reported only, not enforced")
     _add_credit_arguments(parser)
     _add_bench_arguments(parser)
 

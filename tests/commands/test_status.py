@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from bgcut_watchd.cli import main
-from bgcut_watchd.commands.status import collect_status
+from bgcut_watchd.commands.status import LEGEND, collect_status
 from bgcut_watchd.exitcodes import EXIT_NOT_RUNNING, EXIT_OK
 from bgcut_watchd.fake_api import FakeApiServer
 from tests.hostile import make_text_named_jpg, make_valid_jpeg
@@ -107,7 +107,9 @@ def test_table_shows_the_same_figures_and_the_last_error(
     row = next(line for line in lines if line.startswith("studio"))
     # waiting, claimed, in progress, done, quarantined now, quarantined total, failed, paused
     assert row.split() == ["studio", "1", "0", "0", "1", "1", "1", "0", "-"]
-    assert "(bgcut-watchd status --help explains the columns)" in lines
+    legend = lines[lines.index("columns:"):]  # under the table, as in --help
+    assert legend == LEGEND.splitlines()
+    assert legend[-1].startswith("API: ok, or paused")
     assert any('"notes.jpg": quarantined at validate: invalid_image' in line for line in lines)
 
 
@@ -146,7 +148,7 @@ def test_a_running_daemon_and_its_pause_are_shown(
 ) -> None:
     config = write_config(tmp_path, emulator.base_url, retry={"auth_pause_s": 30})
     emulator.update(auth_fail=True)
-    with InProcessDaemon(config):
+    with InProcessDaemon(config) as daemon:
         make_valid_jpeg(tmp_path / "studio" / "inbox", "a.jpg")
         cfg = load_checked(config)
         wait_for(lambda: (collect_status(cfg)["pause"] or {}).get("reason") == "auth",
@@ -154,12 +156,19 @@ def test_a_running_daemon_and_its_pause_are_shown(
         doc = _status_json(config, capsys, code=EXIT_OK)
         assert main(["status", "-c", str(config)]) == EXIT_OK
         table = capsys.readouterr().out
+        emulator.update(auth_fail=False)  # the key is good again: resumed, "API: ok"
+        daemon.service.engine.api_pause.resume()
+        wait_for(lambda: collect_status(cfg)["folders"][0]["done"] == 1
+                 and collect_status(cfg)["pause"] is None, what="the file done, no pause")
+        assert main(["status", "-c", str(config)]) == EXIT_OK
+        assert "API: ok" in capsys.readouterr().out.splitlines()
     assert doc["daemon"]["running"] is True
     assert doc["daemon"]["pid"] == os.getpid()
     assert doc["folders"][0]["live"]["watch"] in ("inotify", "polling")
     assert doc["pause"]["description"].startswith("paused: API key rejected (401)")
     assert f"daemon: running (pid {os.getpid()})" in table
     assert "API: paused: API key rejected (401)" in table
+
     assert API_KEY not in table and API_KEY not in json.dumps(doc)
 
 
@@ -212,3 +221,25 @@ def test_a_state_dir_removed_under_a_running_daemon_is_recreated_and_status_tell
     assert (state_dir / "daemon.lock").exists()
     assert job_dirs(tmp_path / "studio" / "inbox") == []
     assert _status_json(config, capsys)["daemon"]["running"] is False  # stopped: exit 3
+
+
+def test_the_legend_is_in_help_too(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["status", "--help"])
+    shown = capsys.readouterr().out
+    for line in LEGEND.splitlines():
+        assert line.strip() in shown
+
+
+def test_quarantined_now_drops_after_a_requeue_and_the_total_stays(
+    tmp_path: Path, emulator: FakeApiServer, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    config = _one_done_one_quarantined(tmp_path, emulator, monkeypatch, capsys)
+    [before] = _status_json(config, capsys)["folders"]
+    assert (before["quarantined_now"], before["quarantined_total"]) == (1, 1)
+    assert main(["requeue", "-c", str(config), "--all"]) == 0
+    capsys.readouterr()
+    [after] = _status_json(config, capsys)["folders"]
+    assert (after["quarantined_now"], after["quarantined_total"]) == (0, 1)
+    assert after["waiting"] == before["waiting"] + 1  # back in the inbox

@@ -110,3 +110,12 @@ def test_subprocess_serves_logs_and_stops_on_signal(
     assert abs(entry["timestamp_s"] - time.monotonic()) < 60  # the system monotonic clock
     process.send_signal(signum)
     assert process.wait(timeout=10) == 0
+
+
+def test_every_switch_says_what_it_does_in_help() -> None:
+    """``fake-api --help`` explains every flag: a fault switch without words is a guess."""
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    silent = [action.option_strings[0] for action in parser._actions
+              if action.option_strings and action.dest != "help" and not action.help]
+    assert silent == []
