@@ -19,7 +19,10 @@ from pathlib import Path
 
 MOUNTINFO_PATH = Path("/proc/self/mountinfo")
 FSTAB_PATH = Path("/etc/fstab")
-MOUNT_UNITS_DIR = Path("/etc/systemd/system")
+# The administrator's unit files and the runtime's (``systemd-mount``). Not the packages'
+# (``/usr/lib/systemd/system``): they ship units such as ``tmp.mount`` that are seldom enabled,
+# and a folder under ``/tmp`` would wait forever for a mount that never comes.
+MOUNT_UNITS_DIRS = (Path("/etc/systemd/system"), Path("/run/systemd/system"))
 _OCTAL_ESCAPE = re.compile(rb"\\([0-7]{3})")
 _NOT_MOUNT_POINTS = {"none", "swap", "-"}
 
@@ -38,7 +41,7 @@ class MountTables:
 
     mountinfo: Path = MOUNTINFO_PATH
     fstab: Path = FSTAB_PATH
-    units_dir: Path = MOUNT_UNITS_DIR
+    units_dirs: tuple[Path, ...] = MOUNT_UNITS_DIRS
 
 
 SYSTEM_TABLES = MountTables()
@@ -104,7 +107,7 @@ def declared_mount_points(tables: MountTables = SYSTEM_TABLES) -> dict[str, str]
             declared.setdefault(point, str(tables.fstab))
     except OSError:
         pass
-    for unit in _unit_files(tables.units_dir):
+    for unit in _unit_files(tables.units_dirs):
         try:
             where = parse_mount_unit(unit.read_text("utf-8", "replace"))
         except OSError:
@@ -114,11 +117,18 @@ def declared_mount_points(tables: MountTables = SYSTEM_TABLES) -> dict[str, str]
     return declared
 
 
-def _unit_files(directory: Path) -> Iterable[Path]:
-    try:
-        return sorted(directory.glob("*.mount"))
-    except OSError:
-        return []
+def _unit_files(directories: Iterable[Path]) -> Iterable[Path]:
+    """The ``.mount`` units of ``directories``, a name's first one only (``/etc`` overrides
+    ``/run``)."""
+    seen: dict[str, Path] = {}
+    for directory in directories:
+        try:
+            units = sorted(directory.glob("*.mount"))
+        except OSError:
+            continue
+        for unit in units:
+            seen.setdefault(unit.name, unit)
+    return list(seen.values())
 
 
 def standby_reason(path: Path, tables: MountTables = SYSTEM_TABLES) -> str | None:
@@ -183,8 +193,8 @@ class MountView:
 
     def _declared_stamp(self) -> tuple[object, ...]:
         stamps: list[object] = []
-        for path in (self._tables.fstab, self._tables.units_dir,
-                     *_unit_files(self._tables.units_dir)):
+        for path in (self._tables.fstab, *self._tables.units_dirs,
+                     *_unit_files(self._tables.units_dirs)):
             try:
                 st = path.stat()
                 stamps.append((st.st_mtime_ns, st.st_ino, st.st_size))

@@ -570,7 +570,7 @@ def test_a_folder_under_a_declared_but_unmounted_share_is_on_standby(tmp_path: P
                      "/dev/sda2 none swap sw 0 0\n")
     mountinfo = tmp_path / "mountinfo"
     mountinfo.write_text("22 1 8:1 / / rw - ext4 /dev/sda1 rw\n")
-    tables = MountTables(mountinfo=mountinfo, fstab=fstab, units_dir=tmp_path / "units")
+    tables = MountTables(mountinfo=mountinfo, fstab=fstab, units_dirs=(tmp_path / "units",))
     data = _minimal()
     data["daemon"] = {"state_dir": str(tmp_path / "state")}
     data["folders"][0].update(inbox=str(share / "inbox"), outbox=str(share / "out"),
@@ -625,3 +625,31 @@ def test_check_folders_on_real_folders(tmp_path: Path) -> None:
     assert check_folders(config) == ([], {})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["done", "in", "out", "q", "state"]
     assert all(not any(p.iterdir()) for p in tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("declared_in", ["etc", "run"])
+def test_a_share_declared_by_a_systemd_mount_unit_puts_its_folder_on_standby(
+        tmp_path: Path, declared_in: str) -> None:
+    """The same as fstab for a ``.mount`` unit, the administrator's (``/etc/systemd/system``)
+    or the runtime's (``/run/systemd/system``, ``systemd-mount``)."""
+    share = tmp_path / "srv" / "nas photos"
+    share.mkdir(parents=True)
+    units = {name: tmp_path / name for name in ("etc", "run")}
+    for directory in units.values():
+        directory.mkdir()
+    (units[declared_in] / "srv-nas\\x20photos.mount").write_text(
+        f"[Unit]\nDescription=NAS\n\n[Mount]\nWhat=//nas/photos\nWhere={share}\nType=cifs\n")
+    fstab = tmp_path / "fstab"
+    fstab.write_text("")
+    mountinfo = tmp_path / "mountinfo"
+    mountinfo.write_text("22 1 8:1 / / rw - ext4 /dev/sda1 rw\n")
+    tables = MountTables(mountinfo=mountinfo, fstab=fstab,
+                         units_dirs=(units["etc"], units["run"]))
+    data = _minimal()
+    data["daemon"] = {"state_dir": str(tmp_path / "state")}
+    data["folders"][0].update(inbox=str(share / "inbox"), outbox=str(share / "out"),
+                              quarantine=str(share / "q"))
+    config = parse_config(data, tmp_path / "config.toml")
+    problems, standby = check_folders(config, tables)
+    assert problems == [] and "srv-nas\\x20photos.mount" in standby[config.folders[0].name]
+    assert list(share.iterdir()) == []  # nothing written on the local disk

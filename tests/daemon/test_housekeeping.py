@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -9,7 +10,12 @@ from pathlib import Path
 import pytest
 
 from bgcut_watchd.config.model import FolderConfig, Variant
-from bgcut_watchd.daemon.housekeeping import DAY_S, apply_retention
+from bgcut_watchd.daemon.housekeeping import (
+    DAY_S,
+    RETENTION_EVERY_S,
+    Housekeeper,
+    apply_retention,
+)
 from bgcut_watchd.fake_api import FakeApiServer
 from tests.hostile import make_valid_jpeg
 from tests.support import InProcessDaemon, files_under, wait_for, write_config
@@ -69,3 +75,36 @@ def test_zero_days_keeps_forever(tmp_path: Path) -> None:
     (folder.archive / "a.jpg").write_bytes(b"x")
     apply_retention(folder, time.time() + 10_000 * DAY_S)
     assert (folder.archive / "a.jpg").exists()
+
+
+def test_retention_runs_at_start_then_once_an_hour_and_says_so(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    folder = _folder(tmp_path, archive_retention_days=1, quarantine_retention_days=1)
+    folder.archive.mkdir(parents=True)
+    folder.quarantine.mkdir(parents=True)
+    now = {"mono": 1000.0, "wall": time.time()}
+    keeper = Housekeeper([folder], stability_s=1.0, clock=lambda: now["mono"],
+                         wall_clock=lambda: now["wall"])
+
+    def age_files() -> None:  # files two days old by the wall clock the keeper reads
+        (folder.archive / "a.jpg").write_bytes(b"x")
+        (folder.quarantine / "q.jpg").write_bytes(b"x")
+        (folder.quarantine / "q.jpg.error.json").write_bytes(b"{}")
+        now["wall"] = time.time() + 2 * DAY_S
+
+    age_files()
+    with caplog.at_level(logging.INFO, logger="bgcut_watchd.daemon.housekeeping"):
+        keeper.tick()  # the first tick applies it at once
+        assert files_under(tmp_path) == []
+        said = [r.getMessage() for r in caplog.records]
+        assert said == ["folder studio: deleted 1 archived input(s) older than 1 day(s)",
+                        "folder studio: deleted 1 quarantined input(s) older than 1 day(s), "
+                        "with their error files"]
+        age_files()
+        now["mono"] += RETENTION_EVERY_S - 1  # not yet an hour: nothing deleted
+        keeper.tick()
+        assert len(files_under(tmp_path)) == 3
+        now["mono"] += 1
+        keeper.tick()  # the hour is up
+        assert files_under(tmp_path) == []
+        assert len(caplog.records) == 4

@@ -85,10 +85,20 @@ def test_install_three_times_then_uninstall_into_a_temporary_root(tmp_path: Path
     assert (key.read_text(), mode(key)) == ("KEY-one-1234\n", 0o600)
     assert "KEY-one" not in second.stdout + second.stderr
 
-    # 3. without a key file: the key kept, a loosened mode repaired
+    # 3. without a key file: the key kept, a loosened mode repaired; with the dependencies this
+    # time (pip's cache has them after the test command), so `completion` runs and the three
+    # shells' completion scripts are installed
     key.chmod(0o644)
-    run_install(root)
+    third = run_install(root, "--pip-args", "--prefer-binary")
     assert (key.read_text(), mode(key)) == ("KEY-one-1234\n", 0o600)
+    assert "installed shell completion" in third.stdout and "skipped" not in third.stderr
+    completions = {"bash": root / "usr/share/bash-completion/completions" / NAME,
+                   "zsh": root / "usr/share/zsh/vendor-completions" / f"_{NAME}",
+                   "fish": root / "usr/share/fish/vendor_completions.d" / f"{NAME}.fish"}
+    for shell, script in completions.items():
+        assert mode(script) == 0o644 and "check-config" in script.read_text(), shell
+        if shutil.which(shell):  # the script parses in its own shell
+            subprocess.run([shell, "-n", str(script)], check=True, timeout=30)
 
     # uninstall: the virtualenv and the unit go; configuration, key and folders stay
     inbox = root / "srv" / "photos" / "studio" / "inbox"

@@ -32,7 +32,7 @@ def test_an_unmounted_share_is_on_standby_until_it_is_mounted(
     share.mkdir()
     fstab = tmp_path / "fstab"
     fstab.write_text(f"tmpfs {share} tmpfs size=16m 0 0\n")
-    tables = MountTables(fstab=fstab, units_dir=tmp_path / "no-units")
+    tables = MountTables(fstab=fstab, units_dirs=(tmp_path / "no-units",))
     config = write_config(tmp_path, emulator.base_url, folders=("local",))
     text = config.read_text() + (
         '\n[[folders]]\nname = "shared"\n'
@@ -67,7 +67,7 @@ def test_the_mount_view_reads_the_tables_again_only_when_they_change(tmp_path: P
 
     fstab = tmp_path / "fstab"
     fstab.write_text("")
-    view = MountView(MountTables(fstab=fstab, units_dir=tmp_path / "no-units"))
+    view = MountView(MountTables(fstab=fstab, units_dirs=(tmp_path / "no-units",)))
     first = view.now()
     assert view.now() is first  # nothing changed: nothing read again
     point = tmp_path / "point"
