@@ -67,7 +67,9 @@ COMMANDS = {
         "files", json=True),
     "explain": Command(
         "explain", "dry run for one path: matching folder and rule, ignored or not and why, the "
-        "remote calls and output names; no API call", json=True),
+        "remote calls and output names; no API call. Exit 0 when the daemon would process it, "
+        "1 when not (ignored, rejected, outside every inbox, already an output, archived or "
+        "quarantined)", json=True),
     "fake-api": Command("fake_api", "the built-in BackgroundCut v3 emulator", config=False),
     "demo": Command("demo", "offline tour: emulator + daemon on a temporary folder set, sample "
                     "images in, outputs shown", config=False),
@@ -129,8 +131,7 @@ def _check_config_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _process_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--folder", help="configured folder whose variants and outbox to use "
-                        "(required when several folders are configured and the path is in no "
-                        "inbox)")
+                        "(required when several folders are configured)")
     parser.add_argument("--output", type=Path, metavar="DIR", help="write the outputs to DIR "
                         "and touch nothing else: no archive, no quarantine, no inbox")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")

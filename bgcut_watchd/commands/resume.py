@@ -9,7 +9,7 @@ to see in the status file. The status page's "Resume now" button does the same o
 
 Exit 0 when the pause ended (or there was none), 1 when the daemon paused again at once (the
 cause is not fixed) or could not be signalled, 3 when no daemon is running. ``--json`` prints
-``{"ok", "pid", "was_paused", "pause"}``.
+``{"ok", "pid", "was_paused", "pause", "message"}``.
 """
 
 from __future__ import annotations

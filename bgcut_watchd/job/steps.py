@@ -268,7 +268,7 @@ class JobRunner:
         upload_path = remote_upload_path(self.api.upload_prefix, job.job_id,
                                          job.record.remote_round)
         # scaled down when larger than needed, whether sent as it is or converted first
-        source = self._upload_source(job, checked if source == job.input_path
+        source = self._upload_source(job, source, checked if source == job.input_path
                                      else converted_facts(source, checked))
         job.timeline.mark("check")
         self._enter_api(job)
@@ -281,10 +281,11 @@ class JobRunner:
         # before it uploads again, which is free.
         job.keep(job.record.advance(JobState.UPLOADED, remote_input=remote))
 
-    def _upload_source(self, job: ClaimedJob, checked: ValidatedInput) -> Path:
-        """The input, or its copy scaled down to what the variants need (``job.downscale``).
+    def _upload_source(self, job: ClaimedJob, source: Path, checked: ValidatedInput) -> Path:
+        """``source`` (the input, or the file it was converted to; ``checked`` describes it),
+        or its copy scaled down to what the variants need (``job.downscale``).
         Raises LocalDiskError."""
-        scaled = upload_source(job.job_dir, job.input_path, checked, self.variants_of(job),
+        scaled = upload_source(job.job_dir, source, checked, self.variants_of(job),
                                enabled=self.folder.downscale_before_upload,
                                budget=self.decode_budget)
         if scaled.saved_pixels:
