@@ -2,12 +2,16 @@
 
 The inputs are PNGs of random noise (about 13.9 million pixels each, the fewest pixels a 40 MB
 8-bit image can have), one of them an uncompressed TIFF, which the daemon decodes again and
-converts to a 40 MB PNG before its upload. The emulator holds every upload for 1 s before
-reading it, so the eight uploads are in flight together; the outputs (a full-size PNG among
-them) are streamed back. The figure is the daemon's peak resident memory (the kernel's VmHWM)
-once every input is archived. To tell where memory goes, the bench also measures, in a fresh
-interpreter, what the daemon's local check (``validate_input``) of one such input adds to the
-peak.
+converts to a PNG before its upload; each is then scaled down to the 12 MP its largest variant
+needs (``downscale_before_upload``). The emulator holds every upload for 1 s before reading it,
+so uploads the daemon lets go at once are in flight together; the note says how many were.
+The shared decode budget (``job.budget``, 16 MP: ``engine.DECODE_BUDGET_PIXELS``) lets the
+workers hold only so many decoded pixels at once, so such large inputs are checked and scaled
+about one at a time: that, not the eight workers, is what keeps the peak down. The outputs (a
+full-size PNG among them) are streamed back. The figure is the daemon's peak resident memory
+(the kernel's VmHWM) once every input is archived. To tell where memory goes, the bench also
+measures, in a fresh interpreter, what the daemon's local check (``validate_input``) of one
+such input adds to the peak.
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ from bgcut_watchd.mounts import (
     standby_reason_of_resolved,
 )
 
-_CHECK_FILE_PREFIX = ".bgcut-watchd-check-"  # a dot file: the intake ignores it
+_CHECK_FILE_PREFIX = ".bgcut-watchd-check-"  # a dot folder: the intake ignores it
 
 
 def load_checked(path: Path, *, create_folders: bool = True,
@@ -130,10 +130,9 @@ def _check_writable_dir(path: Path, *, create: bool) -> str | None:
         return f"not a directory: {path}"
     if not os.access(path, os.W_OK | os.X_OK):
         return f"not writable: {path}"
-    try:
-        handle, name = tempfile.mkstemp(prefix=_CHECK_FILE_PREFIX, dir=path)
-        os.close(handle)
-        Path(name).unlink()
+    try:  # a folder, not a file: nothing is opened, so a FUSE share (whose close is
+        # asynchronous) never hides it as a .fuse_hidden* placeholder that stays behind
+        Path(tempfile.mkdtemp(prefix=_CHECK_FILE_PREFIX, dir=path)).rmdir()
     except OSError as exc:
         return f"cannot write in {path}: {exc.strerror or exc}"
     return None

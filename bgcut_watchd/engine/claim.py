@@ -2,7 +2,7 @@
 
 A claim moves (or, for ``process`` and a file outside every inbox, copies) the input into a new
 job directory of the inbox's work area, then records the job in the ledger (``engine.history``:
-a record, not a gate; the journal is the truth). Every claimed job is *held* (its flock stays
+a record, not a gate; the journal is the truth). Every claimed job is *held* (its lock stays
 open) until it ends, so no recovery takes it, ours (the periodic adoption of orphans) or another
 daemon's; :meth:`Claims.release_all` lets go of them at shutdown, leaving them resumable.
 
@@ -96,7 +96,7 @@ class Claims:
             self._held.pop(job.job_id, None)
 
     def release(self, job_id: str) -> None:
-        """Stop holding the job and drop its flock; it stays resumable in its work area (and
+        """Stop holding the job and drop its lock; it stays resumable in its work area (and
         the next recovery pass, ours or another daemon's, adopts it)."""
         with self._lock:
             held = self._held.pop(job_id, None)
@@ -104,7 +104,7 @@ class Claims:
             held[0].release()
 
     def release_all(self) -> None:
-        """Drop every flock we hold (shutdown): the jobs stay resumable in their work areas."""
+        """Drop every job lock we hold (shutdown): the jobs stay resumable in their work areas."""
         with self._lock:
             held, self._held = list(self._held.values()), {}
         for job, _ in held:

@@ -8,7 +8,7 @@ worker pool runs it: claim, then ``job.steps``, then the failure policy on any f
 Reload without races: the configuration and the folders' parts built from it are one immutable
 :class:`Wiring`, replaced in one assignment by :meth:`Engine.apply_config`; a run of a ticket
 reads it once, and a claimed job keeps the parts it was claimed with (``engine.claim``).
-Nothing escapes a run: whatever a bug raises, a job this run held is let go (its flock dropped),
+Nothing escapes a run: whatever a bug raises, a job this run held is let go (its lock dropped),
 so the next recovery pass adopts it instead of leaving it stranded until a restart.
 
 Over 300 lines on purpose: the wiring and the run of a ticket share the :class:`Wiring`'s

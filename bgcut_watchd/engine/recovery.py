@@ -1,11 +1,11 @@
 """Recovery: what a daemon takes over from a work area that no live process owns.
 
-At start-up (and for a folder a reload adds) every job directory whose flock is free belongs to
+At start-up (and for a folder a reload adds) every job directory whose lock is free belongs to
 a dead process: half-done quarantines are completed, and every unfinished job is handed back for
 resumption. While running, the same pass *adopts* (``adopt=True``, from every periodic rescan):
 another daemon on the same inbox died, or a run of ours let its job go, and the jobs it held sit
-in the work area with a free flock; they are taken over without a restart. Jobs held by a live
-process, this one included, keep their flock and are skipped. An adopting pass leaves pending
+in the work area with a free lock; they are taken over without a restart. Jobs held by a live
+process, this one included, keep their lock and are skipped. An adopting pass leaves pending
 quarantine records alone: a live worker may be between writing one and moving its input in.
 
 A job found in ``uploaded`` that had sent its process call (journaled just before the call) may

@@ -11,7 +11,7 @@ once it is quiet again: it is never paid for, quarantined or archived half-writt
 
 Where a changed input waits: in its job directory, not back in the inbox. The work area is on
 the inbox's filesystem and the writer's handle follows the file there, so the rest of the write
-lands in it; the job keeps its flock, its id and its journal (a crash resumes it, and the check
+lands in it; the job keeps its lock, its id and its journal (a crash resumes it, and the check
 runs again); nothing else can take the name; and no rename back can collide with a new file of
 the same name. Putting it back would need a name, a crash-safe hand-over between two owners, and
 a fresh claim that a second daemon could win.

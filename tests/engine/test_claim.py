@@ -1,14 +1,13 @@
 """The one claim path (``engine.claim``) when a peer daemon's recovery takes our new job dir.
 
 Two daemons on one inbox that start together: the start-up recovery of one can find the other's
-brand-new job dir between its ``mkdir`` and its ``flock`` (no journal, no input: it removes
+brand-new job dir between its ``mkdir`` and its lock (no journal, no input: it removes
 it). The file has not moved, so the claim tries a fresh dir instead of leaving the file in the
 inbox until the next rescan (``rescan_interval_s``, 300 s by default).
 """
 
 from __future__ import annotations
 
-import fcntl
 import os
 from pathlib import Path
 from types import SimpleNamespace
@@ -17,7 +16,7 @@ from typing import Any, cast
 import pytest
 
 from bgcut_watchd.engine.claim import CLAIM_TRIES, Claims, FolderParts
-from bgcut_watchd.job.workarea import WorkArea
+from bgcut_watchd.job.workarea import WorkArea, lock_exclusive
 
 
 class _Runner:
@@ -35,7 +34,7 @@ class _Runner:
 
 def _peer_takes(ids: set[str], monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Each new job dir named in ``ids`` is locked, right after its mkdir, by what a peer's
-    recovery does: its own open of the lock file and an exclusive flock."""
+    recovery does: its own open of the lock file and an exclusive lock."""
     peer_fds: list[int] = []
     real_mkdir = Path.mkdir
 
@@ -43,7 +42,7 @@ def _peer_takes(ids: set[str], monkeypatch: pytest.MonkeyPatch) -> list[int]:
         real_mkdir(self, *args, **kwargs)
         if self.name in ids:
             fd = os.open(self / "lock", os.O_RDWR | os.O_CREAT, 0o600)
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            assert lock_exclusive(fd)
             peer_fds.append(fd)
 
     monkeypatch.setattr(Path, "mkdir", mkdir_then_peer_locks)

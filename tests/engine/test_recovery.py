@@ -1,4 +1,4 @@
-"""Orphans are adopted while running (issue 9, finding 12): a job in a work area whose flock is
+"""Orphans are adopted while running (issue 9, finding 12): a job in a work area whose lock is
 free (the daemon that held it died, or a run of ours let it go) is taken over by a live daemon
 within one rescan interval, without a restart; jobs a live process holds are left alone."""
 

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import dataclasses
-import fcntl
 import os
 import shutil
 import signal
@@ -14,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from bgcut_watchd.config.model import Variant
+from bgcut_watchd.job import workarea
 from bgcut_watchd.job.journal import JobRecord, JobState, Journal
 from bgcut_watchd.job.workarea import ClaimedJob, WorkArea
 
@@ -283,9 +283,10 @@ def test_recover_unreadable_journal_without_input_removes_the_dir(inbox: Path) -
 
 
 HOLD_LOCK = """
-import fcntl, os, sys
+import os, sys
+from bgcut_watchd.job.workarea import lock_exclusive
 fd = os.open(sys.argv[1], os.O_RDWR)
-fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+assert lock_exclusive(fd)
 print("locked", flush=True)
 sys.stdin.read()
 """
@@ -399,15 +400,15 @@ def test_our_own_recovery_pass_never_opens_the_lock_of_a_job_we_hold(
     job = claim(area, drop(inbox, "a.png"))
     job.input_path.rename(tmp_path / "archived.png")
     job.save(job.record.advance(JobState.DISPOSED))
-    real_flock = fcntl.flock
+    real_lock = workarea.lock_exclusive
 
-    def finish_first(fd: int, operation: int) -> None:
+    def finish_first(fd: int) -> bool:
         # The worst moment: the pass holds the lock file open, the worker finishes the job.
         if job.job_dir.exists():
             job.finish()
-        real_flock(fd, operation)
+        return real_lock(fd)
 
-    monkeypatch.setattr(fcntl, "flock", finish_first)
+    monkeypatch.setattr(workarea, "lock_exclusive", finish_first)
     assert area.recover(FOLDER) == []
     if job.job_dir.exists():
         job.finish()
@@ -420,13 +421,14 @@ def test_a_job_dir_gone_under_our_recovery_leaves_no_lock_open(
     """A peer removed its finished job dir just as our pass took the lock: the pass used to
     keep that lock fd open for the rest of the run."""
     job = released_job(inbox)
-    real_flock = fcntl.flock
+    real_lock = workarea.lock_exclusive
 
-    def flock_then_owner_removes(fd: int, operation: int) -> None:
-        real_flock(fd, operation)
+    def lock_then_owner_removes(fd: int) -> bool:
+        taken = real_lock(fd)
         shutil.rmtree(job.job_dir)  # the owner finished it (its lock was released already)
+        return taken
 
-    monkeypatch.setattr(fcntl, "flock", flock_then_owner_removes)
+    monkeypatch.setattr(workarea, "lock_exclusive", lock_then_owner_removes)
     assert WorkArea(inbox).recover(FOLDER) == []
     assert "cannot recover" in caplog.text
     assert [p for p in _open_paths() if p.startswith(str(job.job_dir))] == []

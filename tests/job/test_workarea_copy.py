@@ -51,7 +51,7 @@ def test_a_copied_job_is_recovered_like_a_renamed_one(inbox: Path, source: Path)
     area = WorkArea(inbox)
     job = area.claim_copy(FOLDER, source, "Shot.JPG")
     assert job is not None
-    job.release()  # the process died: its flock is gone
+    job.release()  # the process died: its lock is gone
     recovered = area.recover(FOLDER)
     try:
         assert [j.job_id for j in recovered] == [job.job_id]
