@@ -343,7 +343,9 @@ main() {
     install_key
     install_unit
     say "done. Next: edit $CONFIG, list your folders in ReadWritePaths= (systemctl edit" \
-        "$NAME), then: sudo -u $user $VENV/bin/$NAME check-config -c $CONFIG"
+        "$NAME), then: sudo -u $user $VENV/bin/$NAME check-config -c $CONFIG (the folders," \
+        "as the service) and sudo $VENV/bin/$NAME check-config --online -c $CONFIG (the key" \
+        "and the API)"
 }
 
 main "$@"

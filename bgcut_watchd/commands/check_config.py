@@ -7,6 +7,10 @@ key is resolved (its source named, never the key) and the API is reached with a 
 authenticated call (``GET /v3/file-ops/usage/``): exit 78 when the key is missing or rejected,
 1 when the API cannot be reached or answers with an error, 0 when everything is green.
 
+It creates nothing: a missing outbox, archive, quarantine or state_dir is a warning ("the
+daemon creates it when it starts") as long as its parent lets it be made. Run as root (for the
+key file), it warns that folder rights were checked for root, not for the service's user.
+
 ``--json`` prints one object::
 
     config     path of the configuration file
@@ -22,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -29,6 +34,7 @@ from typing import Any
 from bgcut_watchd.api import BackgroundCutClient
 from bgcut_watchd.commands.common import load, print_warnings
 from bgcut_watchd.config.describe import describe
+from bgcut_watchd.config.folders import check_folders, missing_folders
 from bgcut_watchd.config.model import Config
 from bgcut_watchd.config.secrets import find_api_key, load_http_token
 from bgcut_watchd.daemon.notify import targets_for
@@ -55,10 +61,21 @@ class OnlineCheck:
 
 def run(args: argparse.Namespace) -> int:
     """Print the summary (and the online check); the exit code above. Raises ConfigError (78)."""
-    config = load(args)
+    config = load(args, create_folders=False)
+    problems, standby = check_folders(config, make=False)  # creates nothing
+    if problems:
+        raise ConfigError(problems)
     load_http_token(config.http)  # the daemon would exit 78 on these two: say so now
     targets_for(config.notify)
-    warnings = list(config.warnings)
+    warnings = list(config.warnings) + [
+        f"folders[{index}] ({folder.name}): on standby: {standby[folder.name]}"
+        for index, folder in enumerate(config.folders) if folder.name in standby]
+    warnings += [f"{missing}: does not exist yet; the daemon creates it when it starts"
+                 for missing in missing_folders(config, standby)]
+    if os.geteuid() == 0:
+        warnings.append("run as root, who may write anywhere: the service runs as its own "
+                        "user (User= in the unit; install.sh's is bgcut), so check its rights "
+                        "with sudo -u bgcut bgcut-watchd check-config")
     online = check_online(config) if args.online else None
     if online is None and _key_problem(config) is not None:
         warnings.append(f"{_key_problem(config)}: run and process will refuse to start")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import tempfile
+from collections.abc import Collection
 from pathlib import Path
 
 from bgcut_watchd.config.load import load_config
@@ -51,11 +52,13 @@ def load_checked(path: Path, *, create_folders: bool = True,
     return dataclasses.replace(config, warnings=config.warnings + notes) if notes else config
 
 
-def check_folders(config: Config,
-                  tables: MountTables = SYSTEM_TABLES) -> tuple[list[str], dict[str, str]]:
+def check_folders(config: Config, tables: MountTables = SYSTEM_TABLES, *,
+                  make: bool = True) -> tuple[list[str], dict[str, str]]:
     """Check every folder the daemon reads or writes; create the missing outbox, archive,
-    quarantine and state_dir when their parent exists. An inbox is never created: a typo would
-    silently watch the wrong place. Folders on standby are skipped.
+    quarantine and state_dir when their parent exists (with ``make`` False, only check that
+    the parent would let them be made: ``check-config`` creates nothing, so that a check run
+    as root never leaves folders the service's user cannot write). An inbox is never created:
+    a typo would silently watch the wrong place. Folders on standby are skipped.
 
     Returns (problems, standby): problems as ``"<key path>: <problem>"``, and the reason of each
     folder on standby by name. Raises nothing.
@@ -63,14 +66,14 @@ def check_folders(config: Config,
     problems: list[str] = []
     standby = {f.name: why for f in config.folders
                if (why := folder_standby(f, tables)) is not None}
-    problem = _check_writable_dir(config.daemon.state_dir, create=True)
+    problem = _check_writable_dir(config.daemon.state_dir, create=True, make=make)
     if problem is not None:
         problems.append(f"daemon.state_dir: {problem}")
     for index, folder in enumerate(config.folders):
         if folder.name in standby:
             continue
         for key, folder_path, create in _folder_dirs(folder):
-            problem = _check_writable_dir(folder_path, create=create)
+            problem = _check_writable_dir(folder_path, create=create, make=make)
             if problem is not None:
                 problems.append(f"folders[{index}].{key}: {problem}")
     return problems, standby
@@ -112,7 +115,17 @@ def _folder_dirs(folder: FolderConfig) -> list[tuple[str, Path, bool]]:
         (key, folder_path, True) for key, folder_path in written_paths(folder)]
 
 
-def _check_writable_dir(path: Path, *, create: bool) -> str | None:
+def missing_folders(config: Config, standby: Collection[str] = ()) -> list[str]:
+    """``"<key path>: <path>"`` of each folder the daemon would create at its start (its
+    parent exists), but for the folders named in ``standby``. Raises nothing."""
+    missing = [("daemon.state_dir", config.daemon.state_dir)] + [
+        (f"folders[{index}].{key}", path) for index, folder in enumerate(config.folders)
+        if folder.name not in standby for key, path, create in _folder_dirs(folder) if create]
+    return [f"{key}: {path}" for key, path in missing
+            if not os.path.lexists(path) and path.parent.is_dir()]
+
+
+def _check_writable_dir(path: Path, *, create: bool, make: bool = True) -> str | None:
     if not path.exists():
         if not create:
             return (f"does not exist: {path} (the daemon never creates an inbox: create it, "
@@ -120,6 +133,9 @@ def _check_writable_dir(path: Path, *, create: bool) -> str | None:
         if not path.parent.is_dir():
             return (f"cannot create {path}: its parent folder {path.parent} does not exist "
                     "(create it, or fix the path)")
+        if not make:
+            writable = os.access(path.parent, os.W_OK | os.X_OK)
+            return None if writable else f"cannot create {path}: {path.parent} is not writable"
     try:
         path.mkdir(exist_ok=True)
     except FileExistsError:

@@ -4,6 +4,7 @@ options of every command, before or after it."""
 from __future__ import annotations
 
 import json
+import os
 import socket
 from pathlib import Path
 from typing import Any
@@ -116,3 +117,33 @@ def test_json_before_a_command_without_json_is_a_usage_error(
         main(["--json", "demo"])
     assert exc.value.code == 2
     assert "--json does not apply to demo" in capsys.readouterr().err
+
+
+def test_check_config_creates_nothing_and_says_what_the_daemon_will_create(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A check has no side effects: run with sudo (as root) it used to create the outbox,
+    archive, quarantine and state_dir owned by root, which the service's user then could not
+    write (its start failed with exit 78)."""
+    config = _config(tmp_path)
+    for name in ("outbox", "archive", "quarantine"):
+        assert not (tmp_path / "studio" / name).exists()
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    assert main(["check-config", "-c", str(config), "--json"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+    will_make = [w for w in document["warnings"] if "the daemon creates it when it starts" in w]
+    assert sorted(w.split(":")[0] for w in will_make) == [
+        "daemon.state_dir", "folders[0].archive", "folders[0].outbox", "folders[0].quarantine"]
+    as_root = [w for w in document["warnings"] if w.startswith("run as root")]
+    assert len(as_root) == (1 if os.geteuid() == 0 else 0)
+
+
+def test_a_folder_whose_parent_is_missing_is_still_a_problem(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = _config(tmp_path)
+    text = config.read_text().replace(str(tmp_path / "studio" / "outbox"),
+                                      str(tmp_path / "nowhere" / "outbox"))
+    config.write_text(text)
+    assert main(["check-config", "-c", str(config)]) == 78
+    assert "its parent folder" in capsys.readouterr().err
+    assert not (tmp_path / "nowhere").exists()
