@@ -30,16 +30,21 @@ PER_IMAGE = 1.500074  # the example set on a 64x48 input: 0.500074 + 0.25 * 2 + 
 CAP = 5  # three images fit (4.5 credits), the fourth would cross
 
 
+def _capped(tmp_path: Path, emulator: FakeApiServer) -> tuple[Path, Path, Path]:
+    """One worker, a daily cap of CAP credits: the configuration, the inbox, the archive."""
+    config = write_config(tmp_path, emulator.base_url, daemon={"workers": 1})
+    with config.open("a") as handle:
+        handle.write(f"\n[budget]\nmax_credits_per_day = {CAP}\n")
+    return config, tmp_path / "studio" / "inbox", tmp_path / "studio" / "archive"
+
+
 def _charged_calls(emulator: FakeApiServer) -> int:
     return int(emulator.usage()["charged_calls"])
 
 
 def test_a_burst_crossing_the_cap_pauses_then_resumes(tmp_path: Path,
                                                       emulator: FakeApiServer) -> None:
-    config = write_config(tmp_path, emulator.base_url, daemon={"workers": 1})
-    with config.open("a") as handle:
-        handle.write(f"\n[budget]\nmax_credits_per_day = {CAP}\n")
-    inbox, archive = tmp_path / "studio" / "inbox", tmp_path / "studio" / "archive"
+    config, inbox, archive = _capped(tmp_path, emulator)
     with InProcessDaemon(config) as daemon:
         engine = daemon.service.engine
         for n in range(6):
@@ -75,10 +80,7 @@ def _paused_for(state: Path, reason: str) -> bool:
 
 def test_the_resume_command_lifts_the_daily_cap(tmp_path: Path,
                                                 emulator: FakeApiServer) -> None:
-    config = write_config(tmp_path, emulator.base_url, daemon={"workers": 1})
-    with config.open("a") as handle:
-        handle.write(f"\n[budget]\nmax_credits_per_day = {CAP}\n")
-    inbox, archive = tmp_path / "studio" / "inbox", tmp_path / "studio" / "archive"
+    config, inbox, archive = _capped(tmp_path, emulator)
     with DaemonProcess(config) as daemon:
         for n in range(5):
             make_valid_jpeg(inbox, f"b{n}.jpg")
