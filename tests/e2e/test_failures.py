@@ -348,8 +348,8 @@ def test_input_rejected_by_the_api_is_quarantined_at_once(
 # --- the local disk: keep the input, pause the folder, resume when fixed ---------------------
 
 def _block_outbox(outbox: Path, how: str) -> Callable[[], None]:
-    """Make ``outbox/shoot`` impossible to create; return the repair."""
-    outbox.mkdir(parents=True)
+    """Make ``outbox/shoot`` impossible to create (after the daemon's start-up check, which
+    refuses an outbox it cannot write: the disk fails *while* it runs); return the repair."""
     if how == "read_only":
         if os.geteuid() == 0:
             pytest.skip("root ignores directory permissions")
@@ -369,8 +369,9 @@ def test_unwritable_outbox_keeps_the_input_pauses_the_folder_and_resumes(
     inbox = tmp_path / "studio" / "inbox"
     outbox = tmp_path / "studio" / "outbox"
     (inbox / "shoot").mkdir(parents=True)
-    repair = _block_outbox(outbox, how)
+    outbox.mkdir(parents=True)
     with InProcessDaemon(config):
+        repair = _block_outbox(outbox, how)
         sources = _drop(inbox / "shoot", ["blocked.jpg"])
         wait_for(lambda: (_status(tmp_path).get("folders", {}).get("studio", {})
                           .get("paused")), what="status shows the folder paused")
