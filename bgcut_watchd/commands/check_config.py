@@ -34,7 +34,6 @@ from typing import Any
 from bgcut_watchd.api import BackgroundCutClient
 from bgcut_watchd.commands.common import load, print_warnings
 from bgcut_watchd.config.describe import describe
-from bgcut_watchd.config.folders import check_folders, missing_folders
 from bgcut_watchd.config.model import Config
 from bgcut_watchd.config.secrets import find_api_key, load_http_token
 from bgcut_watchd.daemon.notify import targets_for
@@ -61,24 +60,18 @@ class OnlineCheck:
 
 def run(args: argparse.Namespace) -> int:
     """Print the summary (and the online check); the exit code above. Raises ConfigError (78)."""
-    config = load(args, create_folders=False)
-    problems, standby = check_folders(config, make=False)  # creates nothing
-    if problems:
-        raise ConfigError(problems)
+    config = load(args, make=False)  # checks the folders, creates nothing
     load_http_token(config.http)  # the daemon would exit 78 on these two: say so now
     targets_for(config.notify)
-    warnings = list(config.warnings) + [
-        f"folders[{index}] ({folder.name}): on standby: {standby[folder.name]}"
-        for index, folder in enumerate(config.folders) if folder.name in standby]
-    warnings += [f"{missing}: does not exist yet; the daemon creates it when it starts"
-                 for missing in missing_folders(config, standby)]
+    warnings = list(config.warnings)
     if os.geteuid() == 0:
         warnings.append("run as root, who may write anywhere: the service runs as its own "
                         "user (User= in the unit; install.sh's is bgcut), so check its rights "
                         "with sudo -u bgcut bgcut-watchd check-config")
     online = check_online(config) if args.online else None
-    if online is None and _key_problem(config) is not None:
-        warnings.append(f"{_key_problem(config)}: run and process will refuse to start")
+    key_problem = _key_problem(config) if online is None else None
+    if key_problem is not None:
+        warnings.append(f"{key_problem}: run and process will refuse to start")
     exit_code = EXIT_OK if online is None else online.exit_code
     if args.json:
         print(json.dumps(_document(config, warnings, online, exit_code), indent=2))

@@ -16,11 +16,13 @@ from bgcut_watchd.config.load import resolve_config_path
 from bgcut_watchd.config.model import Config, FolderConfig
 
 
-def load(args: argparse.Namespace, *, create_folders: bool = True) -> Config:
+def load(args: argparse.Namespace, *, create_folders: bool = True,
+         make: bool = True) -> Config:
     """The configuration named by ``-c``/``$BGCUT_WATCHD_CONFIG``/the default, validated, its
-    folders checked (and created) unless ``create_folders`` is False. Raises ConfigError."""
+    folders checked (and created, unless ``make`` is False) unless ``create_folders`` is
+    False. Raises ConfigError."""
     return load_checked(resolve_config_path(args.config, os.environ),
-                        create_folders=create_folders)
+                        create_folders=create_folders, make=make)
 
 
 def print_warnings(config: Config) -> None:

@@ -32,23 +32,27 @@ from bgcut_watchd.mounts import (
 _CHECK_FILE_PREFIX = ".bgcut-watchd-check-"  # a dot folder: the intake ignores it
 
 
-def load_checked(path: Path, *, create_folders: bool = True,
+def load_checked(path: Path, *, create_folders: bool = True, make: bool = True,
                  tables: MountTables = SYSTEM_TABLES) -> Config:
     """Load and validate the configuration at ``path``, then (unless ``create_folders`` is
-    False) check its folders, creating only the missing ones that may be created. A folder
-    on standby (under a declared mount point that is not mounted) is not checked: a warning
-    says so.
+    False) check its folders, creating only the missing ones that may be created; with
+    ``make`` False (``check-config``) creating none, a warning naming each one the daemon
+    will create. A folder on standby (under a declared mount point that is not mounted) is
+    not checked: a warning says so.
 
     Raises ConfigError listing every problem with its key path.
     """
     config = load_config(path)
     if not create_folders:
         return config
-    problems, standby = check_folders(config, tables)
+    problems, standby = check_folders(config, tables, make=make)
     if problems:
         raise ConfigError(problems)
     notes = tuple(f"folders[{index}] ({folder.name}): on standby: {standby[folder.name]}"
                   for index, folder in enumerate(config.folders) if folder.name in standby)
+    if not make:
+        notes += tuple(f"{missing}: does not exist yet; the daemon creates it when it starts"
+                       for missing in missing_folders(config, standby))
     return dataclasses.replace(config, warnings=config.warnings + notes) if notes else config
 
 

@@ -85,23 +85,27 @@ Finish = Callable[[Path, Variant], None]
 verify it as a downloaded output. Raises BadRenderError, LocalDiskError."""
 
 
+def fsync_and_check(partial: Path, variant: Variant) -> None:
+    """The plainest ``finish``: fsync, then :func:`check_rendered`. Raises BadRenderError,
+    LocalDiskError."""
+    with local_disk("writing a rendered output", partial):
+        fsync_file(partial)
+    check_rendered(partial, variant)
+
+
 def render_set(master_png: Path, variants: Sequence[Variant], out_dir: Path, job_id: str,
-               budget: PixelBudget | None = None, finish: Finish | None = None) -> list[str]:
+               budget: PixelBudget | None = None,
+               finish: Finish = fsync_and_check) -> list[str]:
     """Render every variant from ``master_png`` into the job's ``.part`` temporaries (in
-    variant order), each passed through ``finish`` first (else only its magic bytes are
-    checked); return their paths. Raises LocalDiskError; BadRenderError after removing the
-    master (a retry downloads it again)."""
+    variant order), each passed through ``finish`` first (the job verifies it as a download);
+    return their paths. Raises LocalDiskError; BadRenderError after removing the master (a
+    retry downloads it again)."""
     try:
         partials = _render_all(master_png, variants, out_dir, job_id, budget)
         temps = []
         for index, (partial, variant) in enumerate(zip(partials, variants, strict=True),
                                                     start=RENDERED_INDEX_BASE):
-            if finish is None:
-                with local_disk("writing a rendered output", partial):
-                    fsync_file(partial)
-                check_rendered(partial, variant)
-            else:
-                finish(partial, variant)
+            finish(partial, variant)
             temp = temp_path_for(out_dir, job_id, index)
             with local_disk("writing a rendered output", partial):
                 partial.rename(temp)

@@ -425,26 +425,39 @@ class JobRunner:
         BadOutputError (the download deleted), LocalDiskError, OSError."""
         del remote  # the item's shape is _fetch_one's
         partial_path = download_path_for(temp.parent, job.job_id, index)
-        self._keep_metadata(job, partial_path, meta)
+        variants = self._downloaded_variants(job)
+        # index past the set cannot happen with the journaled set: stamped, not verified
+        variant = variants[index] if index < len(variants) else None
+        self._stamp_and_verify(job, partial_path, variant, input_size, meta)
         with local_disk("writing an output", temp):
-            fsync_file(partial_path)
-            self._verify(job, partial_path, index, input_size)
             partial_path.rename(temp)
 
     def _finish_rendered(self, job: ClaimedJob, path: Path, variant: Variant,
                          input_size: tuple[int, int] | None,
                          meta: StudioMetadata | None) -> None:
-        """A locally rendered ``.dl`` treated as a downloaded output: stamped, fsynced and
-        verified against its variant. Raises BadRenderError (the file deleted),
-        LocalDiskError, OSError."""
-        self._keep_metadata(job, path, meta)
-        with local_disk("writing a rendered output", path):
-            fsync_file(path)
+        """A locally rendered ``.dl`` treated exactly as a downloaded output. Raises
+        BadRenderError (the file deleted), LocalDiskError, OSError."""
         try:
-            verify_output(path, variant, input_size, self.decode_budget)
+            self._stamp_and_verify(job, path, variant, input_size, meta)
         except BadOutputError as exc:
-            path.unlink(missing_ok=True)
             raise BadRenderError("download", f"rendered {variant.name}: {exc.detail}") from exc
+
+    def _stamp_and_verify(self, job: ClaimedJob, path: Path, variant: Variant | None,
+                          input_size: tuple[int, int] | None,
+                          meta: StudioMetadata | None) -> None:
+        """Stamp the studio's metadata (``meta``) into a fetched or rendered ``.dl``, fsync it
+        and verify it against ``variant`` (none: not verified). Raises BadOutputError (the
+        file deleted), LocalDiskError, OSError."""
+        self._keep_metadata(job, path, meta)
+        with local_disk("writing an output", path):
+            fsync_file(path)
+            if variant is None:
+                return
+            try:
+                verify_output(path, variant, input_size, self.decode_budget)
+            except BadOutputError:
+                path.unlink(missing_ok=True)
+                raise
 
     def _after_failed_download(self, job: ClaimedJob,
                                failed: Sequence[BaseException]) -> NoReturn:
@@ -466,18 +479,6 @@ class JobRunner:
             with contextlib.suppress(OSError):  # unwritable: a restart's look-out finds them
                 job.save(job.record)
         raise decisive(failed)
-
-    def _verify(self, job: ClaimedJob, path: Path, index: int,
-                input_size: tuple[int, int] | None) -> None:
-        """Raises BadOutputError (the download deleted) or OSError."""
-        variants = self._downloaded_variants(job)
-        if index >= len(variants):  # cannot happen with the journaled set; never publish it
-            return
-        try:
-            verify_output(path, variants[index], input_size, self.decode_budget)
-        except BadOutputError:
-            path.unlink(missing_ok=True)
-            raise
 
     def _publish(self, job: ClaimedJob) -> None:
         temps = [Path(p) for p in job.record.temp_outputs]

@@ -47,7 +47,6 @@ import os
 import stat
 import struct
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -72,8 +71,6 @@ log = logging.getLogger(__name__)
 WORK_DIR_NAME = ".bgcut-work"
 LOCK_NAME = "lock"
 COPY_TEMP_NAME = ".copy.part"  # a copy-claim's bytes before they become the input
-PLACEHOLDER_WAIT_S = 1.0  # how long a FUSE placeholder of our own closed lock file may stay
-PLACEHOLDER_POLL_S = 0.02
 # struct flock for F_OFD_SETLK: a write lock on the whole file, l_pid 0 (Linux, 64-bit off_t)
 _WRITE_LOCK = struct.pack("hhqqi4x", fcntl.F_WRLCK, os.SEEK_SET, 0, 0, 0)
 _GONE = (errno.ENOENT, errno.ENOTDIR)
@@ -196,7 +193,7 @@ def _remove_job_dir(job_dir: Path, release: Callable[[], None] = lambda: None) -
             release()  # before the unlink: an open file unlinked on NFS/FUSE leaves one
         (job_dir / LOCK_NAME).unlink(missing_ok=True)
         try:
-            _rmdir_once_placeholders_go(job_dir)
+            job_dir.rmdir()
         except OSError as exc:
             # Another daemon's recovery may have created a fresh lock file in between, or a
             # placeholder may still be open elsewhere; the next recovery removes the
@@ -216,27 +213,6 @@ def _left_in(job_dir: Path) -> str:
     except OSError:
         return ""
     return f" (left: {', '.join(names[:5])})" if names else ""
-
-
-def _rmdir_once_placeholders_go(job_dir: Path) -> None:
-    """``rmdir`` ``job_dir``; while it holds nothing but placeholders of files unlinked while
-    open, look again for up to ``PLACEHOLDER_WAIT_S``. FUSE closes a file asynchronously (the
-    RELEASE comes after ``close`` returned), so the lock file, closed and then unlinked at
-    once, may still count as open: the client hides it as ``.fuse_hidden*`` and removes the
-    placeholder a moment later, when the RELEASE arrives. Raises OSError (ENOTEMPTY when a
-    real file or a lasting placeholder stays)."""
-    deadline_s = time.monotonic() + PLACEHOLDER_WAIT_S
-    while True:
-        try:
-            job_dir.rmdir()
-            return
-        except OSError as exc:
-            if exc.errno != errno.ENOTEMPTY or time.monotonic() >= deadline_s:
-                raise
-            with os.scandir(job_dir) as entries:
-                if not all(is_unlink_placeholder(e.name) for e in entries):
-                    raise
-        time.sleep(PLACEHOLDER_POLL_S)  # a condition polled with a deadline, not a wait
 
 
 def _unlink_leftover(path: Path) -> None:
