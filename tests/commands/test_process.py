@@ -317,6 +317,10 @@ def test_a_second_ctrl_c_stops_waiting_and_the_daemon_resumes_the_job(
     tmp_path: Path, emulator: FakeApiServer,
 ) -> None:
     proc, config, src = _start_process(tmp_path, emulator, latency_s=4.0)
+    # The signals come while the API runs the process call (so it has outputs for the daemon
+    # to find): one sent but not received would rightly make the daemon wait the whole
+    # look-out window (api.process_timeout_s) before paying for it again.
+    wait_for(lambda: emulator.requests_in_progress() == 1, what="the process call at the API")
     try:
         proc.send_signal(signal.SIGINT)
         assert proc.stderr is not None
