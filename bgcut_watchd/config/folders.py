@@ -51,8 +51,9 @@ def load_checked(path: Path, *, create_folders: bool = True, make: bool = True,
     notes = tuple(f"folders[{index}] ({folder.name}): on standby: {standby[folder.name]}"
                   for index, folder in enumerate(config.folders) if folder.name in standby)
     if not make:
-        notes += tuple(f"{missing}: does not exist yet; the daemon creates it when it starts"
-                       for missing in missing_folders(config, standby))
+        notes += tuple(f"{key}: {path}: does not exist yet; the daemon creates it when it "
+                       "starts" for key, path, create in _checked_dirs(config, standby)
+                       if create and not os.path.lexists(path))
     return dataclasses.replace(config, warnings=config.warnings + notes) if notes else config
 
 
@@ -67,19 +68,10 @@ def check_folders(config: Config, tables: MountTables = SYSTEM_TABLES, *,
     Returns (problems, standby): problems as ``"<key path>: <problem>"``, and the reason of each
     folder on standby by name. Raises nothing.
     """
-    problems: list[str] = []
     standby = {f.name: why for f in config.folders
                if (why := folder_standby(f, tables)) is not None}
-    problem = _check_writable_dir(config.daemon.state_dir, create=True, make=make)
-    if problem is not None:
-        problems.append(f"daemon.state_dir: {problem}")
-    for index, folder in enumerate(config.folders):
-        if folder.name in standby:
-            continue
-        for key, folder_path, create in _folder_dirs(folder):
-            problem = _check_writable_dir(folder_path, create=create, make=make)
-            if problem is not None:
-                problems.append(f"folders[{index}].{key}: {problem}")
+    problems = [f"{key}: {problem}" for key, path, create in _checked_dirs(config, standby)
+                if (problem := _check_writable_dir(path, create=create, make=make)) is not None]
     return problems, standby
 
 
@@ -119,18 +111,20 @@ def _folder_dirs(folder: FolderConfig) -> list[tuple[str, Path, bool]]:
         (key, folder_path, True) for key, folder_path in written_paths(folder)]
 
 
-def missing_folders(config: Config, standby: Collection[str] = ()) -> list[str]:
-    """``"<key path>: <path>"`` of each folder the daemon would create at its start (its
-    parent exists), but for the folders named in ``standby``. Raises nothing."""
-    missing = [("daemon.state_dir", config.daemon.state_dir)] + [
-        (f"folders[{index}].{key}", path) for index, folder in enumerate(config.folders)
-        if folder.name not in standby for key, path, create in _folder_dirs(folder) if create]
-    return [f"{key}: {path}" for key, path in missing
-            if not os.path.lexists(path) and path.parent.is_dir()]
+def _checked_dirs(config: Config, standby: Collection[str]) -> list[tuple[str, Path, bool]]:
+    """(key path, path, may be created) of the state_dir and of every folder of the folders
+    not named in ``standby``."""
+    return [("daemon.state_dir", config.daemon.state_dir, True)] + [
+        (f"folders[{index}].{key}", path, create)
+        for index, folder in enumerate(config.folders) if folder.name not in standby
+        for key, path, create in _folder_dirs(folder)]
 
 
 def _check_writable_dir(path: Path, *, create: bool, make: bool = True) -> str | None:
     if not path.exists():
+        if path.is_symlink():
+            return (f"a symbolic link to a folder that does not exist: {path} (fix the "
+                    "link, or the path)")
         if not create:
             return (f"does not exist: {path} (the daemon never creates an inbox: create it, "
                     "or fix the path)")

@@ -188,8 +188,8 @@ class Monitor:
             done_today=None if done_today is None else done_today.get(f.name, 0),
             quarantined=quarantine[f.name].total if f.name in quarantine else None,
             paused=live["folders"].get(f.name, {}).get("paused"),
-            credits_today=None if credits is None else credits[0].get(f.name, 0.0),
-            credits_month=None if credits is None else credits[1].get(f.name, 0.0),
+            credits_today=None if credits is None else credits[0].get(f.name),
+            credits_month=None if credits is None else credits[1].get(f.name),
             next_try=next_tries.get(f.name),
         ) for f in self.config.folders]
         return PageData(host=self._host, version=__version__, now=datetime.now().astimezone(),
@@ -264,18 +264,22 @@ class Monitor:
             return None
 
     def _read_credits(self) -> Credits | None:
-        """Credits the spend model counted per folder: today, and this calendar month."""
+        """Credits the spend model counted for each configured folder (0 when none): today,
+        and this calendar month."""
         if self._view is None:
             return None
         today = datetime.now().astimezone().date()
         first, last = month_bounds(today)
         try:
             ledger = self._view.engine.ledger
-            return (ledger.credits_spent(today.isoformat(), today.isoformat()),
-                    ledger.credits_spent(first, last))
+            spent_today = ledger.credits_spent(today.isoformat(), today.isoformat())
+            spent_month = ledger.credits_spent(first, last)
         except sqlite3.Error as exc:
             log.warning("cannot read the credits counted in the ledger: %s", exc)
             return None
+        names = self._folder_names()
+        return ({n: spent_today.get(n, 0.0) for n in names},
+                {n: spent_month.get(n, 0.0) for n in names})
 
     def _read_quarantine(self) -> dict[str, QuarantineList]:
         return {f.name: list_quarantine(f.quarantine, QUARANTINE_LISTED)
@@ -294,14 +298,12 @@ class Monitor:
                     paused[folder_scope(name)] = folder_state.reason.value
         quarantine: dict[str, QuarantineList] = self._quarantine.get()
         credits: Credits | None = self._credits.get()
-        names = self._folder_names()
         return LiveFigures(
             waiting={n: _waiting(f) for n, f in folders.items()},
             in_progress={n: f.get("in_progress", 0) for n, f in folders.items()},
             quarantined={n: q.total for n, q in quarantine.items()}, paused=paused,
-            credits_today={} if credits is None else {n: credits[0].get(n, 0.0) for n in names},
-            credits_month={} if credits is None else {n: credits[1].get(n, 0.0)
-                                                       for n in names})
+            credits_today={} if credits is None else credits[0],
+            credits_month={} if credits is None else credits[1])
 
     def _api_pause(self) -> ApiPause | None:
         if self._view is None:

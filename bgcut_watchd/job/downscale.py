@@ -38,7 +38,7 @@ from bgcut_watchd.config.model import Variant
 from bgcut_watchd.fsops import local_disk
 from bgcut_watchd.job.naming import scaled_upload_name
 from bgcut_watchd.job.render import fitted_size
-from bgcut_watchd.job.validate import ImageFormat, PixelBudget, ValidatedInput
+from bgcut_watchd.job.validate import FORMAT_OF_NAME, PixelBudget, ValidatedInput
 
 log = logging.getLogger("bgcut_watchd.job")
 
@@ -48,9 +48,6 @@ _SAVE: dict[str, tuple[str, str, dict[str, Any]]] = {  # format -> (Pillow, ext,
     "webp": ("WEBP", "webp", {"quality": 95, "method": 4}),
     "avif": ("AVIF", "avif", {"quality": 90, "speed": 6}),
 }
-
-
-_FORMAT_OF_EXT: dict[str, ImageFormat] = {"png": "png", "jpg": "jpeg", "webp": "webp"}
 
 
 @dataclass(frozen=True)
@@ -99,8 +96,8 @@ def upload_source(job_dir: Path, source: Path, checked: ValidatedInput,
 def converted_facts(converted: Path, checked: ValidatedInput) -> ValidatedInput:
     """``checked`` (the input's local check) as it holds for the file ``job.normalize`` made
     of it: its format and size in bytes; the pixel count is the same. Raises OSError."""
-    image_format: ImageFormat = _FORMAT_OF_EXT[converted.suffix[1:]]
-    return replace(checked, format=image_format, size_bytes=converted.stat().st_size,
+    return replace(checked, format=FORMAT_OF_NAME[converted.suffix[1:]],
+                   size_bytes=converted.stat().st_size,
                    orientation=1, icc_profile=None, bits=8)
 
 

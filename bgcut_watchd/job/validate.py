@@ -132,6 +132,10 @@ PILLOW_FORMAT: Final[dict[ImageFormat, str]] = {
     "jpeg": "JPEG", "png": "PNG", "webp": "WEBP", "avif": "AVIF", "tiff": "TIFF", "bmp": "BMP",
     "gif": "GIF", "heif": "HEIF",
 }
+# An output's or a converted upload's format by its configured name or file extension.
+FORMAT_OF_NAME: Final[dict[str, ImageFormat]] = {
+    "png": "png", "jpeg": "jpeg", "jpg": "jpeg", "webp": "webp", "avif": "avif",
+}
 _PNG_SIGNATURE: Final = b"\x89PNG\r\n\x1a\n"
 _FILE_KINDS: Final = (
     (stat.S_ISLNK, "a symbolic link (never followed)"), (stat.S_ISDIR, "a directory"),

@@ -62,6 +62,7 @@ from bgcut_watchd.intake.sniff import format_of as sniff_format
 from bgcut_watchd.job.decoding import decode_to_check
 from bgcut_watchd.job.pngdata import BrokenPixelData, check_pixel_data
 from bgcut_watchd.job.validate import (
+    FORMAT_OF_NAME,
     PILLOW_FORMAT,
     ImageFormat,
     PixelBudget,
@@ -72,9 +73,6 @@ _T = TypeVar("_T")
 
 SLACK_PX: Final = 2
 ENDPOINT: Final = "download"
-_API_FORMAT: Final[dict[str, ImageFormat]] = {
-    "png": "png", "jpeg": "jpeg", "jpg": "jpeg", "webp": "webp", "avif": "avif",
-}
 _SWAPPING_ORIENTATIONS: Final = frozenset({5, 6, 7, 8})  # transposed, rotated 90 or 270
 _EXIF_ORIENTATION: Final = 0x0112
 
@@ -96,7 +94,7 @@ def verify_output(path: Path, variant: Variant, input_size: tuple[int, int] | No
     """
     if ImageFile.LOAD_TRUNCATED_IMAGES:
         raise RuntimeError("PIL.ImageFile.LOAD_TRUNCATED_IMAGES is on: cut outputs would pass")
-    expected = _API_FORMAT[variant.format]
+    expected = FORMAT_OF_NAME[variant.format]
     with path.open("rb") as fp:
         _check_format(fp.read(SNIFF_BYTES), expected, variant)
         size_bytes = os.fstat(fp.fileno()).st_size
@@ -141,7 +139,7 @@ def _orientation(raw_exif: bytes) -> int | None:
 
 
 def _bad(variant: Variant, problem: str) -> BadOutputError:
-    wanted = _API_FORMAT[variant.format].upper()
+    wanted = FORMAT_OF_NAME[variant.format].upper()
     return BadOutputError(ENDPOINT, f"output of variant {variant.name!r} ({wanted}) {problem}; "
                                     "not published")
 

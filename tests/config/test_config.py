@@ -627,6 +627,24 @@ def test_check_folders_on_real_folders(tmp_path: Path) -> None:
     assert all(not any(p.iterdir()) for p in tmp_path.iterdir())
 
 
+@pytest.mark.parametrize("make", [True, False], ids=["daemon", "check-config"])
+def test_check_folders_reports_a_broken_symlink_where_a_folder_should_be(
+        tmp_path: Path, make: bool) -> None:
+    """A symlink to a folder that is gone (a share's mount point, a moved disk) is a problem
+    the same for the daemon and for ``check-config``'s dry run: it used to pass the dry run
+    (the daemon then refused it with exit 78) and to be called "not a directory"."""
+    data = _minimal()
+    data["daemon"] = {"state_dir": "state"}
+    data["folders"][0].update(inbox="in", outbox="out", quarantine="q", archive="done")
+    config = parse_config(data, tmp_path / "config.toml")
+    (tmp_path / "in").mkdir()
+    (tmp_path / "out").symlink_to(tmp_path / "gone")
+    problems, _ = check_folders(config, make=make)
+    assert problems == ["folders[0].outbox: a symbolic link to a folder that does not exist: "
+                        f"{tmp_path / 'out'} (fix the link, or the path)"]
+    assert not (tmp_path / "gone").exists()
+
+
 @pytest.mark.parametrize("declared_in", ["etc", "run"])
 def test_a_share_declared_by_a_systemd_mount_unit_puts_its_folder_on_standby(
         tmp_path: Path, declared_in: str) -> None:
