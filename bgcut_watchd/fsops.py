@@ -208,21 +208,6 @@ def durable_rename(src: StrPath, dst: StrPath, *, overwrite: bool) -> None:
         fsync_dir(source.parent)
 
 
-def _existing_ancestor(path: Path) -> Path:
-    while not os.path.lexists(path) and path.parent != path:
-        path = path.parent
-    return path
-
-
-def same_filesystem(a: StrPath, b: StrPath) -> bool:
-    """Whether ``a`` and ``b`` (or their nearest existing ancestors) share ``st_dev``.
-
-    A hint only: bind mounts of one filesystem share ``st_dev`` yet refuse rename with EXDEV,
-    which is why :func:`move_file` trusts the EXDEV answer rather than this. Raises OSError.
-    """
-    return _existing_ancestor(Path(a)).stat().st_dev == _existing_ancestor(Path(b)).stat().st_dev
-
-
 class CopyMismatchError(OSError):
     """A copy made for a move across filesystems does not match its source (the source changed
     while it was copied, or the copy was not written as read): the source stays, the copy goes."""

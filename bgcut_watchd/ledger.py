@@ -159,10 +159,6 @@ def _text(value: str) -> str:
     return value.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
-def _opt_text(value: str | None) -> str | None:
-    return None if value is None else _text(value)
-
-
 @dataclass(frozen=True)
 class PublishedOutput:
     """One output of a done job as recorded: its path and the sha256 of the bytes published."""

@@ -121,11 +121,6 @@ def test_durable_rename_with_overwrite_replaces(tmp_path: Path) -> None:
     assert (tmp_path / "b").read_bytes() == b"new"
 
 
-def test_same_filesystem(tmp_path: Path, other_fs: Path) -> None:
-    assert fsops.same_filesystem(tmp_path, tmp_path / "not" / "yet")
-    assert not fsops.same_filesystem(tmp_path, other_fs / "missing")
-
-
 @pytest.mark.parametrize("name", ODD_NAMES)
 def test_move_file_same_fs_with_odd_names(tmp_path: Path, name: str) -> None:
     (tmp_path / "a").mkdir()

@@ -7,6 +7,10 @@
 - The tests mirror the package: every folder of ``bgcut_watchd`` has its folder in ``tests``.
 - A folder's ``__init__`` docstring names every module in it, so the map a newcomer reads first
   stays true.
+- No function or method of the daemon is dead: each name defined is referenced somewhere else in
+  ``bgcut_watchd/`` or ``bench/`` (a test alone does not keep code alive). A text search, so a
+  name that is also a common word (``archive``) can hide; ``UNREFERENCED_ON_PURPOSE`` lists the
+  few that a library calls, with why.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ from __future__ import annotations
 import ast
 import importlib
 import inspect
+import re
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -73,3 +79,42 @@ def test_every_folder_docstring_names_each_of_its_modules() -> None:
             if f"``{module.stem}``" not in docstring:
                 unnamed.append(str(module.relative_to(PACKAGE)))
     assert not unnamed, f"modules their folder's docstring does not name: {unnamed}"
+
+
+BENCH = TESTS.parent / "bench"
+UNREFERENCED_ON_PURPOSE = {
+    "collect": "prometheus_client calls a custom collector's collect() (daemon/metrics.py)",
+    "on_thread_start": "watchdog calls it when its emitter thread starts (intake/watcher.py)",
+}
+EMULATOR = PACKAGE / "fake_api"  # a tool for tests: its public surface is theirs to use
+
+
+def _defined_functions() -> Counter[str]:
+    defined: Counter[str] = Counter()
+    for path in _modules():
+        if EMULATOR in path.parents:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                if not (node.name.startswith("__") and node.name.endswith("__")):
+                    defined[node.name] += 1
+    return defined
+
+
+def _unreferenced(defined: Counter[str], sources: list[Path]) -> list[str]:
+    text = "\n".join(p.read_text(encoding="utf-8") for p in sources)
+    words = Counter(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", text))
+    return sorted(name for name, count in defined.items() if words[name] <= count)
+
+
+def test_no_function_of_the_daemon_is_left_unreferenced() -> None:
+    sources = _modules() + sorted(BENCH.rglob("*.py"))
+    dead = [n for n in _unreferenced(_defined_functions(), sources)
+            if n not in UNREFERENCED_ON_PURPOSE]
+    assert not dead, f"defined but used nowhere in bgcut_watchd/ or bench/: {dead}"
+
+
+def test_the_rule_above_sees_a_function_nothing_calls(tmp_path: Path) -> None:
+    module = tmp_path / "m.py"
+    module.write_text("def used() -> None: ...\ndef lonely() -> None: ...\nused()\n")
+    assert _unreferenced(Counter(["used", "lonely"]), [module]) == ["lonely"]

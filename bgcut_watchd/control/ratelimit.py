@@ -100,11 +100,6 @@ class RateLimiter:
             self._tat = max(self._tat, now_s + max(delay_s, 0.0) + self._tolerance_s)
         logger.info("rate limiter: holding API requests back for %.1fs", max(delay_s, 0.0))
 
-    def next_token_in_s(self) -> float:
-        """Seconds until a token is free (0.0 when one is free now). Raises nothing."""
-        with self._lock:
-            return max(0.0, self._tat - self._tolerance_s - self._clock())
-
     def _try_take(self) -> float | None:
         """Take a token if one is due: None when taken, else the seconds until one is due."""
         with self._lock:

@@ -194,17 +194,6 @@ class Scheduler:
         with self._cond:
             return self._idle()
 
-    def wait_idle(self, timeout_s: float) -> bool:
-        """Wait up to ``timeout_s`` for :meth:`is_idle`; True when idle."""
-        with self._cond:
-            deadline_s = self._clock() + timeout_s
-            while not self._idle():
-                left_s = deadline_s - self._clock()
-                if left_s <= 0:
-                    return False
-                self._cond.wait(min(left_s, self._max_wait_s))
-            return True
-
     # -- the worker loop -------------------------------------------------------------------
 
     def _work(self) -> None:

@@ -54,8 +54,3 @@ class ApiSlots:
         with self._cond:
             self._closed = True
             self._cond.notify_all()
-
-    def in_use(self) -> int:
-        """How many slots are taken now."""
-        with self._cond:
-            return self.count - self._free

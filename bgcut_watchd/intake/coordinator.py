@@ -322,11 +322,6 @@ class IntakeCoordinator:
         with self._lock:
             return {name: len(folder.tracker) for name, folder in self._folders.items()}
 
-    def in_flight_count(self) -> int:
-        """How many handed-out paths the jobs have not reported ``done`` yet."""
-        with self._lock:
-            return len(self._in_flight)
-
     # --- internals ------------------------------------------------------------------------
 
     def _admissible(self, folder: _Folder, path: Path) -> PurePath | None:

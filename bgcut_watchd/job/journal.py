@@ -168,10 +168,6 @@ class JobRecord:
             dispose_target=None, extra_settle_used=False, input_fingerprint=fingerprint,
             remote_round=self.remote_round + 1, last_stage="resettle")
 
-    def original_path(self, inbox: Path) -> Path:
-        """Where the input was in the inbox before the claim."""
-        return inbox / self.original_relpath
-
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict (lone surrogates survive ``json.dumps(ensure_ascii=True)``)."""
         # Shallow: every field is a str, int, bool, None or a tuple of str (dataclasses.asdict

@@ -191,10 +191,10 @@ PAGE_PREFIX = "page-"
 UPLOAD_STEM = "upload"
 
 
-def page_file_name(page: int, ext: str) -> str:
-    """Page ``page`` of a multi-page input, written into its job dir before its own job
-    takes it (``page-2.png``)."""
-    return f"{PAGE_PREFIX}{page}.{ext}"
+def page_file_stem(page: int) -> str:
+    """The stem of page ``page`` of a multi-page input, written into its job dir (its
+    extension after it: ``page-2.png``) before its own job takes it."""
+    return f"{PAGE_PREFIX}{page}"
 
 
 def upload_file_name(ext: str) -> str:

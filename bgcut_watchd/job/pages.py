@@ -37,7 +37,7 @@ from bgcut_watchd.errors import LocalDiskError, LocalInputError
 from bgcut_watchd.fsops import fsync_dir, local_disk
 from bgcut_watchd.job.journal import JobState
 from bgcut_watchd.job.metadata import StudioMetadata, read_metadata
-from bgcut_watchd.job.naming import PAGE_PREFIX, page_relpath
+from bgcut_watchd.job.naming import page_file_stem, page_relpath
 from bgcut_watchd.job.normalize import Limits, Say, decoded_page, write_within
 from bgcut_watchd.job.validate import ValidatedInput
 from bgcut_watchd.job.workarea import ClaimedJob, WorkArea
@@ -62,7 +62,7 @@ def write_pages(job: ClaimedJob, checked: ValidatedInput, limits: Limits,
     for page in range(2, checked.pages + 1):
         try:
             with decoded_page(job.input_path, checked.format, page, limits) as image:
-                write_within(image, job.job_dir, f"{PAGE_PREFIX}{page}", limits.max_bytes, meta)
+                write_within(image, job.job_dir, page_file_stem(page), limits.max_bytes, meta)
         except LocalInputError as exc:
             raise LocalInputError(f"page {page} of {checked.pages}: {exc.detail}",
                                   reason=exc.reason) from exc
@@ -111,6 +111,6 @@ def _hand_over(job: ClaimedJob, workarea: WorkArea, source: Path,
 
 
 def _page_file(job_dir: Path, page: int) -> Path | None:
-    prefix = f"{PAGE_PREFIX}{page}."
+    prefix = page_file_stem(page) + "."
     with local_disk("looking for the pages of a multi-page input", job_dir):
         return next((p for p in job_dir.iterdir() if p.name.startswith(prefix)), None)

@@ -703,9 +703,6 @@ class JobRunner:
         root = Path(job.record.output_dir) if job.record.output_dir else self.folder.outbox
         return root / self._subfolder(job)
 
-    def _input_name(self, job: ClaimedJob) -> str:
-        return Path(job.record.original_relpath).name
-
     def _by_variant_name(self, job: ClaimedJob, outputs: Sequence[T]) -> list[T]:
         """Outputs (or their hashes) ordered by variant name: how duplicates are matched to
         variants later."""

@@ -97,7 +97,7 @@ def test_never_more_than_workers_jobs_at_once(schedulers: list[Scheduler]) -> No
     assert wait_for(lambda: job.running == 3)
     assert scheduler.stats().busy == 3 and scheduler.stats().total.waiting == 17
     job.release.set()
-    assert scheduler.wait_idle(10)
+    assert wait_for(scheduler.is_idle, timeout_s=10)
     assert job.max_running == 3
     assert scheduler.stats().total.done == 20
     assert sorted(t.path.name for t in job.calls) == sorted(f"img{n}.jpg" for n in range(20))
@@ -208,7 +208,7 @@ def test_100000_tickets_make_no_extra_threads_and_stay_cheap(
     # A waiting file costs a ticket (a Path and a few fields) plus its queue entry.
     assert ticket_bytes / 10_000 + queue_bytes / 100_000 < 1024
     job.release.set()
-    assert scheduler.wait_idle(60)
+    assert wait_for(scheduler.is_idle, timeout_s=60)
     assert scheduler.stats().total.done == 100_000
     assert _pool_threads("bgcut-100k") == 4
     assert threading.active_count() <= before + 4

@@ -70,6 +70,13 @@ def _collect(coordinator: IntakeCoordinator, until: Callable[[set[Path]], bool],
     return got
 
 
+def _notice_again(coordinator: IntakeCoordinator, paths: list[Path]) -> None:
+    """Notice each of ``paths`` again: one handed out and not yet ``done`` is in flight and
+    ignored (``waiting_counts`` does not count it); any other is tracked again."""
+    for path in paths:
+        coordinator.notice("studio", path)
+
+
 def _settle_sentinel(coordinator: IntakeCoordinator, inbox: Path) -> list[tuple[str, Path]]:
     """Write a sentinel last and collect until it is handed out: events are in order, so
     anything written before it has been seen (and would be due) by then."""
@@ -91,8 +98,8 @@ def test_startup_scan_takes_existing_files_not_ignored_ones(
     assert sorted(p.relative_to(inbox).as_posix() for _, p in got) == [
         "a.jpg", "sub/c.png", "zz-sentinel.jpg",
     ]
-    assert coordinator.in_flight_count() == 3
-    assert coordinator.waiting_counts() == {"studio": 0}
+    _notice_again(coordinator, [p for _, p in got])
+    assert coordinator.waiting_counts() == {"studio": 0}  # all three in flight: not noticed
 
 
 def test_events_give_one_candidate_each(
@@ -241,7 +248,10 @@ def test_a_file_gone_before_it_settled_is_dropped(tmp_path: Path) -> None:
     coordinator.notice("studio", path)
     path.unlink()
     assert coordinator.poll_due(5.0) == []
-    assert coordinator.in_flight_count() == 0 and coordinator.waiting_counts() == {"studio": 0}
+    assert coordinator.waiting_counts() == {"studio": 0}
+    path.write_bytes(b"two")
+    _notice_again(coordinator, [path])
+    assert coordinator.waiting_counts() == {"studio": 1}  # not left in flight: noticed again
 
 
 def test_oldest_first_across_folders_and_max_items(tmp_path: Path) -> None:
@@ -367,7 +377,7 @@ def test_a_settled_file_still_open_is_held_until_closed(tmp_path: Path) -> None:
     coordinator.notice("studio", path)
     clock.now = 5.0
     assert coordinator.poll_due(5.0) == []  # quiet for long, but open
-    assert coordinator.in_flight_count() == 0 and coordinator.waiting_counts() == {"studio": 1}
+    assert coordinator.waiting_counts() == {"studio": 1}  # handed out below: not in flight
     coordinator.notice_close("studio", path)
     assert coordinator.poll_due(5.5) == []  # held again for a fresh settling period
     assert coordinator.poll_due(6.0) == [("studio", path)]
@@ -409,7 +419,8 @@ def test_the_daemons_own_look_at_a_settled_file_is_not_a_writer_holding_it(
     coordinator.notice("studio", path)
     clock.now = 2.0
     assert coordinator.poll_due(2.0) == [("studio", path)]
-    assert coordinator.in_flight_count() == 1 and coordinator.waiting_counts() == {"studio": 0}
+    _notice_again(coordinator, [path])
+    assert coordinator.waiting_counts() == {"studio": 0}  # in flight: not noticed again
 
 
 def test_inotify_holds_a_file_its_writer_keeps_open(

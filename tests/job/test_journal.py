@@ -51,8 +51,10 @@ def test_write_stamps_updated_at_from_the_clock(tmp_path: Path) -> None:
     assert written.updated_at == "2025-01-02T03:04:06.000000+00:00"
 
 
-def test_original_path_gives_back_the_original_bytes(tmp_path: Path) -> None:
-    path = full_record().original_path(tmp_path)
+def test_the_original_relpath_keeps_the_original_bytes(tmp_path: Path) -> None:
+    journal = Journal(tmp_path, clock=StepClock())
+    journal.write(full_record())
+    path = tmp_path / journal.read().original_relpath
     assert os.fsencode(path) == os.fsencode(tmp_path) + b"/sub dir/caf\xe9\nphoto \xc3\xa9.JPG"
 
 

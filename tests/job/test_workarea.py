@@ -79,7 +79,7 @@ def test_input_takes_a_lowercased_ascii_extension(inbox: Path, name: str, input_
     try:
         assert job.input_path.name == input_name
         assert job.input_path.exists()
-        assert job.record.original_path(inbox) == inbox / name
+        assert inbox / job.record.original_relpath == inbox / name
     finally:
         job.release()
 
