@@ -95,9 +95,9 @@ def _defined_functions() -> Counter[str]:
         if EMULATOR in path.parents:
             continue
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
-                if not (node.name.startswith("__") and node.name.endswith("__")):
-                    defined[node.name] += 1
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and not (
+                    node.name.startswith("__") and node.name.endswith("__")):
+                defined[node.name] += 1
     return defined
 
 
