@@ -12,8 +12,8 @@ offers the file again) and a (folder, path) already queued or running is refused
 An exception escaping ``run_job`` is logged and the ticket dropped (the file stays in its inbox or
 work area for the rescan or the next recovery pass; the engine's ``run_job`` lets nothing escape
 and lets go of a job it cannot run, so this is a last resort); the worker lives on.
-:meth:`Scheduler.drain` is the warm shutdown; :meth:`Scheduler.is_stalled` feeds the systemd
-watchdog.
+:meth:`Scheduler.stop_accepting` starts the warm shutdown (``Engine.drain`` waits for the
+running jobs); :meth:`Scheduler.is_stalled` feeds the systemd watchdog.
 
 Over 300 lines on purpose: the queue helpers share one lock and one set of invariants
 (every key counted once while waiting, delayed or running) that must be read together.
@@ -124,11 +124,12 @@ class Scheduler:
             self._cond.notify()
             return True
 
-    def drain(self, timeout_s: float) -> bool:
-        """Warm shutdown: start nothing new, wait up to ``timeout_s`` for running jobs.
+    def stop_accepting(self) -> None:
+        """Warm shutdown's first step: accept and start nothing new; returns at once.
 
-        True when every running job finished in time. Unstarted tickets are dropped (their
-        files wait in the inbox or the work area); the threads end as their jobs finish.
+        Running jobs go on (``stats().busy`` counts them; the engine's drain waits for them);
+        unstarted tickets are dropped (their files wait in the inbox or the work area); the
+        threads end as their jobs finish. Raises nothing.
         """
         with self._cond:
             self._accepting = False
@@ -136,13 +137,6 @@ class Scheduler:
             self._cond.notify_all()
             logger.info("scheduler: draining %d running job(s), %d queued left unstarted",
                         self._busy, self._ready_count + len(self._delayed))
-            deadline_s = self._clock() + timeout_s
-            while self._busy > 0:
-                left_s = deadline_s - self._clock()
-                if left_s <= 0:
-                    return False
-                self._cond.wait(min(left_s, self._max_wait_s))
-            return True
 
     def stats(self) -> SchedulerStats:
         """Per-folder counters and the pool's state."""
@@ -279,7 +273,7 @@ class Scheduler:
 
     def _idle_wait_s(self, now_s: float) -> float | None:
         if not self._delayed:
-            return None  # only a submit, a finish or a drain can bring work: they notify
+            return None  # only a submit, a finish or a stop can bring work: they notify
         return max(0.0, min(self._delayed[0][0] - now_s, self._max_wait_s))
 
     def _forget(self, key: TicketKey) -> None:

@@ -188,7 +188,8 @@ class Engine:
         ``give_up()`` (a second signal); then cancel whatever still waits. True when every
         running job finished. Wakes on ``wake`` (set it when a job ends or a signal comes)."""
         deadline_s = clock() + timeout_s
-        finished = self.scheduler.drain(0.0)  # stops the pool from starting more
+        self.scheduler.stop_accepting()  # the pool starts nothing more
+        finished = self.scheduler.stats().busy == 0
         self.api_slots.close()  # a job waiting for a slot starts no API work now
         while not finished and not give_up() and (left_s := deadline_s - clock()) > 0:
             wake.wait(min(DRAIN_POLL_S, left_s))

@@ -78,7 +78,7 @@ def schedulers() -> Iterator[list[Scheduler]]:
     made: list[Scheduler] = []
     yield made
     for scheduler in made:
-        scheduler.drain(0)
+        scheduler.stop_accepting()
 
 
 def make(schedulers: list[Scheduler], job: Job, workers: int = 2, **kwargs: object) -> Scheduler:
@@ -134,7 +134,8 @@ def test_paused_runs_again_without_counting_and_may_carry_a_new_ticket(
     assert scheduler.stats().folders["studio"].paused == 1
 
 
-def test_drain_with_a_deadline_returns_what_never_started(schedulers: list[Scheduler]) -> None:
+def test_stop_accepting_lets_the_running_finish_and_starts_nothing_more(
+        schedulers: list[Scheduler]) -> None:
     job = Recorder()
     job.hold = True
     scheduler = make(schedulers, job, workers=2, thread_name="bgcut-drain")
@@ -143,12 +144,14 @@ def test_drain_with_a_deadline_returns_what_never_started(schedulers: list[Sched
         scheduler.submit(ticket(n))
     scheduler.submit_later(ticket(99), 3600.0)
     assert wait_for(lambda: job.running == 2)
-    assert scheduler.drain(0.05) is False  # two jobs still running at the deadline
-    assert not scheduler.submit(ticket(100))
+    scheduler.stop_accepting()  # returns at once: the engine's drain does the waiting
+    stats = scheduler.stats()
+    assert (stats.busy, stats.accepting) == (2, False)  # the two still run
+    assert not scheduler.submit(ticket(100)) and not scheduler.submit_later(ticket(101), 1.0)
     total = scheduler.stats().total
     assert (total.waiting, total.delayed) == (8, 1)  # left unstarted
     job.release.set()
-    assert scheduler.drain(5) is True
+    assert wait_for(lambda: scheduler.stats().busy == 0)
     assert job.count() == 2  # nothing new started while draining
     assert scheduler.stats().total.waiting + scheduler.stats().total.delayed == 9
     assert wait_for(lambda: _pool_threads("bgcut-drain") == 0)  # the workers ended
