@@ -1,5 +1,6 @@
 """Every name scheme of a job, in one place: output names (the ``output_name`` template), the
-``-1, -2, ...`` rule shared by outputs, archive and quarantine, NAME_MAX, the hidden temporary
+``-1, -2, ...`` rule shared by outputs, archive and quarantine, the one bounded retry when
+another writer takes a chosen name first (:func:`retry_name_races`), NAME_MAX, the hidden temporary
 names of downloads, the input's name in its job directory, the files normalisation writes there,
 the page suffix of a multi-page input, and the remote paths of a job.
 
@@ -13,6 +14,10 @@ byte each. Every name produced here fits in :data:`MAX_NAME_BYTES` bytes; when a
 overflow, the stem is cut on a character boundary (never inside a UTF-8 sequence) before the
 ``-N`` suffix, so the suffix and the extension always survive. Nothing here runs a shell, so a
 leading ``-`` or a newline in a name is just a character.
+
+Over 300 lines on purpose: every name scheme of a job lives here and nowhere else (the house
+rule of issue 8), so a newcomer who looks for how a file is named finds all of them side by
+side; each scheme is a few short functions.
 """
 
 from __future__ import annotations
@@ -22,9 +27,12 @@ import os
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
-from bgcut_watchd.config.model import Variant, expand_output_name
+from bgcut_watchd.config.model import FolderConfig, Variant, expand_output_name
+from bgcut_watchd.errors import LocalDiskError
 from bgcut_watchd.fsops import StrPath
+from bgcut_watchd.job.journal import JobRecord
 
 MAX_NAME_BYTES = 255
 """NAME_MAX of the filesystems we write to (ext4, xfs, btrfs, tmpfs, NFS, SMB)."""
@@ -44,6 +52,8 @@ UNLINK_PLACEHOLDER_PREFIXES = (".fuse_hidden", ".nfs")
 _ASCII_EXT = re.compile(r"\.[A-Za-z0-9]{1,16}")
 
 NamesForStem = Callable[[str], list[str]]
+Chosen = TypeVar("Chosen")
+Taken = TypeVar("Taken")
 
 
 def name_bytes(name: str) -> int:
@@ -142,6 +152,23 @@ def free_name(directory: StrPath, name: str) -> Path:
     return choose_output_set(directory, lambda s: [s + suffix], stem, "rename")[0]
 
 
+def retry_name_races(choose: Callable[[], Chosen], take: Callable[[Chosen], Taken | None],
+                     what: str) -> Taken:
+    """``take(choose())`` until ``take`` answers something other than None (None: another
+    writer took the chosen name first), at most :data:`MAX_NAME_RACES` times; its answer.
+
+    ``choose`` picks (and may journal) a free name, ``take`` claims it without overwriting.
+    Raises LocalDiskError ("no free <what> after N tries") when every try lost its race, and
+    whatever ``choose`` and ``take`` raise.
+    """
+    for _ in range(MAX_NAME_RACES):
+        taken = take(choose())
+        if taken is not None:
+            return taken
+    raise LocalDiskError(f"no free {what} after {MAX_NAME_RACES} tries: another writer keeps "
+                         "taking them")
+
+
 def relative_subfolder(inbox: StrPath, original_relpath: StrPath) -> Path:
     """The subfolder of an input below its inbox (``Path(".")`` at the top).
 
@@ -154,6 +181,26 @@ def relative_subfolder(inbox: StrPath, original_relpath: StrPath) -> Path:
     if ".." in relative.parts:
         raise ValueError(f"path climbs out of the inbox: {str(original_relpath)!r}")
     return relative.parent
+
+
+def job_output_dir(folder: FolderConfig, record: JobRecord) -> Path:
+    """Where a job's outputs go: its own output folder (``process``'s) or the folder's outbox,
+    then the input's subfolder below its inbox. Raises ValueError (``relative_subfolder``)."""
+    root = Path(record.output_dir) if record.output_dir else folder.outbox
+    return root / relative_subfolder(folder.inbox, record.original_relpath)
+
+
+def free_output_set(folder: FolderConfig, record: JobRecord,
+                    variants: Sequence[Variant]) -> list[Path]:
+    """The final paths of a job's outputs, one per variant: the ``output_name`` template on
+    the input's stem (a page's suffix included), ``-1, -2, ...`` when any is taken
+    (:func:`choose_output_set`). Raises ValueError, KeyError (``output_names``)."""
+    stem, tail = output_stem(record.original_relpath, page=record.page,
+                             page_of=record.page_of, pages=record.pages)
+    return choose_output_set(
+        job_output_dir(folder, record),
+        lambda s: output_names(folder.output_name, s, variants, folder.name),
+        stem, folder.on_conflict, tail)
 
 
 def input_name_for(original: str) -> str:

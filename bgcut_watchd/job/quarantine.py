@@ -29,10 +29,10 @@ import logging
 import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
-from bgcut_watchd.errors import LocalDiskError
 from bgcut_watchd.fsops import (
     StrPath,
     atomic_write_bytes,
@@ -50,7 +50,12 @@ from bgcut_watchd.fsops import (
     write_new_file,
 )
 from bgcut_watchd.job.dispose import move_to_free_name
-from bgcut_watchd.job.naming import MAX_NAME_RACES, NamesForStem, choose_output_set, split_name
+from bgcut_watchd.job.naming import (
+    NamesForStem,
+    choose_output_set,
+    retry_name_races,
+    split_name,
+)
 
 log = logging.getLogger(__name__)
 
@@ -114,13 +119,14 @@ def _reveal(pending: Path, error_file: Path, data: bytes) -> None:
         atomic_write_bytes(error_file, data)
 
 
-def _try_pair(input_path: StrPath, paths: list[Path], data: bytes) -> bool:
-    """One attempt at steps 1-3 with the chosen names; False if a name was taken meanwhile."""
+def _try_pair(input_path: StrPath, data: bytes, paths: list[Path]) -> Path | None:
+    """One attempt at steps 1-3 with the chosen names: the quarantined input's path, or None
+    when a name was taken meanwhile."""
     final, error_file, pending = paths
     try:
         write_new_file(pending, data)
     except FileExistsError:
-        return False
+        return None
     try:
         fsync_dir(final.parent)
         move_file(input_path, final, overwrite=False)
@@ -130,10 +136,10 @@ def _try_pair(input_path: StrPath, paths: list[Path], data: bytes) -> bool:
             raise
         pending.unlink(missing_ok=True)
         if isinstance(exc, FileExistsError):
-            return False
+            return None
         raise
     _reveal(pending, error_file, data)
-    return True
+    return final
 
 
 def _finish_at(input_path: StrPath, target: Path, data: bytes) -> bool:
@@ -196,12 +202,14 @@ def quarantine(
             discard_stale_temps(resume_at)  # the half copy of an attempt killed mid-copy
             if _finish_at(input_path, Path(resume_at), data):
                 return Path(resume_at)
-        for _ in range(MAX_NAME_RACES):
+
+        def choose() -> list[Path]:
             paths = choose_output_set(folder, _pair_names(suffix), stem, "rename")
             before_move(paths[0])
-            if _try_pair(input_path, paths, data):
-                return paths[0]
-    raise LocalDiskError(f"no free quarantine name for {show_path(original_name)}")
+            return paths
+
+        return retry_name_races(choose, partial(_try_pair, input_path, data),
+                                f"quarantine name for {show_path(original_name)}")
 
 
 def error_file_beside(folder: StrPath, original_name: str, error: QuarantineRecord) -> Path:
@@ -215,19 +223,25 @@ def error_file_beside(folder: StrPath, original_name: str, error: QuarantineReco
     data = error.to_json().encode("ascii")
     with local_disk("writing an error file", target_dir):
         make_dirs(target_dir)
-        for _ in range(MAX_NAME_RACES):
-            [path] = choose_output_set(target_dir, lambda s: [s + suffix + ERROR_SUFFIX], stem,
-                                       "rename")
-            temp = temp_path_beside(path)  # whole or invisible: written, then renamed in
-            write_new_file(temp, data, exclusive=False)
-            try:
-                rename_noreplace(temp, path)
-            except FileExistsError:
-                temp.unlink(missing_ok=True)
-                continue
-            fsync_dir(target_dir)
-            return path
-    raise LocalDiskError(f"no free error file name for {show_path(original_name)}")
+        path = retry_name_races(
+            lambda: choose_output_set(target_dir, lambda s: [s + suffix + ERROR_SUFFIX], stem,
+                                      "rename")[0],
+            partial(_write_unless_taken, data),
+            f"error file name for {show_path(original_name)}")
+        fsync_dir(target_dir)
+        return path
+
+
+def _write_unless_taken(data: bytes, path: Path) -> Path | None:
+    """Write ``data`` as new file ``path``; None, writing nothing, when ``path`` was taken."""
+    temp = temp_path_beside(path)  # whole or invisible: written, then renamed in
+    write_new_file(temp, data, exclusive=False)
+    try:
+        rename_noreplace(temp, path)
+    except FileExistsError:
+        temp.unlink(missing_ok=True)
+        return None
+    return path
 
 
 def _pending_files(root: Path) -> Iterator[Path]:

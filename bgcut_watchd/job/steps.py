@@ -23,12 +23,14 @@ is only fetched again, until the failure policy's ``max_attempts`` quarantines t
 Failures leave this module as exceptions of the tree in ``errors.py``; the failure policy
 (``engine.failures``) decides from their class and calls :meth:`JobRunner.quarantine` when needed.
 
-Over 300 lines on purpose: the steps read in order as one story (the bounded redo of a bad
-output included), with the naming helpers they share; what could stand apart does: duplicate
-reuse and single flight (``duplicates``), the checks of an output (``verify``), the input checks
-(``settle``), the look-out of an unanswered call (``lookout``), quarantine (``quarantining``),
-the scaled-down upload (``downscale``), what a process call asks for and the local rendering of
-``render = "local"`` (``render``), and its estimated credits (``cost``).
+Over 300 lines on purpose: the steps read in order as one story, each with the journal write
+that ends it (the bounded redo of a bad output included); what could stand apart does: every
+name (``naming``: outputs, temporaries, remote paths, the retry of a lost name race), disposal
+and the archive (``dispose``), duplicate reuse and single flight (``duplicates``), the checks of
+an output (``verify``), the input checks (``settle``), the look-out of an unanswered call
+(``lookout``), quarantine (``quarantining``), the scaled-down upload (``downscale``), what a
+process call asks for and the local rendering of ``render = "local"`` (``render``), and its
+estimated credits (``cost``).
 """
 
 from __future__ import annotations
@@ -59,7 +61,6 @@ from bgcut_watchd.errors import (
     ApiError,
     BadOutputError,
     InputError,
-    LocalDiskError,
     RemoteFileMissingError,
 )
 from bgcut_watchd.fsops import (
@@ -70,7 +71,7 @@ from bgcut_watchd.fsops import (
     show_path,
 )
 from bgcut_watchd.job.cost import pixels_of
-from bgcut_watchd.job.dispose import archive_target, delete_input, move_to_target
+from bgcut_watchd.job.dispose import archive_target_of, dispose_input
 from bgcut_watchd.job.downscale import converted_facts, upload_source
 from bgcut_watchd.job.duplicates import (
     SameContentInFlight,
@@ -84,14 +85,12 @@ from bgcut_watchd.job.logfields import job_fields
 from bgcut_watchd.job.lookout import PROCESS_AMBIGUOUS, earlier_call_ran, mark_ambiguous
 from bgcut_watchd.job.metadata import StudioMetadata, read_metadata
 from bgcut_watchd.job.naming import (
-    MAX_NAME_RACES,
-    choose_output_set,
     download_path_for,
+    free_output_set,
     is_remote_master,
-    output_names,
-    output_stem,
-    relative_subfolder,
+    job_output_dir,
     remote_upload_path,
+    retry_name_races,
     temp_path_for,
 )
 from bgcut_watchd.job.normalize import Limits, upload_for
@@ -483,78 +482,44 @@ class JobRunner:
     def _publish(self, job: ClaimedJob) -> None:
         temps = [Path(p) for p in job.record.temp_outputs]
         self._hash_temps(job, temps)
-        overwrite = self.folder.on_conflict == "overwrite"
-        for _ in range(MAX_NAME_RACES):
-            if not job.record.final_outputs:
-                finals = self._choose_names(job)
-                job.save(job.record.advance(JobState.DOWNLOADED, final_outputs=tuple(
-                    os.fsdecode(p) for p in finals)))
-            try:
-                publish_set(temps, [Path(p) for p in job.record.final_outputs],
-                            overwrite=overwrite)
-            except FileExistsError:  # a name was taken since we chose: choose again
-                job.save(job.record.advance(JobState.DOWNLOADED, final_outputs=()))
-                continue
-            except FileNotFoundError:  # temps lost (e.g. outbox cleaned): fetch them again
-                self._restart_remote(job)
-                return
-            # The archive target is journaled with the publish (one write fewer per job).
-            job.save(job.record.advance(JobState.PUBLISHED,
-                                        dispose_target=self._archive_target_of(job)))
-            drop_master(self._out_dir(job), job.job_id)  # a crash may have left it
-            job.timeline.mark("publish")
-            return
-        raise LocalDiskError(f"no free output names in {show_path(self._out_dir(job))} after "
-                             f"{MAX_NAME_RACES} tries: another writer keeps taking them")
+        retry_name_races(partial(self._journaled_names, job),
+                         partial(self._published, job, temps),
+                         f"output names in {show_path(self._out_dir(job))}")
+
+    def _journaled_names(self, job: ClaimedJob) -> list[Path]:
+        """The outputs' final names: journaled ones, else the first free set, journaled now."""
+        if not job.record.final_outputs:
+            finals = free_output_set(self.folder, job.record, self.variants_of(job))
+            job.save(job.record.advance(JobState.DOWNLOADED, final_outputs=tuple(
+                os.fsdecode(p) for p in finals)))
+        return [Path(p) for p in job.record.final_outputs]
+
+    def _published(self, job: ClaimedJob, temps: list[Path], finals: list[Path]) -> bool | None:
+        """Publish ``temps`` as ``finals``; None when a name was taken since they were chosen
+        (forgotten: choose again). True once published, or once the temporaries were found
+        lost (the outbox cleaned): the job fetches them again then."""
+        try:
+            publish_set(temps, finals, overwrite=self.folder.on_conflict == "overwrite")
+        except FileExistsError:
+            job.save(job.record.advance(JobState.DOWNLOADED, final_outputs=()))
+            return None
+        except FileNotFoundError:
+            self._restart_remote(job)
+            return True
+        # The archive target is journaled with the publish (one write fewer per job).
+        job.save(job.record.advance(JobState.PUBLISHED,
+                                    dispose_target=archive_target_of(self.folder, job)))
+        drop_master(self._out_dir(job), job.job_id)  # a crash may have left it
+        job.timeline.mark("publish")
+        return True
 
     def _dispose(self, job: ClaimedJob) -> None:
         self.freeze.ensure_unchanged(job, self._out_dir(job))  # outputs of what is disposed of
-        source = job.input_path
-        if os.path.lexists(source):
-            if self._deletes_input(job):
-                delete_input(source)  # a page's file: its multi-page original is archived
-            else:
-                self._archive(job, source)
+        dispose_input(self.folder, job)
         # Not journaled: the job dir is removed right after. A crash before that resumes at
         # "published" with the input gone, and only finishes the job.
         job.keep(job.record.advance(JobState.DISPOSED))
         job.timeline.mark("dispose")
-
-    def _deletes_input(self, job: ClaimedJob) -> bool:
-        """Whether disposal deletes the input rather than archiving it."""
-        return (self.folder.on_success == "delete" or job.record.detached
-                or job.record.page_of is not None)
-
-    def _archive_target_of(self, job: ClaimedJob) -> str | None:
-        """Where ``_archive`` will move the input; None when it is deleted instead, or when
-        the archive cannot take it now (``_archive`` tries again and says why)."""
-        if self._deletes_input(job):
-            return None
-        try:
-            return self._free_archive_name(job)
-        except (LocalDiskError, ValueError):
-            return None
-
-    def _free_archive_name(self, job: ClaimedJob) -> str:
-        """The first free name for the input in the archive. Raises LocalDiskError, ValueError."""
-        assert self.folder.archive is not None  # config requires it with "archive"
-        return os.fsdecode(archive_target(self.folder.archive, self._subfolder(job),
-                                          Path(job.record.original_relpath).name))
-
-    def _archive(self, job: ClaimedJob, source: Path) -> None:
-        """Journal the archive target, then move there: a move interrupted after its copy
-        (another filesystem) is finished on resume, never repeated under a ``-1`` name."""
-        for _ in range(MAX_NAME_RACES):
-            if job.record.dispose_target is None:
-                job.save(job.record.advance(JobState.PUBLISHED,
-                                            dispose_target=self._free_archive_name(job)))
-            assert job.record.dispose_target is not None
-            if move_to_target(source, Path(job.record.dispose_target)):
-                job.final_input_path = Path(job.record.dispose_target)
-                return
-            job.save(job.record.advance(JobState.PUBLISHED, dispose_target=None))
-        raise LocalDiskError(f"no free archive name for {show_path(job.record.original_relpath)}"
-                             f" after {MAX_NAME_RACES} tries: another writer keeps taking them")
 
     # -- quarantine -----------------------------------------------------------------------
 
@@ -687,21 +652,8 @@ class JobRunner:
         return all(self.guard.call("download", partial(self.client.remote_file_exists, p))
                    for p in remote_paths)
 
-    def _choose_names(self, job: ClaimedJob) -> list[Path]:
-        record, folder, variants = job.record, self.folder, self.variants_of(job)
-        stem, tail = output_stem(record.original_relpath, page=record.page,
-                                 page_of=record.page_of, pages=record.pages)
-        return choose_output_set(
-            self._out_dir(job),
-            lambda s: output_names(folder.output_name, s, variants, folder.name),
-            stem, folder.on_conflict, tail)
-
-    def _subfolder(self, job: ClaimedJob) -> Path:
-        return relative_subfolder(self.folder.inbox, job.record.original_relpath)
-
     def _out_dir(self, job: ClaimedJob) -> Path:
-        root = Path(job.record.output_dir) if job.record.output_dir else self.folder.outbox
-        return root / self._subfolder(job)
+        return job_output_dir(self.folder, job.record)
 
     def _by_variant_name(self, job: ClaimedJob, outputs: Sequence[T]) -> list[T]:
         """Outputs (or their hashes) ordered by variant name: how duplicates are matched to

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import os
 import shutil
@@ -12,8 +13,11 @@ from pathlib import Path
 import pytest
 
 from bgcut_watchd import fsops
+from bgcut_watchd.config.model import FolderConfig, Variant
 from bgcut_watchd.errors import LocalDiskError
 from bgcut_watchd.job import dispose
+from bgcut_watchd.job.journal import JobState
+from bgcut_watchd.job.workarea import ClaimedJob, WorkArea
 
 
 @pytest.fixture
@@ -38,11 +42,35 @@ def claimed(tmp_path: Path, data: bytes = b"img") -> Path:
     return path
 
 
+def _job(tmp_path: Path, relpath: str, data: bytes = b"img", archive: Path | None = None,
+         ) -> tuple[FolderConfig, ClaimedJob]:
+    """A folder archiving to ``archive`` (``tmp_path/done``) and a job claimed from its inbox."""
+    inbox = tmp_path / "inbox"
+    source = inbox / relpath
+    source.parent.mkdir(parents=True, exist_ok=True)
+    source.write_bytes(data)
+    folder = FolderConfig("studio", inbox, tmp_path / "out", tmp_path / "q", (Variant("full"),),
+                          archive=archive or tmp_path / "done")
+    job = WorkArea(inbox).claim("studio", source)
+    assert job is not None
+    return folder, job
+
+
+def _disposed(folder: FolderConfig, job: ClaimedJob) -> Path | None:
+    """Dispose of the job's input the job's way (``archive_target_of`` is journaled with the
+    publish, then ``dispose_input``); where the input went."""
+    job.save(job.record.advance(JobState.PUBLISHED,
+                                dispose_target=dispose.archive_target_of(folder, job)))
+    dispose.dispose_input(folder, job)
+    return job.final_input_path
+
+
 @pytest.mark.parametrize(
     "name", ["photo.jpg", "-x y\n.jpg", os.fsdecode(b"\xff\xfe.jpg"), "z" * 251 + ".jpg"])
 def test_archive_keeps_subfolder_and_name(tmp_path: Path, name: str) -> None:
-    source = claimed(tmp_path)
-    result = dispose.archive(source, tmp_path / "done", Path("a/b"), name)
+    folder, job = _job(tmp_path, f"a/b/{name}")
+    source = job.input_path
+    result = _disposed(folder, job)
     assert result == tmp_path / "done" / "a" / "b" / name
     assert result.read_bytes() == b"img"
     assert not source.exists()
@@ -52,45 +80,81 @@ def test_archive_never_overwrites(tmp_path: Path) -> None:
     (tmp_path / "done").mkdir()
     (tmp_path / "done" / "photo.jpg").write_bytes(b"first")
     (tmp_path / "done" / "photo-1.jpg").write_bytes(b"second")
-    result = dispose.archive(claimed(tmp_path, b"third"), tmp_path / "done", Path("."), "photo.jpg")
-    assert result.name == "photo-2.jpg"
+    result = _disposed(*_job(tmp_path, "photo.jpg", b"third"))
+    assert result is not None and result.name == "photo-2.jpg"
     assert [(tmp_path / "done" / n).read_bytes() for n in ("photo.jpg", "photo-1.jpg")] == [
         b"first", b"second"]
 
 
 def test_archive_across_filesystems(tmp_path: Path, other_fs: Path) -> None:
-    source = claimed(tmp_path, b"x" * 100_000)
-    result = dispose.archive(source, other_fs / "done", Path("sub"), "photo.jpg")
-    assert result.read_bytes() == b"x" * 100_000
+    folder, job = _job(tmp_path, "sub/photo.jpg", b"x" * 100_000, archive=other_fs / "done")
+    source = job.input_path
+    result = _disposed(folder, job)
+    assert result is not None and result.read_bytes() == b"x" * 100_000
     assert not source.exists()
     assert os.listdir(other_fs / "done" / "sub") == ["photo.jpg"]
 
 
 def test_archive_failure_keeps_the_input(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    source = claimed(tmp_path)
+    folder, job = _job(tmp_path, "photo.jpg")
 
     def broken(src: object, dst: object, *, overwrite: bool = False) -> None:
         raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(dst))
 
     monkeypatch.setattr(dispose, "move_file", broken)
     with pytest.raises(LocalDiskError, match="Read-only file system"):
-        dispose.archive(source, tmp_path / "done", Path("."), "photo.jpg")
-    assert source.read_bytes() == b"img"
+        _disposed(folder, job)
+    assert job.input_path.read_bytes() == b"img"
 
 
 def test_a_lost_race_takes_the_next_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    source = claimed(tmp_path)
-    (tmp_path / "done").mkdir()
+    folder, job = _job(tmp_path, "photo.jpg")
 
     def racer_wins_first(src: Path, dst: Path, *, overwrite: bool = False) -> None:
         if dst.name == "photo.jpg":
-            dst.write_bytes(b"racer")  # created between free_name and the move
+            dst.write_bytes(b"racer")  # created after the name was chosen and journaled
         fsops.move_file(src, dst, overwrite=overwrite)
 
     monkeypatch.setattr(dispose, "move_file", racer_wins_first)
-    result = dispose.archive(source, tmp_path / "done", Path("."), "photo.jpg")
-    assert result.name == "photo-1.jpg"
+    result = _disposed(folder, job)
+    assert result is not None and result.name == "photo-1.jpg"
+    assert job.record.dispose_target == os.fsdecode(result)  # the new choice was journaled
     assert (tmp_path / "done" / "photo.jpg").read_bytes() == b"racer"
+
+
+def test_races_lost_every_time_end_in_a_local_disk_error(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder, job = _job(tmp_path, "photo.jpg")
+
+    def always_taken(src: Path, dst: Path, *, overwrite: bool = False) -> None:
+        dst.write_bytes(b"racer")
+        fsops.move_file(src, dst, overwrite=overwrite)
+
+    monkeypatch.setattr(dispose, "move_file", always_taken)
+    with pytest.raises(LocalDiskError, match=r"no free archive name for 'photo\.jpg' after 100"):
+        _disposed(folder, job)
+    assert job.input_path.read_bytes() == b"img"
+
+
+@pytest.mark.parametrize(("on_success", "detached"), [("delete", False), ("archive", True)])
+def test_a_deleted_input_has_no_archive_target(
+        tmp_path: Path, on_success: str, detached: bool) -> None:
+    folder, job = _job(tmp_path, "photo.jpg")
+    folder = dataclasses.replace(folder, on_success=on_success)
+    job.keep(job.record.advance(job.record.state, detached=detached))
+    source = job.input_path
+    assert dispose.archive_target_of(folder, job) is None
+    assert _disposed(folder, job) is None
+    assert not source.exists() and not (tmp_path / "done").exists()
+
+
+def test_requeue_moves_to_a_free_name_and_never_overwrites(tmp_path: Path) -> None:
+    (tmp_path / "inbox").mkdir()
+    (tmp_path / "inbox" / "photo.jpg").write_bytes(b"first")
+    source = claimed(tmp_path, b"second")
+    result = dispose.move_to_free_name(source, tmp_path / "inbox", "photo.jpg")
+    assert result == tmp_path / "inbox" / "photo-1.jpg" and result.read_bytes() == b"second"
+    assert (tmp_path / "inbox" / "photo.jpg").read_bytes() == b"first"
 
 
 def test_delete_input_is_idempotent(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from pyfakefs.fake_filesystem import FakeFilesystem
 
 from bgcut_watchd.config import Variant
+from bgcut_watchd.errors import LocalDiskError
 from bgcut_watchd.job import naming
 
 VARIANTS = (Variant("full"), Variant("thumb", format="webp"), Variant("white", format="jpeg"))
@@ -174,3 +175,36 @@ def test_a_stamping_temporary_is_one_of_the_jobs_temporaries() -> None:
     download = naming.download_path_for("/out", "job1", 0)
     assert naming.is_job_temp(naming.stamping_path_for(download).name, "job1")
     assert not naming.is_job_temp(naming.stamping_path_for(download).name, "job2")
+
+
+# -- one bounded retry for every name race ------------------------------------------------
+
+def test_a_lost_name_race_chooses_again_until_a_name_is_taken() -> None:
+    chosen: list[int] = []
+
+    def take(n: int) -> str | None:  # the third name is free; others take the first two
+        chosen.append(n)
+        return f"name-{n}" if n == 3 else None
+
+    taken = naming.retry_name_races(lambda: len(chosen) + 1, take, "test name")
+    assert (taken, chosen) == ("name-3", [1, 2, 3])
+
+
+def test_name_races_are_bounded_and_end_in_a_local_disk_error() -> None:
+    tries: list[int] = []
+
+    def lose(n: int) -> str | None:  # another writer always takes the name first
+        tries.append(n)
+        return None
+
+    with pytest.raises(LocalDiskError, match=f"no free test name after {naming.MAX_NAME_RACES}"):
+        naming.retry_name_races(lambda: 0, lose, "test name")
+    assert len(tries) == naming.MAX_NAME_RACES
+
+
+def test_the_name_race_loop_is_written_once() -> None:
+    """Outputs, archive, quarantine, error files and requeue all go through retry_name_races."""
+    package = Path(naming.__file__).parent.parent
+    users = sorted(str(p.relative_to(package)) for p in package.rglob("*.py")
+                   if "MAX_NAME_RACES" in p.read_text(encoding="utf-8"))
+    assert users == ["job/naming.py"]
