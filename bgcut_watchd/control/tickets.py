@@ -49,14 +49,16 @@ class Outcome:
     kind: OutcomeKind
     delay_s: float = 0.0
     ticket: JobTicket | None = None  # what to run again; default: derived from the ticket run
+    reason: str | None = None  # a quarantine's reason code (the failure policy's choice)
 
     @classmethod
     def done(cls) -> Outcome:
         return cls(OutcomeKind.DONE)
 
     @classmethod
-    def quarantined(cls) -> Outcome:
-        return cls(OutcomeKind.QUARANTINED)
+    def quarantined(cls, reason: str) -> Outcome:
+        """The input went to quarantine; ``reason`` is its error file's reason code."""
+        return cls(OutcomeKind.QUARANTINED, reason=reason)
 
     @classmethod
     def skipped(cls) -> Outcome:

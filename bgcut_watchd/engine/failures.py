@@ -2,7 +2,8 @@
 
 :func:`classify` maps an exception to a :class:`Decision` from its class alone (``errors.py``
 draws the tree: who is to blame). :class:`FailurePolicy` carries the decision out and returns the
-scheduler's :class:`Outcome`:
+scheduler's :class:`Outcome`; :func:`quarantine_reason` names a quarantine's reason code, from
+the class too, and the job's quarantine writes what it is given:
 
 ==================  ==========================================================================
 QUARANTINE          the input is to blame: quarantine at once (no attempt counted)
@@ -48,6 +49,7 @@ from bgcut_watchd.control.pause import FolderPauses, PauseReason, ProbedPause
 from bgcut_watchd.control.retry import next_delay_s, should_retry
 from bgcut_watchd.control.tickets import JobTicket, Outcome
 from bgcut_watchd.errors import (
+    BadOutputError,
     BudgetExceededError,
     CreditsError,
     InputError,
@@ -108,6 +110,22 @@ def classify(exc: BaseException) -> Decision:
     return Decision.UNEXPECTED
 
 
+RETRIES_EXHAUSTED = "retries_exhausted"
+INTERNAL_ERROR = "internal_error"
+
+
+def quarantine_reason(exc: BaseException) -> str:
+    """The ``reason`` of the error file when ``exc`` quarantines a job, from its class alone:
+    the input's own code (``InputError.reason``: ``invalid_image``, ``too_large``...),
+    ``bad_output`` for outputs that kept failing verification, ``internal_error`` for a bug
+    (``UNEXPECTED``), else ``retries_exhausted``. Raises nothing."""
+    if isinstance(exc, InputError | BadOutputError):
+        return exc.reason
+    if classify(exc) is Decision.UNEXPECTED:  # a bug of ours: say so, not blame the network
+        return INTERNAL_ERROR
+    return RETRIES_EXHAUSTED
+
+
 _API_PAUSES = (Decision.PAUSE_AUTH, Decision.PAUSE_CREDITS, Decision.PAUSE_BUDGET)
 
 
@@ -116,7 +134,7 @@ class FailedJobRunner(Protocol):
 
     def progress(self, job: ClaimedJob) -> tuple[int, int]: ...
     def note_failure(self, job: ClaimedJob, attempts: int, error: str) -> None: ...
-    def quarantine(self, job: ClaimedJob, exc: BaseException) -> object: ...
+    def quarantine(self, job: ClaimedJob, exc: BaseException, reason: str) -> object: ...
     def log_fields(self, job: ClaimedJob, stage: str | None = None,
                    reason: str | None = None) -> dict[str, str]: ...
 
@@ -247,8 +265,9 @@ class FailurePolicy:
 
     def _quarantine(self, runner: FailedJobRunner, ticket: JobTicket, job: ClaimedJob,
                     exc: BaseException) -> Outcome:
+        reason = quarantine_reason(exc)
         try:
-            runner.quarantine(job, exc)
+            runner.quarantine(job, exc, reason)
         except (LocalDiskError, OSError) as disk:
             self.folder_pauses.of(ticket.folder).pause(
                 PauseReason.DISK, self.retry.disk_pause_s, str(disk))
@@ -256,4 +275,4 @@ class FailurePolicy:
                       ticket.folder, show_path(job.record.original_relpath), disk)
             return Outcome.paused(self.retry.disk_pause_s, self.held.ticket_again(job, ticket))
         self.held.forget(job)
-        return Outcome.quarantined()
+        return Outcome.quarantined(reason)

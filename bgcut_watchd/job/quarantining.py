@@ -21,8 +21,6 @@ from bgcut_watchd.clock import iso_utc_seconds
 from bgcut_watchd.config.model import FolderConfig, Variant
 from bgcut_watchd.errors import (
     ApiError,
-    BadOutputError,
-    BgcutError,
     InputError,
     QuarantineUnfinishedError,
 )
@@ -58,9 +56,11 @@ class JobQuarantine:
     folder: FolderConfig
     ledger: Ledger
 
-    def quarantine(self, job: ClaimedJob, exc: BaseException,
+    def quarantine(self, job: ClaimedJob, exc: BaseException, reason: str,
                    variants: Sequence[Variant]) -> Path | None:
         """Move the job's input to quarantine with its ``.error.json``; finish the job.
+        ``reason`` is the error file's reason code, chosen by the failure policy
+        (``engine.failures.quarantine_reason``); ``exc`` gives its detail and HTTP status.
 
         Returns the quarantined path (None when the input was already gone). Raises
         LocalDiskError when the quarantine folder cannot be written (the input stays).
@@ -73,7 +73,7 @@ class JobQuarantine:
         subfolder = relative_subfolder(self.folder.inbox, job.record.original_relpath)
         out_dir = Path(job.record.output_dir or self.folder.outbox) / subfolder
         discard_temps(out_dir, job.job_id)
-        record = self._record(job, exc, stage, variants)
+        record = self._record(job, exc, reason, stage, variants)
         target = None
         if job.record.detached:  # a copy: its error file beside the outputs, the copy gone
             target = error_file_beside(out_dir, Path(job.record.original_relpath).name, record)
@@ -112,14 +112,8 @@ class JobQuarantine:
     def _journal_target(self, job: ClaimedJob, target: Path) -> None:
         job.save(job.record.advance(job.record.state, quarantine_target=os.fsdecode(target)))
 
-    def _record(self, job: ClaimedJob, exc: BaseException, stage: str,
+    def _record(self, job: ClaimedJob, exc: BaseException, reason: str, stage: str,
                 variants: Sequence[Variant]) -> QuarantineRecord:
-        if isinstance(exc, InputError | BadOutputError):
-            reason = exc.reason
-        elif isinstance(exc, BgcutError):
-            reason = "retries_exhausted"
-        else:  # a bug of ours: say so rather than blame the network
-            reason = "internal_error"
         detail = getattr(exc, "detail", None) or str(exc) or type(exc).__name__
         return QuarantineRecord(
             file=os.fsdecode(self.folder.inbox / job.record.original_relpath),

@@ -523,13 +523,14 @@ class JobRunner:
 
     # -- quarantine -----------------------------------------------------------------------
 
-    def quarantine(self, job: ClaimedJob, exc: BaseException) -> Path | None:
-        """Move the job's input to quarantine with its ``.error.json``; finish the job.
+    def quarantine(self, job: ClaimedJob, exc: BaseException, reason: str) -> Path | None:
+        """Move the job's input to quarantine with its ``.error.json`` (``reason``: the failure
+        policy's reason code); finish the job.
 
         Returns the quarantined path (None when the input was already gone). Raises
         LocalDiskError when the quarantine folder cannot be written (the input stays).
         """
-        return self.quarantiner.quarantine(job, exc, self.variants_of(job))
+        return self.quarantiner.quarantine(job, exc, reason, self.variants_of(job))
 
     # -- normalisation (job.normalize, job.pages, job.stamp) ------------------------------
 

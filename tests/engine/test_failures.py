@@ -46,6 +46,7 @@ class FakeRunner:
     moved_on: bool = False
     quarantine_fails: bool = False
     quarantined: list[BaseException] = field(default_factory=list)
+    reasons: list[str] = field(default_factory=list)  # the reason the policy gave each
     failures: list[tuple[int, str]] = field(default_factory=list)
 
     def progress(self, job: FakeJob) -> tuple[int, int]:
@@ -55,10 +56,11 @@ class FakeRunner:
         self.failures.append((attempts, error))
         job.record = job.record.advance(job.record.state, attempts=attempts, last_error=error)
 
-    def quarantine(self, job: FakeJob, exc: BaseException) -> None:
+    def quarantine(self, job: FakeJob, exc: BaseException, reason: str) -> None:
         if self.quarantine_fails:
             raise errors.LocalDiskError("quarantining input: No space left on device")
         self.quarantined.append(exc)
+        self.reasons.append(reason)
 
     def log_fields(self, job: FakeJob, stage: str | None = None,
                    reason: str | None = None) -> dict[str, str]:
@@ -373,63 +375,73 @@ def test_an_answer_that_is_not_a_service_failure_ends_the_streak(parts: Parts) -
 
 
 # Every exception class through the policy itself (not only through ``classify``): one
-# instance each, a fresh policy, and what the job, the API and the folder end up with.
-# (what the outcome is, the API pause's reason, whether the folder is paused, whether an
-# attempt was spent, whether the input went to quarantine)
+# instance each, a fresh policy, and what the job, the API and the folder end up with:
+# the outcome, the API pause's reason, whether the folder is paused, whether an attempt was
+# spent, whether the input went to quarantine, the error file's reason when it does (at once,
+# or for a retried class once its attempts are spent), and the retry's delay bounds in seconds
+# (full jitter after the 2nd failure: [0, 2 * base_delay_s]; a 429 at least its Retry-After).
+JITTER = (0.0, 2 * RETRY.base_delay_s)
 THROUGH_THE_POLICY: list[tuple[BaseException, OutcomeKind, PauseReason | None, bool, bool,
-                               bool]] = [
-    (errors.InputError("unreadable", "invalid_image"),
-     OutcomeKind.QUARANTINED, None, False, False, True),
+                               bool, str | None, tuple[float, float] | None]] = [
+    (errors.InputError("unreadable"),
+     OutcomeKind.QUARANTINED, None, False, False, True, "invalid_input", None),
     (errors.LocalInputError("not an image", "invalid_image"),
-     OutcomeKind.QUARANTINED, None, False, False, True),
+     OutcomeKind.QUARANTINED, None, False, False, True, "invalid_image", None),
     (errors.ApiInputError("process", "Invalid image format", 400),
-     OutcomeKind.QUARANTINED, None, False, False, True),
-    (errors.QuarantineUnfinishedError("not an image", "invalid_image", "validate"),
-     OutcomeKind.QUARANTINED, None, False, False, True),
+     OutcomeKind.QUARANTINED, None, False, False, True, "rejected_by_api", None),
+    (errors.QuarantineUnfinishedError("not an image", "too_large", "validate"),
+     OutcomeKind.QUARANTINED, None, False, False, True, "too_large", None),
     (errors.InputUnsettledError("the input changed since it was claimed", 0.5),
-     OutcomeKind.PAUSED, None, False, False, False),
+     OutcomeKind.PAUSED, None, False, False, False, None, None),
     (errors.OutputsPendingError("process: no answer yet", 0.5),
-     OutcomeKind.PAUSED, None, False, False, False),
+     OutcomeKind.PAUSED, None, False, False, False, None, None),
     (errors.TransientError("upload", "reset"),
-     OutcomeKind.RETRY, None, False, True, False),
+     OutcomeKind.RETRY, None, False, True, False, "retries_exhausted", JITTER),
     (errors.ServiceError("upload", "HTTP 503", 503),
-     OutcomeKind.RETRY, None, False, True, False),
+     OutcomeKind.RETRY, None, False, True, False, "retries_exhausted", JITTER),
     (errors.AmbiguousOutcomeError("process", "read timed out"),
-     OutcomeKind.RETRY, None, False, True, False),
+     OutcomeKind.RETRY, None, False, True, False, "retries_exhausted", JITTER),
     (errors.BadOutputError("download", "an HTML page, not a PNG"),
-     OutcomeKind.RETRY, None, False, True, False),
+     OutcomeKind.RETRY, None, False, True, False, "bad_output", JITTER),
     (errors.RateLimitedError("process", "slow down", 429, retry_after_s=5.0),
-     OutcomeKind.RETRY, None, False, True, False),
+     OutcomeKind.RETRY, None, False, True, False, "retries_exhausted", (5.0, 5.0)),
     (errors.RemoteFileMissingError("process", "file not found", 404),
-     OutcomeKind.RETRY, None, False, True, False),
+     OutcomeKind.RETRY, None, False, True, False, "retries_exhausted", JITTER),
     (errors.UnreachableError("upload", "connection refused"),
-     OutcomeKind.PAUSED, PauseReason.UNREACHABLE, False, False, False),
+     OutcomeKind.PAUSED, PauseReason.UNREACHABLE, False, False, False, None, None),
+    (errors.PauseError("upload", "refused for the account", 403),
+     OutcomeKind.PAUSED, PauseReason.AUTH, False, False, False, None, None),
     (errors.AuthError("upload", "Invalid token", 401),
-     OutcomeKind.PAUSED, PauseReason.AUTH, False, False, False),
+     OutcomeKind.PAUSED, PauseReason.AUTH, False, False, False, None, None),
     (errors.CreditsError("process", "Insufficient credits", 402),
-     OutcomeKind.PAUSED, PauseReason.CREDITS, False, False, False),
+     OutcomeKind.PAUSED, PauseReason.CREDITS, False, False, False, None, None),
     (errors.BudgetExceededError("daily budget of 5 credits reached", 3600.0),
-     OutcomeKind.PAUSED, PauseReason.BUDGET, False, False, False),
+     OutcomeKind.PAUSED, PauseReason.BUDGET, False, False, False, None, None),
     (errors.LocalDiskError("writing an output: No space left on device"),
-     OutcomeKind.PAUSED, None, True, False, False),
-    (errors.BgcutError("a bug"), OutcomeKind.RETRY, None, False, True, False),
+     OutcomeKind.PAUSED, None, True, False, False, None, None),
+    (errors.BgcutError("a bug"),
+     OutcomeKind.RETRY, None, False, True, False, "internal_error", JITTER),
     (errors.ConfigError(["a bug: a ConfigError inside a job"]),
-     OutcomeKind.RETRY, None, False, True, False),
-    (errors.ApiError("process", "a bug"), OutcomeKind.RETRY, None, False, True, False),
+     OutcomeKind.RETRY, None, False, True, False, "internal_error", JITTER),
+    (errors.ApiError("process", "a bug"),
+     OutcomeKind.RETRY, None, False, True, False, "internal_error", JITTER),
+    (KeyError("a bug of ours"),
+     OutcomeKind.RETRY, None, False, True, False, "internal_error", JITTER),
 ]
 
 
 def test_the_policy_table_covers_every_class_of_errors_py() -> None:
     assert {type(row[0]).__name__ for row in THROUGH_THE_POLICY} == set(EXPECTED) - {
-        "NotReadyError", "PauseError"}  # abstract: only their subclasses are raised
+        "NotReadyError"} | {"KeyError"}  # abstract: only its subclasses are raised
 
 
 @pytest.mark.parametrize(("exc", "kind", "api_reason", "folder_paused", "attempt_spent",
-                          "quarantined"), THROUGH_THE_POLICY,
+                          "quarantined", "reason", "delay_s"), THROUGH_THE_POLICY,
                          ids=[type(row[0]).__name__ for row in THROUGH_THE_POLICY])
 def test_each_exception_class_through_the_failure_policy(
         parts: Parts, exc: BaseException, kind: OutcomeKind, api_reason: PauseReason | None,
-        folder_paused: bool, attempt_spent: bool, quarantined: bool) -> None:
+        folder_paused: bool, attempt_spent: bool, quarantined: bool, reason: str | None,
+        delay_s: tuple[float, float] | None) -> None:
     policy, api_pause, folder_pauses, held = parts
     runner, claimed = FakeRunner(), job(attempts=1)
     outcome = policy.outcome(runner, TICKET, claimed, exc, (2, 0))
@@ -440,9 +452,16 @@ def test_each_exception_class_through_the_failure_policy(
     assert bool(runner.failures) is attempt_spent
     assert (runner.quarantined == [exc]) is quarantined
     assert (held.forgotten == ["j1"]) is quarantined  # a job goes on unless it ended
-    if kind is not OutcomeKind.QUARANTINED:
+    if quarantined:
+        assert runner.reasons == [reason] and outcome.reason == reason
+    else:
         assert outcome.ticket is not None and outcome.ticket.job_id == "j1"
+        assert outcome.reason is None
     if isinstance(exc, errors.BudgetExceededError):  # paused until the budget's day ends
         assert state.probe_in_s == pytest.approx(exc.pause_s, abs=1.0)
-    if isinstance(exc, errors.RateLimitedError):
-        assert outcome.delay_s >= 5.0
+    if kind is OutcomeKind.RETRY:
+        assert delay_s is not None and delay_s[0] <= outcome.delay_s <= delay_s[1]
+        # ... and once its attempts are spent, the error file's reason
+        last = policy.outcome(runner, TICKET, job(attempts=RETRY.max_attempts - 1), exc, (2, 0))
+        assert last.kind is OutcomeKind.QUARANTINED
+        assert runner.reasons == [reason] and last.reason == reason
