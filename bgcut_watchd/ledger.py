@@ -11,7 +11,6 @@ Concurrency: ONE connection (``check_same_thread=False``) guarded by an ``RLock`
 serialises writers anyway, the daemon writes a handful of rows per job, and a single
 connection avoids ``database is locked`` between our own threads. Other processes (``status``)
 read concurrently thanks to WAL; ``busy_timeout`` covers a second writer process.
-:meth:`Ledger.batch` groups many calls into one transaction for bulk work.
 
 Schema versions live in ``PRAGMA user_version``; :func:`migrate` brings a file up to date, one
 transaction per step. Text that may hold lone surrogates (names that were invalid UTF-8) is
@@ -28,8 +27,7 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -243,24 +241,6 @@ class Ledger:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
-
-    @contextmanager
-    def batch(self) -> Iterator[None]:
-        """Run the calls inside the ``with`` in one transaction (other threads wait).
-
-        Nested batches join the outer one. Rolls back and re-raises on an exception.
-        """
-        with self._lock:
-            if self._conn.in_transaction:
-                yield
-                return
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            self._conn.execute("COMMIT")
 
     def record_claim(
         self, job_id: str, folder: str, input_name: str, variant_key: str,

@@ -175,16 +175,6 @@ def test_wal_and_normal_sync_and_data_survive_reopening(tmp_path: Path) -> None:
         assert second.folder_stats()["studio"]["in_progress"] == 1
 
 
-def test_batch_commits_together_or_not_at_all(ledger: Ledger) -> None:
-    with pytest.raises(RuntimeError), ledger.batch():
-        ledger.record_claim("a", "studio", "a.jpg", KEY)
-        raise RuntimeError("boom")
-    assert ledger.folder_stats() == {}
-    with ledger.batch(), ledger.batch():
-        ledger.record_claim("b", "studio", "b.jpg", KEY)
-    assert ledger.folder_stats()["studio"]["in_progress"] == 1
-
-
 def test_twenty_thousand_claims_are_quick(tmp_path: Path) -> None:
     with Ledger(tmp_path) as ledger:
         started = time.perf_counter()
