@@ -46,7 +46,7 @@ from bgcut_watchd.errors import LocalInputError
 from bgcut_watchd.fsops import fsync_dir, fsync_file, local_disk
 from bgcut_watchd.intake.sniff import ACCEPTED
 from bgcut_watchd.job.budget import PixelBudget, reserved
-from bgcut_watchd.job.colour import colour_steps, to_srgb
+from bgcut_watchd.job.colour import colour_steps, declared_icc, to_srgb
 from bgcut_watchd.job.decoding import pillow_step, refuse_too_many_pixels
 from bgcut_watchd.job.downscale import scaled
 from bgcut_watchd.job.journal import JobState
@@ -120,7 +120,7 @@ def decide(checked: ValidatedInput, fit_pixels: int | None = None) -> Plan:
         steps.append(_ORIENTATION_WORDS[checked.orientation])
     if checked.bits > 8 or checked.mode in _HIGH_DEPTH_MODES:
         steps.append(f"{checked.bits if checked.bits > 8 else 16}-bit → 8-bit")
-    steps.extend(colour_steps(checked.icc_profile, checked.mode))
+    steps.extend(colour_steps(checked.icc_profile, checked.mode, ycck=checked.ycck))
     if checked.animated:
         steps.append("first frame of an animated GIF")
     convert = bool(steps) or checked.format not in ACCEPTED
@@ -162,7 +162,7 @@ def decoded_page(path: Path, image_format: ImageFormat, page: int, limits: Limit
         refuse_too_many_pixels(image.width, image.height, limits.max_pixels)
         with reserved(limits.budget, CONVERSION_PIXEL_FACTOR * image.width * image.height):
             pillow_step(image_format, image.load)
-            icc = image.info.get("icc_profile") or None
+            icc = declared_icc(image.info)
             upright = pillow_step(image_format, lambda: normalised(image, icc))
             if upright is not image:
                 image.close()  # its pixels are not needed any more

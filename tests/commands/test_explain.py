@@ -14,6 +14,7 @@ from bgcut_watchd.fake_api import FakeApiServer
 from bgcut_watchd.job import normalize
 from tests.devices.corpus import (
     exif_bytes,
+    heic_nclx_p3,
     heic_phone,
     jpeg_oriented,
     make_dng_shaped,
@@ -306,3 +307,13 @@ def test_a_converted_file_over_the_limit_shows_the_fallback_the_daemon_uses(
     assert "normalise:   JPEG → JPEG, rotated 90°" in out
     assert "upload:      converted: JPEG quality 95, 4:4:4, " in out
     assert 'as "phone-o6.jpg"' in out
+
+
+def test_explain_names_colours_declared_only_as_nclx(
+    tmp_path: Path, emulator: FakeApiServer, inbox: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    config = write_config(tmp_path, emulator.base_url)
+    heic_nclx_p3(inbox)
+    code, out = _explain(config, inbox / "IMG_5678.heic", capsys)
+    assert code == 0, out
+    assert "normalise:   HEIC → PNG, Display P3 (nclx) → sRGB" in out
