@@ -49,7 +49,7 @@ print(json.dumps({"before_kb": before, "after_kb": hwm_kb()}))
 _CONVERT_PEAK = """
 import json, sys, tempfile
 from pathlib import Path
-from bgcut_watchd.job.normalize import Limits, converted_page, decide, write_within
+from bgcut_watchd.job.normalize import Limits, converted_page, write_within
 from bgcut_watchd.job.validate import validate_input
 
 def hwm_kb():
@@ -59,8 +59,7 @@ def hwm_kb():
 checked = validate_input(Path(sys.argv[1]), max_bytes=52428800, max_pixels=50000000)
 before = hwm_kb()
 with tempfile.TemporaryDirectory() as folder:
-    plan = decide(checked, fit_pixels=12_000_000)  # the bench's largest variant
-    with converted_page(Path(sys.argv[1]), checked.format, plan,
+    with converted_page(Path(sys.argv[1]), checked.format, 12_000_000,  # its largest variant
                         Limits(52428800, 50000000)) as page:
         write_within(page, Path(folder), "upload", 52428800)
 print(json.dumps({"before_kb": before, "after_kb": hwm_kb()}))

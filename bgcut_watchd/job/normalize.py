@@ -91,7 +91,8 @@ class Limits:
 @dataclass(frozen=True)
 class Plan:
     """What normalisation does to one input: its format, the ``steps`` in words, whether it
-    converts, and the upright size it is scaled down to first (None: kept)."""
+    converts, and the upright size it is scaled down to (None: kept; an input not converted
+    is scaled by ``downscale.upload_source``, in its own format)."""
 
     source: str
     steps: tuple[str, ...]
@@ -103,7 +104,8 @@ class Plan:
         """The steps in words, the format it becomes (``target``, what the encoding chose)
         first; or that the file goes as it is."""
         if not self.convert:
-            return "none: uploaded byte for byte"
+            return ("none: uploaded byte for byte" if self.scale_to is None
+                    else "none: format, orientation and colours stay")
         steps = [f"{self.source} → {target}", *self.steps]
         if self.scale_to is not None:
             steps.append(f"scaled down to {self.scale_to[0]}x{self.scale_to[1]}")
@@ -113,8 +115,9 @@ class Plan:
 
 
 def decide(checked: ValidatedInput, fit_pixels: int | None = None) -> Plan:
-    """The plan for an input from the facts of its local check; a converted input is scaled
-    down to ``fit_pixels`` first when given (``downscale.fit_pixels``). Raises nothing."""
+    """The plan for an input from the facts of its local check; it is scaled down to
+    ``fit_pixels`` when given (``downscale.fit_pixels``), a converted one before its encoding.
+    Raises nothing."""
     steps: list[str] = []
     if checked.orientation != 1:
         steps.append(_ORIENTATION_WORDS[checked.orientation])
@@ -125,7 +128,7 @@ def decide(checked: ValidatedInput, fit_pixels: int | None = None) -> Plan:
         steps.append("first frame of an animated GIF")
     convert = bool(steps) or checked.format not in ACCEPTED
     scale_to = None
-    if convert and fit_pixels is not None:
+    if fit_pixels is not None:
         turned = checked.orientation in _QUARTER_TURNS
         width, height = (checked.height, checked.width) if turned else (checked.width,
                                                                          checked.height)
@@ -288,7 +291,7 @@ def upload_for(job: ClaimedJob, checked: ValidatedInput, limits: Limits, say: Sa
     plan = decide(checked, fit_pixels)
     if not plan.convert:
         return job.input_path, Path(record.original_relpath).name
-    with converted_page(job.input_path, checked.format, plan, limits) as image:
+    with converted_page(job.input_path, checked.format, fit_pixels, limits) as image:
         encoded = write_within(image, job.job_dir, UPLOAD_STEM, limits.max_bytes)
     assert encoded.path.name == upload_file_name(encoded.ext)
     said = plan.describe(encoded.format_name)
@@ -298,15 +301,16 @@ def upload_for(job: ClaimedJob, checked: ValidatedInput, limits: Limits, say: Sa
 
 
 @contextlib.contextmanager
-def converted_page(path: Path, image_format: ImageFormat, plan: Plan, limits: Limits,
-                   ) -> Iterator[Image.Image]:
-    """Page 1 decoded, normalised and scaled down as ``plan`` says, in the decode budget.
+def converted_page(path: Path, image_format: ImageFormat, fit_pixels: int | None,
+                   limits: Limits, page: int = 1) -> Iterator[Image.Image]:
+    """Page ``page`` decoded, normalised and, when it has more than ``fit_pixels``, scaled
+    down to fit them (``downscale.scaled``), in the decode budget.
     Raises LocalInputError (the input's fault)."""
-    with decoded_page(path, image_format, 1, limits) as image:
-        if plan.scale_to is None:
+    with decoded_page(path, image_format, page, limits) as image:
+        if fit_pixels is None or image.width * image.height <= fit_pixels:
             yield image
             return
-        size = plan.scale_to
+        size = fitted_size(image.width, image.height, fit_pixels)
         yield pillow_step(image_format, lambda: scaled(image, size))
 
 
@@ -318,6 +322,6 @@ def predicted_upload(path: Path, checked: ValidatedInput, limits: Limits,
     plan = decide(checked, fit_pixels)
     if not plan.convert:
         return plan, None, ""
-    with converted_page(path, checked.format, plan, limits) as image:
+    with converted_page(path, checked.format, fit_pixels, limits) as image:
         ext, words = encoded_in_memory(image, limits.max_bytes)
     return plan, ext, words

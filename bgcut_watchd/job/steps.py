@@ -261,11 +261,11 @@ class JobRunner:
                                  budget=self.decode_budget)
         job.keep(job.record.advance(JobState.CLAIMED, sha256=checked.sha256))
         self.ledger.update(job.job_id, sha256=checked.sha256, stage="upload")
-        self._split_pages(job, checked)
-        if self._reuse_duplicate(job, checked.sha256):
-            return
         fit = fit_pixels(checked, self.variants_of(job),
                          enabled=self.folder.downscale_before_upload)
+        self._split_pages(job, checked, fit)
+        if self._reuse_duplicate(job, checked.sha256):
+            return
         source, name = upload_for(job, checked, self._decode_limits, partial(self._say, job),
                                   fit)  # a converted input is scaled before its one encoding
         upload_path = remote_upload_path(self.api.upload_prefix, job.job_id,
@@ -574,10 +574,11 @@ class JobRunner:
         return Limits(self.limits.max_input_bytes, self.limits.max_input_pixels,
                       self.decode_budget)
 
-    def _split_pages(self, job: ClaimedJob, checked: ValidatedInput) -> None:
-        """Pages 2..N of a multi-page input become jobs of their own (``job.pages``)."""
+    def _split_pages(self, job: ClaimedJob, checked: ValidatedInput, fit: int | None) -> None:
+        """Pages 2..N of a multi-page input become jobs of their own (``job.pages``), each
+        scaled down to ``fit`` pixels before its one encoding."""
         write_pages(job, checked, self._decode_limits, self.folder.keep_metadata,
-                    partial(self._say, job))
+                    partial(self._say, job), fit)
         hand_over_pages(job, WorkArea(self.folder.inbox), self.spawn)
 
     def _keep_metadata(self, job: ClaimedJob, output: Path,

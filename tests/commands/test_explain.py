@@ -317,3 +317,17 @@ def test_explain_names_colours_declared_only_as_nclx(
     code, out = _explain(config, inbox / "IMG_5678.heic", capsys)
     assert code == 0, out
     assert "normalise:   HEIC → PNG, Display P3 (nclx) → sRGB" in out
+
+
+def test_an_accepted_file_scaled_down_is_not_said_to_go_byte_for_byte(
+    tmp_path: Path, emulator: FakeApiServer, inbox: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    variants = '[variants.full]\nformat = "png"\nmax_resolution = 100000\n'
+    config = write_config(tmp_path, emulator.base_url, variants=variants,
+                          variant_names=("full",))
+    Image.new("RGB", (800, 600), (10, 120, 200)).save(inbox / "wide.jpg", "JPEG")
+    code, out = _explain(config, inbox / "wide.jpg", capsys)
+    assert code == 0, out
+    assert "byte for byte" not in out
+    assert "normalise:   none: format, orientation and colours stay" in out
+    assert "upload:      scaled down to 365x273 before the upload" in out

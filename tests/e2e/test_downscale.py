@@ -200,3 +200,29 @@ def test_a_lossless_webp_stays_lossless_when_scaled(tmp_path: Path) -> None:
                            enabled=True)
     assert chosen.path != source
     assert chosen.path.read_bytes()[12:16] == b"VP8L"  # the lossless bitstream
+
+
+def test_every_page_of_a_large_multi_page_tiff_is_scaled_before_its_one_encoding(
+        tmp_path: Path, emulator: FakeApiServer, caplog: pytest.LogCaptureFixture) -> None:
+    """Pages 2..N are written scaled (their jobs then send them as they are): no page is
+    encoded at full size and then again scaled."""
+    variants = '[variants.full]\nformat = "png"\nmax_resolution = 100000\n'
+    config = write_config(tmp_path, emulator.base_url, variants=variants,
+                          variant_names=("full",))
+    pages = [Image.new("RGB", (800, 600), colour) for colour in ((200, 40, 60), (40, 90, 200),
+                                                                 (30, 150, 60))]
+    staging = tmp_path / "staging.tif"
+    pages[0].save(staging, "TIFF", save_all=True, append_images=pages[1:])
+    with caplog.at_level(logging.INFO, logger="bgcut_watchd"), InProcessDaemon(config):
+        staging.rename(tmp_path / "studio" / "inbox" / "scan.tif")
+        wait_for(lambda: len(files_under(tmp_path / "studio" / "outbox")) == 3,
+                 what="every page's output")
+    stored = [r.file_path for r in emulator.requests()
+              if r.endpoint == "upload" and r.status == 200 and r.file_path]
+    assert len(stored) == 3
+    for path in stored:
+        assert path is not None
+        with Image.open(emulator.local_path(path)) as sent:
+            assert (sent.format, sent.size) == ("PNG", (365, 273))
+    said = [r.getMessage() for r in caplog.records]
+    assert not [m for m in said if "scaled down before the upload" in m], said
