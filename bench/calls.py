@@ -4,10 +4,13 @@ The inbox gets valid images (half present at start-up, half dropped while it run
 the hostile-but-valid names of ``tests/hostile.py``: spaces, a newline, invalid UTF-8, 255
 bytes...), files the daemon must ignore (partial downloads, editor and sync leftovers, dot
 files, ``@eaDir``), and invalid inputs (the hostile corpus: empty, truncated, wrong format,
-symlink, FIFO...). Once every valid input is archived and every invalid one quarantined, plus
-a grace period for any stray call, the emulator's request log is grouped by job: each processed
-input must cost exactly one upload, one process call and one download per variant; ignored and
-invalid files nothing at all.
+symlink, FIFO...), and what devices drop (``tests/devices/corpus.py``): an iPhone-like HEIC
+(Display P3, turned a quarter), a 3-page TIFF (each page a job of its own) and a JPEG with an
+EXIF orientation, all converted before their upload. Once every valid input is archived, every
+page's outputs are in the outbox and every invalid input is quarantined, plus a grace period for
+any stray call, the emulator's request log is grouped by job: each processed page (an input of
+one page, or one page of the TIFF) must cost exactly one upload, one process call and one
+download per variant; ignored and invalid files nothing at all.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from bench.harness import (
     wait_quietly,
 )
 from bench.images import TinyImages
+from tests.devices.corpus import heic_phone, jpeg_oriented, tiff_three_pages
 from tests.hostile import HOSTILE_CASES, TEST_MAX_BYTES
 
 NAME = "calls"
@@ -41,6 +45,8 @@ IGNORED_NAMES = (".hidden.png", "photo.png.part", "upload.tmp", "big.jpg.crdownl
 INVALID_CASES = [c for c in HOSTILE_CASES if c.expected is not None
                  and c.name != "directory_named_jpg"]  # a folder: never an input at all
 VALID_NAMED_CASES = [c for c in HOSTILE_CASES if c.expected is None]
+DEVICE_FILES = ((heic_phone, 1), (tiff_three_pages, 3), (jpeg_oriented(6), 1))  # (make, pages)
+DEVICE_PAGES = sum(pages for _, pages in DEVICE_FILES)
 
 
 def run(settings: Settings) -> list[Figure]:
@@ -54,18 +60,20 @@ def run(settings: Settings) -> list[Figure]:
         inbox = root / "studio" / "inbox"
         tiny = TinyImages()
         tiny.fill(inbox, plain // 2, prefix="early")
-        valid = plain + len(VALID_NAMED_CASES)
+        valid = plain + len(VALID_NAMED_CASES) + len(DEVICE_FILES)
+        pages = valid - len(DEVICE_FILES) + DEVICE_PAGES
         with Daemon(config, API_KEY) as daemon:
             wait_quietly(lambda: (root / "state" / "status.json").exists(), timeout_s=30)
             ignored = drop_everything(inbox, tiny, plain - plain // 2)
-            finished = wait_quietly(lambda: _settled(root, valid), timeout_s=60 + valid)
+            finished = wait_quietly(lambda: _settled(root, valid, pages), timeout_s=60 + valid)
             time.sleep(GRACE_S)  # a window for any stray call to show up in the log
             daemon.stop()
         log = api.log()
     processed = count_files(root / "studio" / "archive")
     quarantined = _quarantined(root)
     untouched = sum(1 for path, data in ignored.items() if _same(path, data))
-    return figures(log, processed, valid, quarantined, untouched, len(ignored), finished)
+    return figures(log, processed, valid, quarantined, untouched, len(ignored), finished,
+                   processed - len(DEVICE_FILES) + DEVICE_PAGES)
 
 
 def drop_everything(inbox: Path, tiny: TinyImages, plain: int) -> dict[Path, bytes]:
@@ -82,12 +90,21 @@ def drop_everything(inbox: Path, tiny: TinyImages, plain: int) -> dict[Path, byt
         path.write_bytes(ignored[path])
     for case in VALID_NAMED_CASES + INVALID_CASES:
         case.make(inbox)
+    for make, _ in DEVICE_FILES:
+        make(inbox)
     return ignored
 
 
-def _settled(root: Path, valid: int) -> bool:
+def _settled(root: Path, valid: int, pages: int) -> bool:
     return (count_files(root / "studio" / "archive") >= valid
+            and _outputs(root) >= pages * VARIANTS
             and _quarantined(root) >= len(INVALID_CASES))
+
+
+def _outputs(root: Path) -> int:
+    """Published outputs, in the outbox and its subfolders (no temporaries: dot files)."""
+    return sum(1 for p in (root / "studio" / "outbox").rglob("*")
+               if p.is_file() and not p.name.startswith("."))
 
 
 def _quarantined(root: Path) -> int:
@@ -115,10 +132,11 @@ def per_job(log: list[dict[str, Any]]) -> dict[str, Counter[str]]:
 
 
 def figures(log: list[dict[str, Any]], processed: int, valid: int, quarantined: int,
-            untouched: int, ignored: int, finished: bool) -> list[Figure]:
+            untouched: int, ignored: int, finished: bool, pages: int) -> list[Figure]:
+    """The figures; ``pages`` is what ``processed`` inputs make as jobs (a 3-page TIFF: 3)."""
     failed = [e for e in log if e["status"] != 200]
     jobs = per_job(log)
-    result = [_per_input(jobs, processed, endpoint, expected)
+    result = [_per_input(jobs, pages, endpoint, expected)
               for endpoint, expected in (("upload", 1), ("process", 1), ("download", VARIANTS))]
     stray = len(log) - sum(sum(c.values()) for c in jobs.values() if _complete(c))
     result += [
@@ -140,11 +158,13 @@ def _complete(calls: Counter[str]) -> bool:
     return calls["upload"] >= 1
 
 
-def _per_input(jobs: dict[str, Counter[str]], processed: int, endpoint: str,
+def _per_input(jobs: dict[str, Counter[str]], pages: int, endpoint: str,
                expected: int) -> Figure:
     counts = [c[endpoint] for c in jobs.values() if _complete(c)]
-    per_input = sum(counts) / processed if processed else float("nan")
-    exact = len(counts) == processed and all(n == expected for n in counts)
+    per_page = sum(counts) / pages if pages else float("nan")
+    exact = len(counts) == pages and all(n == expected for n in counts)
     label = {"upload": "uploads", "process": "process calls", "download": "downloads"}[endpoint]
-    return Figure(NAME, f"{label} per processed input", per_input, "", f"== {expected} each",
-                  exact, note=f"{len(counts)} jobs, counts {sorted(Counter(counts).items())}")
+    return Figure(NAME, f"{label} per processed page", per_page, "", f"== {expected} each",
+                  exact, note=f"{len(counts)} jobs for {pages} pages (a HEIC, a 3-page TIFF "
+                              f"and an oriented JPEG among them), counts "
+                              f"{sorted(Counter(counts).items())}")

@@ -1,10 +1,11 @@
 """Memory: eight 40 MB inputs at once, with eight workers.
 
 The inputs are PNGs of random noise (about 13.9 million pixels each, the fewest pixels a 40 MB
-8-bit image can have), one of them an uncompressed TIFF, which the daemon decodes again and
-converts to a PNG before its upload; each is then scaled down to the 12 MP its largest variant
-needs (``downscale_before_upload``). The emulator holds every upload for 1 s before reading it,
-so uploads the daemon lets go at once are in flight together; the note says how many were.
+8-bit image can have), one of them an uncompressed TIFF, which the daemon decodes again,
+scales down and encodes once as the PNG it uploads; each PNG is likewise scaled down to the
+12 MP its largest variant needs (``downscale_before_upload``). The emulator holds every
+upload for 1 s before reading it, so uploads the daemon lets go at once are in flight
+together; the note says how many were.
 The shared decode budget (``job.budget``, 16 MP: ``engine.DECODE_BUDGET_PIXELS``) lets the
 workers hold only so many decoded pixels at once, so such large inputs are checked and scaled
 about one at a time: that, not the eight workers, is what keeps the peak down. The outputs (a
@@ -48,7 +49,7 @@ print(json.dumps({"before_kb": before, "after_kb": hwm_kb()}))
 _CONVERT_PEAK = """
 import json, sys, tempfile
 from pathlib import Path
-from bgcut_watchd.job.normalize import Limits, decoded_page, write_within
+from bgcut_watchd.job.normalize import Limits, converted_page, write_within
 from bgcut_watchd.job.validate import validate_input
 
 def hwm_kb():
@@ -58,7 +59,8 @@ def hwm_kb():
 checked = validate_input(Path(sys.argv[1]), max_bytes=52428800, max_pixels=50000000)
 before = hwm_kb()
 with tempfile.TemporaryDirectory() as folder:
-    with decoded_page(Path(sys.argv[1]), checked.format, 1, Limits(52428800, 50000000)) as page:
+    with converted_page(Path(sys.argv[1]), checked.format, 12_000_000,  # its largest variant
+                        Limits(52428800, 50000000)) as page:
         write_within(page, Path(folder), "upload", 52428800)
 print(json.dumps({"before_kb": before, "after_kb": hwm_kb()}))
 """
@@ -85,7 +87,7 @@ def run(settings: Settings) -> list[Figure]:
                 note=f"{overlap} upload(s) in flight at once; 8 workers; one input a TIFF"),
         info(NAME, "validate_input of one input adds", validate_mb, "MB",
              note="peak RSS of a fresh interpreter, after minus before"),
-        info(NAME, "converting the TIFF to the PNG it uploads adds", convert_mb, "MB",
+        info(NAME, "converting the TIFF to the scaled PNG it uploads adds", convert_mb, "MB",
              note="after its local check, in a fresh interpreter"),
     ]
 

@@ -38,7 +38,7 @@ from typing import Any
 
 from bgcut_watchd.api import safe_upload_name, variant_body
 from bgcut_watchd.commands.common import absolute_path, folder_holding, inbox_relpath, load
-from bgcut_watchd.commands.explain_cost import cost_lines
+from bgcut_watchd.commands.explain_cost import cost_lines, plan_words, predicted
 from bgcut_watchd.config.model import Config, FolderConfig, variant_key
 from bgcut_watchd.errors import ConfigError, LocalInputError
 from bgcut_watchd.exitcodes import EXIT_FAILURE, EXIT_OK
@@ -55,9 +55,7 @@ from bgcut_watchd.job.naming import (
     page_relpath,
     relative_subfolder,
     remote_upload_path,
-    upload_name_for,
 )
-from bgcut_watchd.job.normalize import decide
 from bgcut_watchd.job.quarantine import ERROR_SUFFIX
 from bgcut_watchd.job.render import requested_outputs
 from bgcut_watchd.job.validate import ValidatedInput, validate_input
@@ -223,12 +221,18 @@ def _plan(config: Config, folder: FolderConfig, path: Path, relpath: str, report
         return report.end("quarantine")
     report.say("local check", f"OK: {checked.format} {checked.width}x{checked.height}, "
                               f"{checked.size_bytes} bytes, sha256 {checked.sha256}")
-    plan = decide(checked)
-    report.say("normalise", plan.describe())
+    try:
+        upload = predicted(config, folder, path, checked)
+    except LocalInputError as exc:
+        report.say("normalise", plan_words(folder, checked))
+        report.say("upload", f"rejected: {exc.reason}: {exc.detail}")
+        report.say("afterwards", f"quarantined at the upload step, no API call: "
+                                 f"{show_path(folder.quarantine / sub / name)}")
+        return report.end("quarantine")
+    report.say("normalise", upload.normalise_text())
     if not _duplicate(config, folder, checked, report):
-        sent = upload_name_for(name, "png") if plan.convert else name
-        _remote_calls(config, folder, sent, report, checked.pages)
-        for step, text in cost_lines(config, folder, checked):
+        _remote_calls(config, folder, upload.sent_name(name), report, checked.pages)
+        for step, text in cost_lines(config, folder, checked, upload):
             report.say(step, text)
     _outputs(folder, sub, name, report, checked.pages)
     _afterwards(folder, sub, name, report, copy=copy)

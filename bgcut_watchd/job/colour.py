@@ -9,24 +9,88 @@ built-in``, v4 variants...) whatever its name says. Conversions use LittleCMS (P
 show keep their values, which is what "true colours" promises.
 
 Modes without a profile: CMYK uses Pillow's plain conversion (the usual result for an untagged
-CMYK file), YCbCr and LAB their standard definitions. A damaged profile is ignored, as browsers
-do: the pixels are then taken as sRGB.
+CMYK file; a YCCK JPEG is decoded to CMYK by libjpeg first), YCbCr and LAB their standard
+definitions. A damaged profile is ignored, as browsers do: the pixels are then taken as sRGB.
+
+A HEIC may declare its colours only as ``nclx`` (ITU-T H.273 codes, no ICC profile): pi-heif
+reports them as ``info["nclx_profile"]``. :func:`declared_icc` turns such a declaration into a
+matrix/TRC profile (``job.icc``: the declared primaries and white, the declared transfer curve)
+named ``<space> (nclx)``, so the picture is converted like an ICC-tagged one; a declaration of
+sRGB / BT.709 primaries with the sRGB (or BT.709) curve, or an unspecified one, gives none: the
+pixels are sRGB already. A transfer the daemon does not model (PQ, HLG: HDR) is taken as the sRGB
+curve, the primaries still converted.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
-from collections.abc import Iterator
+import math
+from collections.abc import Callable, Iterator, Mapping
 from itertools import product
-from typing import Final
+from typing import Any, Final
 
 from PIL import Image, ImageChops, ImageCms
+
+from bgcut_watchd.job.icc import gamma_curve, rgb_profile, table_curve
 
 _INTENT: Final = ImageCms.Intent.RELATIVE_COLORIMETRIC
 _SAME_LEVELS: Final = 2  # of 255: what rounding inside LittleCMS may move an identity
 _PROFILE_MODES: Final = {"RGB": ("RGB", "RGBA", "P", "PA"), "GRAY": ("L", "LA", "1"),
                          "CMYK": ("CMYK",)}
+
+
+_SRGB_PRIMARIES: Final = frozenset({1, 2})  # BT.709 (= sRGB), unspecified
+_SRGB_TRANSFERS: Final = frozenset({1, 2, 6, 13, 14, 15})  # BT.709 family, unspecified, sRGB
+_PRIMARIES_NAMES: Final = {1: "BT.709", 4: "BT.470M", 5: "BT.601 (625)", 6: "BT.601 (525)",
+                           7: "SMPTE 240M", 9: "BT.2020", 10: "XYZ", 11: "DCI-P3",
+                           12: "Display P3", 22: "EBU 3213"}
+_CHROMATICITY_KEYS: Final = ("red", "green", "blue")
+
+
+def _srgb_decode(value: float) -> float:
+    return value / 12.92 if value <= 0.04045 else ((value + 0.055) / 1.055) ** 2.4
+
+
+def _bt709_decode(value: float) -> float:
+    return value / 4.5 if value < 0.081 else ((value + 0.099) / 1.099) ** (1 / 0.45)
+
+
+_TRANSFER_CURVES: Final[dict[int, Callable[[], bytes]]] = {
+    4: lambda: gamma_curve(2.2), 5: lambda: gamma_curve(2.8), 8: lambda: gamma_curve(1.0),
+    1: lambda: table_curve(_bt709_decode), 6: lambda: table_curve(_bt709_decode),
+    14: lambda: table_curve(_bt709_decode), 15: lambda: table_curve(_bt709_decode),
+}
+
+
+def declared_icc(info: Mapping[Any, Any]) -> bytes | None:
+    """The ICC profile a decoded picture's ``info`` declares: its embedded one, else one made
+    from a HEIC's ``nclx`` colours when they are not sRGB (:func:`nclx_icc`). Raises nothing."""
+    icc = info.get("icc_profile")
+    if icc:
+        return bytes(icc)
+    nclx = info.get("nclx_profile")
+    return nclx_icc(nclx) if isinstance(nclx, Mapping) else None
+
+
+def nclx_icc(nclx: Mapping[str, Any]) -> bytes | None:
+    """A matrix/TRC profile for an ``nclx`` declaration (pi-heif's keys), or None when it says
+    sRGB (or is unusable: then the pixels are taken as sRGB, as without a declaration)."""
+    primaries, transfer = (value if isinstance(value := nclx.get(key), int) else -1
+                           for key in ("color_primaries", "transfer_characteristics"))
+    if primaries in _SRGB_PRIMARIES and transfer in _SRGB_TRANSFERS:
+        return None
+    try:
+        chromaticities = [(float(nclx[f"color_primary_{c}_x"]), float(nclx[f"color_primary_{c}_y"]))
+                          for c in _CHROMATICITY_KEYS]
+        white = (float(nclx["color_primary_white_x"]), float(nclx["color_primary_white_y"]))
+        if not all(math.isfinite(v) and v > 0 for xy in (*chromaticities, white) for v in xy):
+            return None
+        curve = _TRANSFER_CURVES.get(transfer, lambda: table_curve(_srgb_decode))()
+        name = _PRIMARIES_NAMES.get(primaries, f"primaries {primaries}")
+        return rgb_profile(f"{name} (nclx)", chromaticities, curve, white)
+    except (KeyError, TypeError, ValueError, ZeroDivisionError):
+        return None
 
 
 def _profile(icc: bytes) -> ImageCms.ImageCmsProfile | None:
@@ -119,12 +183,13 @@ def _through_profile(image: Image.Image, profile: ImageCms.ImageCmsProfile) -> I
     return converted
 
 
-def colour_steps(icc: bytes | None, mode: str) -> Iterator[str]:
-    """The colour conversion in words, for the log and ``explain`` (nothing when sRGB)."""
+def colour_steps(icc: bytes | None, mode: str, *, ycck: bool = False) -> Iterator[str]:
+    """The colour conversion in words, for the log and ``explain`` (nothing when sRGB);
+    ``ycck``: the CMYK pixels were stored as YCCK."""
     if usable_profile(icc, mode) is not None:
         assert icc is not None
         yield f"{profile_name(icc)} → sRGB"
     elif mode == "CMYK":
-        yield "CMYK (no profile) → sRGB"
+        yield f"{'YCCK' if ycck else 'CMYK'} (no profile) → sRGB"
     elif mode in ("LAB", "YCbCr"):
         yield f"{mode} → sRGB"

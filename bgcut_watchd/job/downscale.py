@@ -6,15 +6,16 @@ one are paid for in upload time (and, by the public pricing, in resolution) and 
 away. Such an input is decoded upright (its EXIF orientation applied, then dropped), scaled
 with Lanczos to fit the largest ``max_resolution``, and saved in its own format, losslessly or
 visually so: PNG stays PNG (lossless), JPEG is saved at quality 95 with the chroma subsampling
-of the input (never coarser), WebP at quality 95, AVIF at 90; its ICC profile is kept. Every
-other input (small enough, or the option off) is uploaded byte for byte: the file the API gets
-is then the claimed one. An input ``job.normalize`` converted (a TIFF, a HEIC, a rotated
-photo...) is scaled the same way from the file it became (:func:`converted_facts`), after the
-conversion, so the two never hold their pixels at once (bench memory: scaling inside the
-conversion added 95 MB for a 14 MP TIFF). A scaled copy that is not smaller in bytes than its
-source (a low-quality JPEG saved again at 95 can grow) is not sent: fewer pixels would save
-nothing then, as the price counts pixels only up to the largest ``max_resolution`` anyway
-(``job.cost``).
+of the input (never coarser), WebP at quality 95 (a lossless WebP stays lossless), AVIF at 90;
+its ICC profile is kept. Every other input (small enough, or the option off) is uploaded byte
+for byte: the file the API gets is then the claimed one. An input ``job.normalize`` converts (a
+TIFF, a HEIC, a rotated photo...) is scaled there, by :func:`scaled`, between its decoding and
+its one encoding, so the encoding (PNG, else JPEG or lossless WebP within the byte limit) is
+chosen for the picture that is sent: a scaled picture whose PNG fits goes losslessly, and it is
+never encoded twice. :func:`fit_pixels` is the one rule of when to scale. A scaled copy (of an
+input sent as it is) that is not smaller in bytes than its source (a low-quality JPEG saved
+again at 95 can grow) is not sent: fewer pixels would save nothing then, as the price counts
+pixels only up to the largest ``max_resolution`` anyway (``job.cost``).
 
 The scaled copy lives in the job dir (``job.naming.scaled_upload_name``) and is made again
 whenever the upload step runs (it is not journaled: the same input makes the same copy);
@@ -28,7 +29,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,7 @@ from bgcut_watchd.config.model import Variant
 from bgcut_watchd.fsops import local_disk
 from bgcut_watchd.job.naming import scaled_upload_name
 from bgcut_watchd.job.render import fitted_size
-from bgcut_watchd.job.validate import FORMAT_OF_NAME, PixelBudget, ValidatedInput
+from bgcut_watchd.job.validate import PixelBudget, ValidatedInput
 
 log = logging.getLogger("bgcut_watchd.job")
 
@@ -48,6 +49,7 @@ _SAVE: dict[str, tuple[str, str, dict[str, Any]]] = {  # format -> (Pillow, ext,
     "webp": ("WEBP", "webp", {"quality": 95, "method": 4}),
     "avif": ("AVIF", "avif", {"quality": 90, "speed": 6}),
 }
+_WEBP_LOSSLESS: dict[str, Any] = {"lossless": True, "exact": True, "method": 4}
 
 
 @dataclass(frozen=True)
@@ -59,16 +61,26 @@ class UploadSource:
     saved_pixels: int = 0
 
 
+def fit_pixels(checked: ValidatedInput, variants: Sequence[Variant], *,
+               enabled: bool) -> int | None:
+    """The pixels an input is scaled down to before its upload: the largest
+    ``max_resolution`` of ``variants`` when ``enabled`` and the input has more; else None.
+    The one rule for the upload step, the conversion (``job.normalize``) and ``explain``."""
+    largest = max(v.max_resolution for v in variants)
+    return largest if enabled and checked.width * checked.height > largest else None
+
+
 def upload_source(job_dir: Path, source: Path, checked: ValidatedInput,
                   variants: Sequence[Variant], *, enabled: bool,
                   budget: PixelBudget | None = None) -> UploadSource:
-    """The file to upload for ``source`` (described by ``checked``): a scaled-down copy in
-    ``job_dir`` when it has more pixels than the largest ``max_resolution`` of ``variants``
-    and ``enabled``, else ``source`` itself. Raises LocalDiskError when the copy cannot be
-    written; a copy Pillow cannot make leaves the input to be uploaded as it is."""
+    """The file to upload for ``source`` (an input the API takes as it is, described by
+    ``checked``): a scaled-down copy in ``job_dir`` when it has more pixels than the largest
+    ``max_resolution`` of ``variants`` and ``enabled`` (:func:`fit_pixels`), else ``source``
+    itself. Raises LocalDiskError when the copy cannot be written; a copy Pillow cannot make
+    leaves the input to be uploaded as it is."""
     pixels = checked.width * checked.height
-    largest = max(v.max_resolution for v in variants)
-    if not enabled or pixels <= largest:
+    largest = fit_pixels(checked, variants, enabled=enabled)
+    if largest is None:
         return UploadSource(source)
     pil_format, ext, options = _SAVE[checked.format]
     target = job_dir / scaled_upload_name(ext)
@@ -93,12 +105,23 @@ def upload_source(job_dir: Path, source: Path, checked: ValidatedInput,
                         saved_pixels=pixels - scaled_pixels)
 
 
-def converted_facts(converted: Path, checked: ValidatedInput) -> ValidatedInput:
-    """``checked`` (the input's local check) as it holds for the file ``job.normalize`` made
-    of it: its format and size in bytes; the pixel count is the same. Raises OSError."""
-    return replace(checked, format=FORMAT_OF_NAME[converted.suffix[1:]],
-                   size_bytes=converted.stat().st_size,
-                   orientation=1, icc_profile=None, bits=8)
+def scaled(image: Image.Image, size: tuple[int, int]) -> Image.Image:
+    """``image`` resized to ``size`` with Lanczos, in a mode that resamples (a palette or
+    bilevel picture becomes RGB(A) or L first). ``image`` is closed: its pixels are freed as
+    soon as they are not needed. Raises what Pillow raises."""
+    if image.mode not in ("RGB", "RGBA", "L", "LA"):
+        converted = image.convert("RGBA" if "A" in image.getbands() or
+                                  "transparency" in image.info else "RGB")
+        image.close()
+        image = converted
+    # The two passes of the resampling one after the other, each image freed as soon as the
+    # next exists: in one call the input, the horizontal pass and the result are all held at
+    # once (bench memory, 13.9 -> 12 MP: 117 MB at the peak instead of ~80).
+    wide = image.resize((size[0], image.height), Image.Resampling.LANCZOS, reducing_gap=3.0)
+    image.close()
+    result = wide.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
+    wide.close()
+    return result
 
 
 def _write_scaled(source: Path, target: Path, max_pixels: int, pil_format: str,
@@ -109,26 +132,24 @@ def _write_scaled(source: Path, target: Path, max_pixels: int, pil_format: str,
         icc = opened.info.get("icc_profile")
         if pil_format == "JPEG":
             options = {**options, "subsampling": max(0, JpegImagePlugin.get_sampling(opened))}
+        elif pil_format == "WEBP" and _is_lossless_webp(source):
+            options = _WEBP_LOSSLESS  # a lossless picture stays lossless
         # In place: a copy of an upright image would be a second full set of pixels
         # (bench memory: 13.9 MP inputs peaked at 258 MB with the copy).
         ImageOps.exif_transpose(opened, in_place=True)
-        image: Image.Image = opened
-        if image.mode not in ("RGB", "RGBA", "L", "LA"):
-            image = image.convert("RGBA" if "A" in image.getbands() or
-                                  "transparency" in image.info else "RGB")
-        size = fitted_size(image.width, image.height, max_pixels)
-        # The two passes of the resampling one after the other, each image freed as soon as
-        # the next exists: in one call the input, the horizontal pass and the result are all
-        # held at once (bench memory, 13.9 -> 12 MP: 117 MB at the peak instead of ~80).
-        wide = image.resize((size[0], image.height), Image.Resampling.LANCZOS,
-                            reducing_gap=3.0)
-        image.close()
-        opened.close()
-    scaled = wide.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
-    wide.close()
-    if pil_format == "JPEG" and scaled.mode not in ("RGB", "L"):
-        scaled = scaled.convert("RGB")
+        size = fitted_size(opened.width, opened.height, max_pixels)
+        result = scaled(opened, size)
+    if pil_format == "JPEG" and result.mode not in ("RGB", "L"):
+        result = result.convert("RGB")
     extra = {"icc_profile": icc} if icc else {}
     with local_disk("writing the scaled-down input", target):
-        scaled.save(target, pil_format, **options, **extra)
+        result.save(target, pil_format, **options, **extra)
     return size[0] * size[1]
+
+
+def _is_lossless_webp(path: Path) -> bool:
+    """True when the WebP file's first chunk is ``VP8L`` (the lossless bitstream), or an
+    extended file holds one. Raises OSError."""
+    with path.open("rb") as file:
+        head = file.read(4096)
+    return head[12:16] == b"VP8L" or (head[12:16] == b"VP8X" and b"VP8L" in head)

@@ -2,7 +2,8 @@
 
 The job that claimed ``scan.tif`` (3 pages) keeps page 1; pages 2 and 3 become jobs whose
 inputs are ``scan-p2.png`` and ``scan-p3.png`` (converted like any upload: upright, sRGB, 8-bit,
-the studio's metadata stamped in). Their outputs are ``scan-p2.<variant>.<ext>`` and so on;
+scaled down to the largest variant before their one encoding, the studio's metadata stamped
+in). Their outputs are ``scan-p2.<variant>.<ext>`` and so on;
 page 1's are ``scan-p1...``. A page job deletes its page file when it is done (the original
 TIFF is archived once, by the first job) and quarantines it, as ``scan-p2.png`` with its error
 file, when it fails (``requeue`` brings it back as an ordinary PNG with the same name).
@@ -38,7 +39,7 @@ from bgcut_watchd.fsops import fsync_dir, local_disk
 from bgcut_watchd.job.journal import JobState
 from bgcut_watchd.job.metadata import StudioMetadata, read_metadata
 from bgcut_watchd.job.naming import page_file_stem, page_relpath
-from bgcut_watchd.job.normalize import Limits, Say, decoded_page, write_within
+from bgcut_watchd.job.normalize import Limits, Say, converted_page, write_within
 from bgcut_watchd.job.validate import ValidatedInput
 from bgcut_watchd.job.workarea import ClaimedJob, WorkArea
 
@@ -49,9 +50,10 @@ _HAND_OVER_TRIES = 3
 
 
 def write_pages(job: ClaimedJob, checked: ValidatedInput, limits: Limits,
-                keep_metadata: bool, say: Say) -> None:
-    """Write pages 2..N of a multi-page input into its job dir, then journal ``pages = N``.
-    Nothing to do for one page, or once journaled.
+                keep_metadata: bool, say: Say, fit_pixels: int | None = None) -> None:
+    """Write pages 2..N of a multi-page input into its job dir, then journal ``pages = N``;
+    each scaled down to ``fit_pixels`` (when given) before its one encoding, so its job sends
+    it as it is. Nothing to do for one page, or once journaled.
 
     Raises LocalInputError (a page does not decode or does not fit the limits: nothing has
     left the job yet), LocalDiskError.
@@ -61,7 +63,8 @@ def write_pages(job: ClaimedJob, checked: ValidatedInput, limits: Limits,
     meta = read_metadata(job.input_path) if keep_metadata else StudioMetadata()
     for page in range(2, checked.pages + 1):
         try:
-            with decoded_page(job.input_path, checked.format, page, limits) as image:
+            with converted_page(job.input_path, checked.format, fit_pixels, limits,
+                                page) as image:
                 write_within(image, job.job_dir, page_file_stem(page), limits.max_bytes, meta)
         except LocalInputError as exc:
             raise LocalInputError(f"page {page} of {checked.pages}: {exc.detail}",

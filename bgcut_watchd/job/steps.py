@@ -72,7 +72,7 @@ from bgcut_watchd.fsops import (
 )
 from bgcut_watchd.job.cost import pixels_of
 from bgcut_watchd.job.dispose import archive_target_of, dispose_input
-from bgcut_watchd.job.downscale import converted_facts, upload_source
+from bgcut_watchd.job.downscale import fit_pixels, upload_source
 from bgcut_watchd.job.duplicates import (
     SameContentInFlight,
     SingleFlight,
@@ -260,15 +260,17 @@ class JobRunner:
                                  budget=self.decode_budget)
         job.keep(job.record.advance(JobState.CLAIMED, sha256=checked.sha256))
         self.ledger.update(job.job_id, sha256=checked.sha256, stage="upload")
-        self._split_pages(job, checked)
+        fit = fit_pixels(checked, self.variants_of(job),
+                         enabled=self.folder.downscale_before_upload)
+        self._split_pages(job, checked, fit)
         if self._reuse_duplicate(job, checked.sha256):
             return
-        source, name = upload_for(job, checked, self._decode_limits, partial(self._say, job))
+        source, name = upload_for(job, checked, self._decode_limits, partial(self._say, job),
+                                  fit)  # a converted input is scaled before its one encoding
         upload_path = remote_upload_path(self.api.upload_prefix, job.job_id,
                                          job.record.remote_round)
-        # scaled down when larger than needed, whether sent as it is or converted first
-        source = self._upload_source(job, source, checked if source == job.input_path
-                                     else converted_facts(source, checked))
+        if source == job.input_path:  # scaled down when larger than needed
+            source = self._upload_source(job, source, checked)
         job.timeline.mark("check")
         self._enter_api(job)
         remote = self.guard.call("upload", lambda: self.client.upload(
@@ -281,9 +283,8 @@ class JobRunner:
         job.keep(job.record.advance(JobState.UPLOADED, remote_input=remote))
 
     def _upload_source(self, job: ClaimedJob, source: Path, checked: ValidatedInput) -> Path:
-        """``source`` (the input, or the file it was converted to; ``checked`` describes it),
-        or its copy scaled down to what the variants need (``job.downscale``).
-        Raises LocalDiskError."""
+        """``source`` (the input, sent as it is; ``checked`` describes it), or its copy
+        scaled down to what the variants need (``job.downscale``). Raises LocalDiskError."""
         scaled = upload_source(job.job_dir, source, checked, self.variants_of(job),
                                enabled=self.folder.downscale_before_upload,
                                budget=self.decode_budget)
@@ -539,10 +540,11 @@ class JobRunner:
         return Limits(self.limits.max_input_bytes, self.limits.max_input_pixels,
                       self.decode_budget)
 
-    def _split_pages(self, job: ClaimedJob, checked: ValidatedInput) -> None:
-        """Pages 2..N of a multi-page input become jobs of their own (``job.pages``)."""
+    def _split_pages(self, job: ClaimedJob, checked: ValidatedInput, fit: int | None) -> None:
+        """Pages 2..N of a multi-page input become jobs of their own (``job.pages``), each
+        scaled down to ``fit`` pixels before its one encoding."""
         write_pages(job, checked, self._decode_limits, self.folder.keep_metadata,
-                    partial(self._say, job))
+                    partial(self._say, job), fit)
         hand_over_pages(job, WorkArea(self.folder.inbox), self.spawn)
 
     def _keep_metadata(self, job: ClaimedJob, output: Path,

@@ -88,6 +88,7 @@ from PIL import (  # noqa: F401 - most plugins are imported for their registrati
 from bgcut_watchd.intake.sniff import ACCEPTED, CONVERTED, camera_raw, format_of
 from bgcut_watchd.job.budget import PixelBudget as PixelBudget
 from bgcut_watchd.job.budget import reserved
+from bgcut_watchd.job.colour import declared_icc
 from bgcut_watchd.job.decoding import INVALID_IMAGE as INVALID_IMAGE
 from bgcut_watchd.job.decoding import TOO_MANY_PIXELS as TOO_MANY_PIXELS
 from bgcut_watchd.job.decoding import UNREADABLE as UNREADABLE
@@ -151,7 +152,9 @@ class ValidatedInput:
     ``width``/``height`` are the decoded first page's; ``mode`` its Pillow mode; ``orientation``
     the EXIF orientation the file declares (1 = upright; TIFF and HEIF decoders apply theirs
     while decoding); ``pages`` a TIFF's page count; ``animated`` a GIF with more frames;
-    ``bits`` the bits per sample of a PNG or TIFF; ``icc_profile`` the embedded profile.
+    ``bits`` the bits per sample of a PNG or TIFF; ``icc_profile`` the embedded profile (or
+    the one a HEIC's ``nclx`` colours declare: ``colour.declared_icc``); ``ycck`` a JPEG
+    whose CMYK is stored as YCCK.
     """
 
     format: ImageFormat
@@ -167,6 +170,7 @@ class ValidatedInput:
     animated: bool = False
     bits: int = 8
     icc_profile: bytes | None = field(default=None, repr=False)
+    ycck: bool = False
 
 
 M_MMAP_THRESHOLD: Final = -3  # mallopt's parameter number (glibc <malloc.h>)
@@ -225,7 +229,7 @@ def validate_input(path: Path, *, max_bytes: int, max_pixels: int,
         sha256=sha256, st_dev=opened.st_dev, st_ino=opened.st_ino, mode=facts.mode,
         orientation=facts.orientation, pages=facts.pages, animated=facts.animated,
         bits=_png_bits(head) if image_format == "png" else facts.bits,
-        icc_profile=facts.icc_profile,
+        icc_profile=facts.icc_profile, ycck=facts.ycck,
     )
 
 
@@ -329,6 +333,7 @@ class _Facts:
     animated: bool
     bits: int
     icc_profile: bytes | None
+    ycck: bool
 
 
 def _decode_fully(fp: BinaryIO, image_format: ImageFormat, size_bytes: int,
@@ -349,7 +354,8 @@ def _decode_fully(fp: BinaryIO, image_format: ImageFormat, size_bytes: int,
         return _Facts(width=width, height=height, mode=image.mode,
                       orientation=orientation, pages=pages,
                       animated=is_animated_gif(image, image_format), bits=tiff_bits(image),
-                      icc_profile=image.info.get("icc_profile") or None)
+                      icc_profile=declared_icc(image.info),
+                      ycck=image_format == "jpeg" and image.info.get("adobe_transform") == 2)
 
 
 def _png_bits(head: bytes) -> int:

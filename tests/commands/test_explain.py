@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
 import pytest
+from PIL import Image, ImageOps
 
 from bgcut_watchd.cli import main
 from bgcut_watchd.fake_api import FakeApiServer
-from tests.devices.corpus import heic_phone, make_dng_shaped, tiff_three_pages
+from bgcut_watchd.job import normalize
+from tests.devices.corpus import (
+    exif_bytes,
+    heic_nclx_p3,
+    heic_phone,
+    jpeg_oriented,
+    make_dng_shaped,
+    tiff_three_pages,
+)
 from tests.hostile import make_text_named_jpg, make_valid_jpeg
 from tests.support import API_KEY, files_under, write_config
 
@@ -260,3 +270,64 @@ def test_both_render_modes_are_priced_and_local_asks_for_one_master(
     assert "3 variant(s) rendered here, about 0.50 credits" in out
     assert "upload:      the input as it is, byte for byte" in out
     assert emulator.requests() == []
+
+
+# -- the upload line follows the normalisation plan (audit of issue 10) ------------------------
+
+@pytest.mark.parametrize(("make", "name"), [(heic_phone, "IMG_1234.heic"),
+                                            (tiff_three_pages, "letters.tif")])
+def test_a_converted_file_is_never_said_to_go_byte_for_byte(
+    tmp_path: Path, emulator: FakeApiServer, inbox: Path, capsys: pytest.CaptureFixture[str],
+    make, name: str,  # type: ignore[no-untyped-def]
+) -> None:
+    config = write_config(tmp_path, emulator.base_url)
+    make(inbox)
+    code, out = _explain(config, inbox / name, capsys)
+    assert code == 0, out
+    assert "byte for byte" not in out
+    assert "upload:      converted: PNG (lossless), " in out
+
+
+def test_a_converted_file_over_the_limit_shows_the_fallback_the_daemon_uses(
+    tmp_path: Path, emulator: FakeApiServer, inbox: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A noisy rotated photo: its PNG is over ``max_input_bytes``, so the daemon sends JPEG
+    quality 95 (4:4:4), and says so; explain must say the same, under the same name."""
+    made = jpeg_oriented(6)(inbox)
+    noise = Image.effect_noise((900, 600), 60).convert("RGB")
+    noise.save(inbox / made.name, "JPEG", quality=80, exif=exif_bytes(6))
+    upright = ImageOps.exif_transpose(Image.open(inbox / made.name))
+    buffer = io.BytesIO()
+    upright.save(buffer, "PNG", compress_level=normalize.PNG_COMPRESS_LEVEL)
+    limit = len(buffer.getvalue()) - 1
+    assert (inbox / made.name).stat().st_size < limit
+    config = write_config(tmp_path, emulator.base_url, daemon={"max_input_bytes": limit})
+    code, out = _explain(config, inbox / made.name, capsys)
+    assert code == 0, out
+    assert "normalise:   JPEG → JPEG, rotated 90°" in out
+    assert "upload:      converted: JPEG quality 95, 4:4:4, " in out
+    assert 'as "phone-o6.jpg"' in out
+
+
+def test_explain_names_colours_declared_only_as_nclx(
+    tmp_path: Path, emulator: FakeApiServer, inbox: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    config = write_config(tmp_path, emulator.base_url)
+    heic_nclx_p3(inbox)
+    code, out = _explain(config, inbox / "IMG_5678.heic", capsys)
+    assert code == 0, out
+    assert "normalise:   HEIC → PNG, Display P3 (nclx) → sRGB" in out
+
+
+def test_an_accepted_file_scaled_down_is_not_said_to_go_byte_for_byte(
+    tmp_path: Path, emulator: FakeApiServer, inbox: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    variants = '[variants.full]\nformat = "png"\nmax_resolution = 100000\n'
+    config = write_config(tmp_path, emulator.base_url, variants=variants,
+                          variant_names=("full",))
+    Image.new("RGB", (800, 600), (10, 120, 200)).save(inbox / "wide.jpg", "JPEG")
+    code, out = _explain(config, inbox / "wide.jpg", capsys)
+    assert code == 0, out
+    assert "byte for byte" not in out
+    assert "normalise:   none: format, orientation and colours stay" in out
+    assert "upload:      scaled down to 365x273 before the upload" in out

@@ -175,6 +175,24 @@ def heic_phone(folder: Path) -> DeviceFile:
     return DeviceFile("IMG_1234.heic", _p3_lab(), meta=STUDIO_META)
 
 
+def heic_nclx(name: str, primaries: int, transfer: int, patch: tuple[int, int, int],
+              patch_lab: Vector) -> Callable[[Path], DeviceFile]:
+    """A HEIC whose colours are declared only as ``nclx`` (H.273 codes, no ICC profile), as
+    many Android phones and converters write them: Display P3 is primaries 12, transfer 13."""
+    def make(folder: Path) -> DeviceFile:
+        import pillow_heif  # test-only: the encoder the daemon does not have
+
+        heif = pillow_heif.from_pillow(scene(patch))
+        heif.save(folder / name, quality=95, chroma=444, color_primaries=primaries,
+                  transfer_characteristics=transfer, matrix_coefficients=6, full_range_flag=1)
+        return DeviceFile(name, patch_lab)
+    return make
+
+
+heic_nclx_p3: Final = heic_nclx("IMG_5678.heic", 12, 13, P3_PATCH, _p3_lab())
+heic_nclx_srgb: Final = heic_nclx("IMG_5679.heic", 1, 13, SRGB_PATCH, srgb_lab(SRGB_PATCH))
+
+
 def cmyk_jpeg(folder: Path) -> DeviceFile:
     _save(folder, "press.jpg", scene(CMYK_PATCH, "CMYK", (0, 0, 0, 20), (0, 0, 0, 255)),
           "JPEG", quality=95)
@@ -362,7 +380,8 @@ DEVICE_MAKERS: Final[tuple[Callable[[Path], DeviceFile], ...]] = (
     accepted_as_is("product.avif", "AVIF", quality=95),
     other_oriented("PNG", "png", 8), other_oriented("WEBP", "webp", 3, lossless=True),
     other_oriented("AVIF", "avif", 5, quality=95),
-    adobe_rgb_jpeg, display_p3_png, heic_phone, heif_mif1, cmyk_jpeg,
+    adobe_rgb_jpeg, display_p3_png, heic_phone, heic_nclx_p3, heic_nclx_srgb, heif_mif1,
+    cmyk_jpeg,
     cmyk_jpeg_with_press_profile,
     ycck_jpeg,
     tiff("scan-lzw.tif", "tiff_lzw"), tiff("scan-zip.tif", "tiff_adobe_deflate"),

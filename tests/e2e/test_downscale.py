@@ -3,6 +3,7 @@ before its upload (``downscale_before_upload``), and uploaded byte for byte when
 
 from __future__ import annotations
 
+import io
 import logging
 import re
 from pathlib import Path
@@ -151,4 +152,77 @@ def test_a_converted_input_larger_than_needed_is_scaled_down_too(
         assert sent.format == "PNG"
         assert 0.98 * 300_000 < sent.width * sent.height <= 300_000
     said = " ".join(r.getMessage() for r in caplog.records)
-    assert "normalised: TIFF → PNG" in said and "scaled down before the upload" in said
+    assert "normalised: TIFF → PNG, scaled down to " in said
+
+
+def test_an_oriented_jpeg_over_the_limit_at_full_size_is_scaled_first_and_sent_as_png(
+        tmp_path: Path, emulator: FakeApiServer, caplog: pytest.LogCaptureFixture) -> None:
+    """The audit's 35 MP phone photo, small: at full size its upright PNG is over
+    ``max_input_bytes``, scaled to the largest variant it fits. The choice of encoding is made
+    on the scaled picture (lossless PNG), encoded once, and said in one line."""
+    source = _photo(tmp_path / "staging.jpg", (1600, 1200))
+    with Image.open(source) as image:
+        upright = image.transpose(Image.Transpose.ROTATE_270)
+        exif = image.getexif()
+        exif[0x0112] = 6
+        image.save(source, "JPEG", quality=90, exif=exif)
+    full_png = io.BytesIO()
+    upright.save(full_png, "PNG", compress_level=3)
+    limit = len(full_png.getvalue()) - 1
+    variants = '[variants.full]\nformat = "png"\nmax_resolution = 300000\n'
+    config = write_config(tmp_path, emulator.base_url, variants=variants,
+                          variant_names=("full",), daemon={"max_input_bytes": limit})
+    inbox = tmp_path / "studio" / "inbox"
+    with caplog.at_level(logging.INFO, logger="bgcut_watchd"), InProcessDaemon(config):
+        source.rename(inbox / "phone.jpg")
+        wait_for(lambda: len(files_under(tmp_path / "studio" / "archive")) == 1,
+                 what="the input archived")
+    [stored] = [r.file_path for r in emulator.requests()
+                if r.endpoint == "upload" and r.status == 200 and r.file_path]
+    assert stored is not None
+    sent = emulator.local_path(stored)
+    assert sent.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with Image.open(sent) as image:
+        assert image.height > image.width  # upright (portrait)
+        assert 0.98 * 300_000 < image.width * image.height <= 300_000
+    said = [r.getMessage() for r in caplog.records]
+    [line] = [m for m in said if "normalised:" in m]
+    assert re.search(r"normalised: JPEG → PNG, rotated 90°, scaled down to \d+x\d+; "
+                     rf"uploading PNG \(lossless\), {sent.stat().st_size} bytes$", line), line
+    assert not [m for m in said if "scaled down before the upload" in m]  # one encode
+
+
+def test_a_lossless_webp_stays_lossless_when_scaled(tmp_path: Path) -> None:
+    source = tmp_path / "in.webp"
+    Image.effect_noise((400, 300), 60).convert("RGB").save(source, "WEBP", lossless=True)
+    checked = validate_input(source, max_bytes=10**8, max_pixels=10**8)
+    chosen = upload_source(tmp_path, source, checked, [Variant("a", max_resolution=30_000)],
+                           enabled=True)
+    assert chosen.path != source
+    assert chosen.path.read_bytes()[12:16] == b"VP8L"  # the lossless bitstream
+
+
+def test_every_page_of_a_large_multi_page_tiff_is_scaled_before_its_one_encoding(
+        tmp_path: Path, emulator: FakeApiServer, caplog: pytest.LogCaptureFixture) -> None:
+    """Pages 2..N are written scaled (their jobs then send them as they are): no page is
+    encoded at full size and then again scaled."""
+    variants = '[variants.full]\nformat = "png"\nmax_resolution = 100000\n'
+    config = write_config(tmp_path, emulator.base_url, variants=variants,
+                          variant_names=("full",))
+    pages = [Image.new("RGB", (800, 600), colour) for colour in ((200, 40, 60), (40, 90, 200),
+                                                                 (30, 150, 60))]
+    staging = tmp_path / "staging.tif"
+    pages[0].save(staging, "TIFF", save_all=True, append_images=pages[1:])
+    with caplog.at_level(logging.INFO, logger="bgcut_watchd"), InProcessDaemon(config):
+        staging.rename(tmp_path / "studio" / "inbox" / "scan.tif")
+        wait_for(lambda: len(files_under(tmp_path / "studio" / "outbox")) == 3,
+                 what="every page's output")
+    stored = [r.file_path for r in emulator.requests()
+              if r.endpoint == "upload" and r.status == 200 and r.file_path]
+    assert len(stored) == 3
+    for path in stored:
+        assert path is not None
+        with Image.open(emulator.local_path(path)) as sent:
+            assert (sent.format, sent.size) == ("PNG", (365, 273))
+    said = [r.getMessage() for r in caplog.records]
+    assert not [m for m in said if "scaled down before the upload" in m], said

@@ -19,10 +19,13 @@ from bgcut_watchd.job.workarea import ClaimedJob, WorkArea
 from tests.devices.corpus import (
     SIZE,
     adobe_rgb_jpeg,
+    heic_nclx_p3,
+    heic_nclx_srgb,
     heic_phone,
     jpeg_oriented,
     scene,
     tiff_three_pages,
+    ycck_jpeg,
 )
 from tests.hostile import make_valid_jpeg
 
@@ -44,9 +47,12 @@ def _claimed(tmp_path: Path, make) -> ClaimedJob:  # type: ignore[no-untyped-def
 
 @pytest.mark.parametrize(("make", "words"), [
     (heic_phone, "HEIC → PNG, rotated 90°, Display P3 → sRGB"),
+    (heic_nclx_p3, "HEIC → PNG, Display P3 (nclx) → sRGB"),
+    (heic_nclx_srgb, "HEIC → PNG"),  # converted for its format only: the colours stay
     (tiff_three_pages, "TIFF → PNG, 3 pages → 3 jobs"),
     (adobe_rgb_jpeg, "JPEG → PNG, Adobe RGB (1998) → sRGB"),
     (jpeg_oriented(8), "JPEG → PNG, rotated 270°"),
+    (ycck_jpeg, "JPEG → PNG, YCCK (no profile) → sRGB"),
     (jpeg_oriented(1), "none: uploaded byte for byte"),
 ])
 def test_the_plan_in_words(tmp_path: Path, make, words: str) -> None:  # type: ignore[no-untyped-def]
