@@ -6,7 +6,7 @@ scales down and encodes once as the PNG it uploads; each PNG is likewise scaled 
 12 MP its largest variant needs (``downscale_before_upload``). The emulator holds every
 upload for 1 s before reading it, so uploads the daemon lets go at once are in flight
 together; the note says how many were.
-The shared decode budget (``job.budget``, 16 MP: ``engine.DECODE_BUDGET_PIXELS``) lets the
+The shared decode budget (``job.pixelbudget``, 16 MP: ``engine.DECODE_BUDGET_PIXELS``) lets the
 workers hold only so many decoded pixels at once, so such large inputs are checked and scaled
 about one at a time: that, not the eight workers, is what keeps the peak down. The outputs (a
 full-size PNG among them) are streamed back. The figure is the daemon's peak resident memory

@@ -27,7 +27,7 @@ Decoding again for the conversion holds twice the pixels in the shared ``PixelBu
 decoded page and its converted copy exist together for a moment (the decoded page is closed as
 soon as its converted copy exists; the scaled copy is smaller than either).
 
-Over 300 lines: the plan, the conversion and the one encoding rule belong together.
+Over 300 lines on purpose: the plan, the conversion and the one encoding rule belong together.
 """
 
 from __future__ import annotations
@@ -45,13 +45,13 @@ from PIL import Image, ImageOps
 from bgcut_watchd.errors import LocalInputError
 from bgcut_watchd.fsops import fsync_dir, fsync_file, local_disk
 from bgcut_watchd.intake.sniff import ACCEPTED
-from bgcut_watchd.job.budget import PixelBudget, reserved
 from bgcut_watchd.job.colour import colour_steps, declared_icc, to_srgb
 from bgcut_watchd.job.decoding import pillow_step, refuse_too_many_pixels
 from bgcut_watchd.job.downscale import scaled
 from bgcut_watchd.job.journal import JobState
 from bgcut_watchd.job.metadata import StudioMetadata
 from bgcut_watchd.job.naming import UPLOAD_STEM, upload_file_name, upload_name_for
+from bgcut_watchd.job.pixelbudget import PixelBudget, reserved
 from bgcut_watchd.job.render import fitted_size
 from bgcut_watchd.job.stamp import stamp_file
 from bgcut_watchd.job.validate import (

@@ -86,8 +86,6 @@ from PIL import (  # noqa: F401 - most plugins are imported for their registrati
 )
 
 from bgcut_watchd.intake.sniff import ACCEPTED, CONVERTED, camera_raw, format_of
-from bgcut_watchd.job.budget import PixelBudget as PixelBudget
-from bgcut_watchd.job.budget import reserved
 from bgcut_watchd.job.colour import declared_icc
 from bgcut_watchd.job.decoding import INVALID_IMAGE as INVALID_IMAGE
 from bgcut_watchd.job.decoding import TOO_MANY_PIXELS as TOO_MANY_PIXELS
@@ -103,6 +101,8 @@ from bgcut_watchd.job.decoding import (
     tiff_bits,
     unreadable_on_os_error,
 )
+from bgcut_watchd.job.pixelbudget import PixelBudget as PixelBudget
+from bgcut_watchd.job.pixelbudget import reserved
 
 try:  # a normal dependency, but a HEIC must not stop the daemon if its wheel is missing
     import pi_heif

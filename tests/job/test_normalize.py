@@ -11,9 +11,9 @@ from PIL import Image, ImageCms, JpegImagePlugin
 
 from bgcut_watchd.errors import LocalInputError
 from bgcut_watchd.job import normalize
-from bgcut_watchd.job.budget import PixelBudget
 from bgcut_watchd.job.journal import JobState
 from bgcut_watchd.job.normalize import Limits, decide, normalised, upload_for, write_within
+from bgcut_watchd.job.pixelbudget import PixelBudget
 from bgcut_watchd.job.validate import validate_input
 from bgcut_watchd.job.workarea import ClaimedJob, WorkArea
 from tests.devices.corpus import (
