@@ -248,7 +248,7 @@ def test_the_example_thumbnail_differs_from_the_emulator_s_medium_rendering_by_t
     assert 2.0 <= diff <= THUMB_BOUND  # README: 3.95 (the flat drawing: 0.23)
     (tmp_path / "same").mkdir()
     same = render_both(emulator, tmp_path / "same", photo_like(SIZE),
-                       [replace(EXAMPLE["thumb"], quality="high")])[0]
+                       [EXAMPLE["full"], replace(EXAMPLE["thumb"], quality="high")])[1]
     assert check_pair(same) <= SAME_QUALITY_BOUND  # so the difference is the quality's
 
 
