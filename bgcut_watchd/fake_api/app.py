@@ -142,8 +142,10 @@ class FakeApiApp:
         except ValueError as exc:
             raise BadRequest(description=f"upload_path: {exc}") from exc
 
-    def process(self, body: bytes, options: FakeApiOptions) -> tuple[str, list[str]]:
-        """Render every variant of a process call; returns (input path, output paths).
+    def process(self, body: bytes,
+                options: FakeApiOptions) -> tuple[str, list[str], float]:
+        """Render every variant of a process call; returns (input path, output paths, credits
+        charged).
 
         A 400 is not charged (api-v3.md, "Credits"): everything that can refuse the call is
         checked first (the body, the input, that it decodes, that no stored file or folder is
@@ -182,7 +184,7 @@ class FakeApiApp:
         except UnreadableImageError as exc:
             self.credits.refund(cost)
             raise BadRequest(description=str(exc)) from exc
-        return request.input_file_path, paths
+        return request.input_file_path, paths, cost
 
     def _charge(self, options: FakeApiOptions, size: tuple[int, int],
                 specs: list[RenderSpec]) -> float:

@@ -59,6 +59,8 @@ def test_local_render_sends_one_variant_per_input(tmp_path: Path,
         INPUTS, INPUTS, INPUTS)
     one_variant = call_credits(Pricing(), SIZE[0] * SIZE[1], [(12_000_000, False)])
     assert charged == pytest.approx(INPUTS * one_variant)
+    calls = [r for r in emulator.requests() if r.endpoint == "process"]
+    assert [(r.variants, r.credits) for r in calls] == [(1, pytest.approx(one_variant))] * INPUTS
     outbox = tmp_path / "local" / "studio" / "outbox"
     with Image.open(outbox / "p0.thumb.webp") as thumb, Image.open(outbox / "p0.full.png") as full:
         assert thumb.format == "WEBP" and full.format == "PNG"
@@ -71,6 +73,9 @@ def test_local_render_costs_a_third_of_api_render_for_small_inputs(
         tmp_path: Path, emulator: FakeApiServer, capsys: pytest.CaptureFixture[str]) -> None:
     api = _run_set(tmp_path, emulator, "api")
     local = _run_set(tmp_path, emulator, "local")
+    calls = [r for r in emulator.requests() if r.endpoint == "process"]
+    assert [r.variants for r in calls] == [3] * INPUTS + [1] * INPUTS  # api, then local
+    assert sum(r.credits or 0.0 for r in calls) == pytest.approx(api + local)
     with capsys.disabled():
         print(f"\ncredits for {INPUTS} inputs of {SIZE[0]}x{SIZE[1]}, example set: "
               f"api {api:.3f}, local {local:.3f} ({local / api:.0%})")
