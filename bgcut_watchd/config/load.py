@@ -48,6 +48,7 @@ from bgcut_watchd.config.reader import (
     type_name,
 )
 from bgcut_watchd.config.rules import (
+    check_budget_cap,
     check_folder,
     check_folder_paths,
     folder_variants,
@@ -110,6 +111,7 @@ def parse_config(data: Mapping[str, object], source: Path | None = None) -> Conf
     folders = _parse_folders(root, variants, broken, base)
     check_folder_paths(folders, daemon.state_dir, problems)
     warn_unused_variants(variants, [folder for _, folder in folders], problems)
+    check_budget_cap(budget, [folder for _, folder in folders], problems)
     if problems.errors:
         raise ConfigError(problems.errors)
     return Config(

@@ -88,6 +88,18 @@ class BudgetConfig:
     autocrop_credits: float = 0.5
     max_credits_per_day: float = 0.0  # 0: no cap
 
+    def call_credits(self, input_pixels: int, variants: Sequence[Variant]) -> float:
+        """The expected credits of one process call asking for ``variants`` over an input of
+        ``input_pixels``; 0 for none (``job.cost`` describes the model)."""
+        if not variants:
+            return 0.0
+        pixels = min(input_pixels, max(v.max_resolution for v in variants))
+        share = min(1.0, pixels / self.first_variant_max_at_pixels)
+        low, high = self.first_variant_min_credits, self.first_variant_max_credits
+        extra = self.extra_variant_credits * (len(variants) - 1)
+        crops = self.autocrop_credits * sum(1 for v in variants if v.autocrop)
+        return round(low + (high - low) * share + extra + crops, 6)
+
 
 @dataclass(frozen=True)
 class Variant:

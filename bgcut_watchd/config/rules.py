@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from bgcut_watchd.config.model import FolderConfig, Variant, expand_output_name
+from bgcut_watchd.config.model import BudgetConfig, FolderConfig, Variant, expand_output_name
 from bgcut_watchd.config.reader import Problems, Table, quote
 
 
@@ -133,3 +133,26 @@ def _check_outside_inboxes(
             relation = "same as" if canonical == inbox_canonical else "inside"
             problems.error(key, f"{relation} {inbox_key} ({inbox_path}); {why}")
             return
+
+
+LOCAL_REQUEST = (Variant("cutout"),)  # what render = "local" asks for, as far as its price
+# goes: ONE variant, no autocrop (job.render.master_variant; a test holds the two together)
+
+
+def check_budget_cap(budget: BudgetConfig, folders: Sequence[FolderConfig],
+                     problems: Problems) -> None:
+    """Refuse a daily cap below the cheapest process call of some folder (its variants, or
+    the one cutout of ``render = "local"``, over the smallest input): no call could ever be
+    sent, and the daemon would pause every day with nothing done."""
+    cap = budget.max_credits_per_day
+    if cap <= 0:
+        return
+    for folder in folders:
+        asked = LOCAL_REQUEST if folder.render == "local" else folder.variants
+        cheapest = budget.call_credits(1, asked)
+        if cap < cheapest - 1e-9:
+            problems.error("budget.max_credits_per_day",
+                           f"{cap:g} is below the cheapest process call of folder "
+                           f"{quote(folder.name)} (about {cheapest:.2f} credits: "
+                           f"render = {quote(folder.render)}, {len(asked)} variant(s) per "
+                           f"call, a tiny input); no call could ever be sent")

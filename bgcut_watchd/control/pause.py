@@ -81,10 +81,17 @@ class PauseState:
         if self.probing:
             return f"paused: {what}, probing now"
         next_try = wall_now + timedelta(seconds=self.probe_in_s)
-        if self.reason is PauseReason.BUDGET:  # ends at 00:00: the nearest minute, not 23:59
-            at = next_try + timedelta(seconds=30)
-            return f"paused: {self.detail or self.reason.description}, resumes at {at:%H:%M}"
+        if self.reason is PauseReason.BUDGET:
+            return budget_pause_line(self.detail, next_try)
         return f"paused: {what}, next try {next_try:%H:%M}"
+
+
+def budget_pause_line(detail: str, ends: datetime) -> str:
+    """The budget pause in words, the same in ``status``, the status line and the status page:
+    ``paused: daily budget of 5 credits reached, resumes at 00:00`` (``detail`` names the cap;
+    ``ends``, the pause's end, is shown to the nearest minute: 00:00, not 23:59)."""
+    at = ends + timedelta(seconds=30)
+    return f"paused: {detail or PauseReason.BUDGET.description}, resumes at {at:%H:%M}"
 
 
 @dataclass(frozen=True)

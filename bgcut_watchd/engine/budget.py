@@ -96,20 +96,29 @@ class DailyBudget:
         """Whether the cap is lifted today: an operator ended this budget's pause today."""
         if self._tripped_day == day and not self._pause.state().paused:
             if self._waived_day != day:
-                log.warning("daily budget of %g credits lifted for the rest of %s (resumed)",
-                            self.budget.max_credits_per_day, day)
+                log.warning("%s lifted for the rest of %s (resumed)",
+                            _cap_words(self.budget.max_credits_per_day), day)
             self._waived_day = day
         return self._waived_day == day
 
     def _trip(self, day: str, cap: float, pause_s: float, spent: float,
               credits: float) -> None:
-        detail = f"daily budget of {cap:g} credits reached"
-        if self._tripped_day != day or not self._pause.state().paused:
+        """Pause all API work until midnight (once: each job refused while that pause runs
+        is handed back without renewing it, so one trip logs one pause). Raises
+        BudgetExceededError."""
+        detail = f"{_cap_words(cap)} reached"
+        state = self._pause.state()
+        if self._tripped_day != day or state.reason is not PauseReason.BUDGET:
             log.warning("%s: %.2f spent today, the next call would cost about %.2f", detail,
                         spent + self._pending, credits)
+            self._pause.pause(PauseReason.BUDGET, pause_s, detail)
         self._tripped_day = day
-        self._pause.pause(PauseReason.BUDGET, pause_s, detail)
         raise BudgetExceededError(detail, pause_s)
+
+
+def _cap_words(cap: float) -> str:
+    """``daily budget of 5 credits`` (``of 1 credit``)."""
+    return f"daily budget of {cap:g} credit{'' if cap == 1 else 's'}"
 
 
 def _until_midnight_s(now: datetime) -> float:

@@ -142,15 +142,21 @@ class FakeApiApp:
         except ValueError as exc:
             raise BadRequest(description=f"upload_path: {exc}") from exc
 
-    def process(self, body: bytes, options: FakeApiOptions) -> tuple[str, list[str]]:
-        """Render every variant of a process call; returns (input path, output paths).
+    def process(self, body: bytes,
+                options: FakeApiOptions) -> tuple[str, list[str], float]:
+        """Render every variant of a process call; returns (input path, output paths, credits
+        charged).
 
-        The call is charged (``fake_api.credits``) once the input decodes, before rendering.
-        With ``prerendered``, only the input's header is read, and the outputs come from
-        ``fake_api.prerender`` (one real render per input size and variant).
+        A 400 is not charged (api-v3.md, "Credits"): everything that can refuse the call is
+        checked first (the body, the input, that it decodes, that no stored file or folder is
+        in the way of an output); the call is charged (``fake_api.credits``) before rendering,
+        and refunded when storing its outputs still fails. With ``prerendered``, only the
+        input's header is read, and the outputs come from ``fake_api.prerender`` (one real
+        render per input size and variant; a body that does not decode is refunded too).
 
         Raises:
-            BadRequest: malformed JSON, invalid field, or unreadable input image.
+            BadRequest: malformed JSON, invalid field, unreadable input image, or an output
+                path a stored file or folder is in the way of.
             NotFound: the input file does not exist (or expired).
             PaymentRequired: the balance cannot pay for the call (nothing is charged).
         """
@@ -159,26 +165,30 @@ class FakeApiApp:
         except ValueError as exc:  # json.JSONDecodeError is a ValueError too
             raise BadRequest(description=_json_detail(exc)) from exc
         local = self.storage.local_path(self.find(request.input_file_path, options).path)
+        paths = [variant.output_file_path for variant in request.variants]
         specs = [v.spec for v in request.variants]
+        _storable(self.storage, paths)
         try:
             image = None if options.prerendered else decode_image(local)
             size = header_size(local) if image is None else image.size
-            self._charge(options, size, specs)
-            outputs = (self.prerendered.outputs(local, size, specs) if image is None
-                       else render_decoded(image, specs))
         except UnreadableImageError as exc:
             raise BadRequest(description=str(exc)) from exc
-        paths = [variant.output_file_path for variant in request.variants]
-        for path, data in zip(paths, outputs, strict=True):
-            try:
-                self.storage.store_output(path, data)
-            except ValueError as exc:
-                raise BadRequest(description=f"output_file_path {path!r}: {exc}") from exc
-        return request.input_file_path, paths
+        cost = self._charge(options, size, specs)
+        try:
+            outputs = (self.prerendered.outputs(local, size, specs) if image is None
+                       else render_decoded(image, specs))
+            _store(self.storage, paths, outputs)
+        except BadRequest:
+            self.credits.refund(cost)
+            raise
+        except UnreadableImageError as exc:
+            self.credits.refund(cost)
+            raise BadRequest(description=str(exc)) from exc
+        return request.input_file_path, paths, cost
 
     def _charge(self, options: FakeApiOptions, size: tuple[int, int],
-                specs: list[RenderSpec]) -> None:
-        """Charge a process call for an input of ``size``.
+                specs: list[RenderSpec]) -> float:
+        """Charge a process call for an input of ``size``; return what was charged.
 
         Raises:
             PaymentRequired: the balance cannot pay for it (nothing is charged).
@@ -187,6 +197,7 @@ class FakeApiApp:
                             [(spec.max_resolution, spec.autocrop) for spec in specs])
         if not self.credits.charge(cost):
             raise PaymentRequired()
+        return cost
 
     def find(self, path: str, options: FakeApiOptions) -> StoredFile:
         """The live stored file at ``path``.
@@ -210,6 +221,32 @@ class FakeApiApp:
             "expiry_s": options.expiry_s,
             **self.credits.snapshot(),
         }
+
+
+def _storable(storage: Storage, paths: list[str]) -> None:
+    """Refuse, before anything is charged, output paths a stored file or folder is in the way of.
+
+    Raises:
+        BadRequest: naming the first such path.
+    """
+    for path in paths:
+        try:
+            storage.check_output(path)
+        except ValueError as exc:
+            raise BadRequest(description=f"output_file_path {path!r}: {exc}") from exc
+
+
+def _store(storage: Storage, paths: list[str], outputs: list[bytes]) -> None:
+    """Store each output at its path.
+
+    Raises:
+        BadRequest: a path turned out impossible (two outputs of one call in each other's way).
+    """
+    for path, data in zip(paths, outputs, strict=True):
+        try:
+            storage.store_output(path, data)
+        except ValueError as exc:
+            raise BadRequest(description=f"output_file_path {path!r}: {exc}") from exc
 
 
 def _pricing(options: FakeApiOptions) -> Pricing:

@@ -111,16 +111,23 @@ def _add_bench_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _add_credit_arguments(parser: argparse.ArgumentParser) -> None:
     credits = parser.add_argument_group(
-        "credits (every process call is charged; GET /v3/file-ops/usage/ shows the balance)")
+        "credits (every process call is charged; GET /v3/file-ops/usage/ shows the balance)",
+        "The public page (api-v3.md, \"Credits\") gives about 0.5-1.1 credits for the first "
+        "variant depending on resolution, about 0.25 per further variant and about 0.5 per "
+        "autocrop. Two things are assumptions of ours, not published: that the first "
+        "variant's price rises in a straight line with the pixels rendered, and that it "
+        "reaches its maximum at --price-full-at-pixels (25000000, the largest max_resolution).")
     credits.add_argument("--credits-balance", type=float, default=None, metavar="N",
                          help="starting balance; a call it cannot pay answers 402 "
                               "(default: unlimited)")
     credits.add_argument("--price-first-min", type=float, default=0.5, metavar="C",
-                         help="first variant at 0 pixels (default 0.5)")
+                         help="first variant at 0 pixels (rising in a straight line, an "
+                              "assumption; default 0.5)")
     credits.add_argument("--price-first-max", type=float, default=1.1, metavar="C",
                          help="first variant at --price-full-at-pixels or more (default 1.1)")
     credits.add_argument("--price-full-at-pixels", type=int, default=25_000_000, metavar="N",
-                         help="pixels from which the first variant costs the most")
+                         help="pixels from which the first variant costs the most (an "
+                              "assumption, not on the public page; default 25000000)")
     credits.add_argument("--price-extra-variant", type=float, default=0.25, metavar="C",
                          help="each further variant of the same call (default 0.25)")
     credits.add_argument("--price-autocrop", type=float, default=0.5, metavar="C",

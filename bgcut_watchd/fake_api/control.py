@@ -8,6 +8,12 @@ Served only by the emulator, without an API key, and never logged or subject to 
 | ``POST /_control/`` with a JSON object | apply it as a partial change, answer the new options |
 | ``GET /_control/log`` | the request log, a JSON list of entries |
 | ``POST /_control/reset-log`` | clear the request log |
+
+A log entry (``fake_api.reqlog.RequestLogEntry``) has ``method``, ``endpoint`` (upload,
+process, download, usage, unknown), ``path``, ``status`` (null: the connection was reset),
+``fault``, ``timestamp_s``, ``duration_s`` and ``file_path``; a process call's entry also has
+``variants`` (how many output variants it asked for) and ``credits`` (what it was charged,
+0.0 when it was not); both are null for the other endpoints.
 """
 
 from __future__ import annotations

@@ -66,6 +66,15 @@ class CreditAccount:
             self._calls += 1
             return True
 
+    def refund(self, credits: float) -> None:
+        """Give back a ``charge`` of ``credits`` for a call answered 400 after all (api-v3.md:
+        "A 400 is not charged")."""
+        with self._lock:
+            if self._balance is not None:
+                self._balance = round(self._balance + credits, 6)
+            self._charged = round(self._charged - credits, 6)
+            self._calls -= 1
+
     def snapshot(self) -> dict[str, float | int | None]:
         """The ``usage`` fields: ``credits_balance`` (null: unlimited), ``credits_charged``
         and ``charged_calls`` since the emulator started."""

@@ -60,6 +60,8 @@ class _Outcome:
     started_s: float
     fault: str | None = None
     file_path: str | None = None
+    variants: int | None = None  # process calls: variants asked for
+    credits: float | None = None  # process calls: credits charged
 
 
 class FakeApiHandler(BaseHTTPRequestHandler):
@@ -232,6 +234,7 @@ class FakeApiHandler(BaseHTTPRequestHandler):
             method=self.command, endpoint=outcome.endpoint, path=outcome.path,
             status=self._status, fault=outcome.fault, timestamp_s=outcome.started_s,
             duration_s=app.clock() - outcome.started_s, file_path=outcome.file_path,
+            variants=outcome.variants, credits=outcome.credits,
         )
         try:
             app.log.append(entry, outcome.options.request_log)
@@ -258,6 +261,8 @@ class FakeApiHandler(BaseHTTPRequestHandler):
             raise Unauthorized(description=INVALID_TOKEN_DETAIL)
         body = self.read_body() if endpoint == "process" else b""
         outcome.file_path = _file_hint(endpoint, outcome.path, body)
+        if endpoint == "process":
+            outcome.variants, outcome.credits = _variant_count(body), 0.0
         self.app.sleep(faults.latency_s(endpoint, options))
         outcome.fault = self.app.dice.roll(endpoint, options)
         self._dribble_bytes_per_s = faults.dribble_bytes_per_s(endpoint, options)
@@ -284,7 +289,7 @@ class FakeApiHandler(BaseHTTPRequestHandler):
             outcome.file_path = paths[0]
             self.send_json(200, {"file_paths": paths})
         elif endpoint == "process":
-            _, output_paths = app.process(body, options)
+            _, output_paths, outcome.credits = app.process(body, options)
             self.send_json(200, {"output_file_paths": output_paths})
         elif endpoint == "download":
             entry = app.find(outcome.file_path or "", options)
@@ -340,6 +345,15 @@ def _route(path: str) -> tuple[str, str]:
     if path.startswith(DOWNLOAD_PREFIX):
         return "download", "GET"
     return ROUTES.get(path, ("unknown", ""))
+
+
+def _variant_count(body: bytes) -> int | None:
+    """How many ``output_variants`` a process body asks for, for the log (never raises)."""
+    with contextlib.suppress(ValueError, RecursionError):
+        data = json.loads(body)
+        variants = data.get("output_variants") if isinstance(data, dict) else None
+        return len(variants) if isinstance(variants, list) else None
+    return None
 
 
 def _file_hint(endpoint: str, path: str, body: bytes) -> str | None:

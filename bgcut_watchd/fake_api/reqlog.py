@@ -21,7 +21,10 @@ class RequestLogEntry:
     ``endpoint`` is upload, process, download, usage or unknown; ``status`` is None when the
     connection was reset instead of answered; ``fault`` names the injected fault or is None;
     ``file_path`` is the stored path concerned (upload result, process input, download path);
-    ``timestamp_s`` is the emulator clock (monotonic) when the request arrived.
+    ``timestamp_s`` is the emulator clock (monotonic) when the request arrived. For a process
+    call, ``variants`` is how many output variants its body asked for (None when the body is
+    not a JSON object with a list of them) and ``credits`` what it was charged (0.0 when it was
+    not: any 4xx, a fault, a reset); both are None for the other endpoints.
     """
 
     method: str
@@ -32,6 +35,8 @@ class RequestLogEntry:
     timestamp_s: float
     duration_s: float
     file_path: str | None = None
+    variants: int | None = None
+    credits: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The entry as a JSON-serialisable dict."""

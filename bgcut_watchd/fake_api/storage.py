@@ -105,6 +105,19 @@ class Storage:
             raise ValueError(f"cannot store a file at {path!r}") from exc
         self._record(path, local)
 
+    def check_output(self, path: str) -> None:
+        """Whether ``store_output`` could store a file at ``path`` now, without storing it.
+
+        Raises:
+            ValueError: a stored file is in the way of its folder, or a folder is at ``path``.
+        """
+        local = self.local_path(path)
+        for parent in local.relative_to(self.files_dir).parents:
+            if (self.files_dir / parent).is_file():
+                raise ValueError("a stored file is in the way of that folder")
+        if local.is_dir():
+            raise ValueError(f"cannot store a file at {path!r}")
+
     def _make_parent(self, local: Path) -> None:
         try:
             local.parent.mkdir(parents=True, exist_ok=True)

@@ -19,15 +19,10 @@ from bgcut_watchd.config.model import BudgetConfig, Variant
 
 
 def call_credits(budget: BudgetConfig, input_pixels: int, variants: Sequence[Variant]) -> float:
-    """The expected credits of one process call asking for ``variants``; 0 for none."""
-    if not variants:
-        return 0.0
-    pixels = min(input_pixels, max(v.max_resolution for v in variants))
-    share = min(1.0, pixels / budget.first_variant_max_at_pixels)
-    low, high = budget.first_variant_min_credits, budget.first_variant_max_credits
-    extra = budget.extra_variant_credits * (len(variants) - 1)
-    crops = budget.autocrop_credits * sum(1 for v in variants if v.autocrop)
-    return round(low + (high - low) * share + extra + crops, 6)
+    """The expected credits of one process call asking for ``variants``; 0 for none (the
+    formula is ``BudgetConfig.call_credits``, where ``check-config`` prices a folder's
+    cheapest call too)."""
+    return budget.call_credits(input_pixels, variants)
 
 
 def pixels_of(path: Path) -> int:

@@ -12,7 +12,13 @@ from typing import Any
 import pytest
 
 from bgcut_watchd.cli import main
+from bgcut_watchd.config import load_config
+from bgcut_watchd.config.model import BudgetConfig, Variant
+from bgcut_watchd.config.rules import LOCAL_REQUEST
+from bgcut_watchd.errors import ConfigError
 from bgcut_watchd.fake_api import FakeApiServer
+from bgcut_watchd.job.cost import call_credits
+from bgcut_watchd.job.render import master_variant
 from tests.support import API_KEY, write_config
 
 
@@ -147,3 +153,40 @@ def test_a_folder_whose_parent_is_missing_is_still_a_problem(
     assert main(["check-config", "-c", str(config)]) == 78
     assert "its parent folder" in capsys.readouterr().err
     assert not (tmp_path / "nowhere").exists()
+
+
+def _capped(tmp_path: Path, cap: float, render: str) -> Path:
+    config = write_config(tmp_path, "http://127.0.0.1:9", folder={"render": render})
+    with config.open("a", encoding="utf-8") as handle:
+        handle.write(f"\n[budget]\nmax_credits_per_day = {cap}\n")
+    return config
+
+
+@pytest.mark.parametrize(("cap", "render", "cheapest"), [(0.3, "local", "0.50"),
+                                                         (1.4, "api", "1.50")])
+def test_a_daily_cap_below_the_cheapest_call_of_a_folder_is_refused(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], cap: float, render: str,
+        cheapest: str) -> None:
+    """Nothing could ever be sent: the daemon would pause every day. Refused (78), not
+    warned: check-config and run say the same."""
+    config = _capped(tmp_path, cap, render)
+    assert main(["check-config", "-c", str(config)]) == 78
+    out = capsys.readouterr()
+    text = out.out + out.err
+    assert f"budget.max_credits_per_day: {cap:g} is below the cheapest process call" in text
+    assert f'folder "studio" (about {cheapest} credits' in text
+    with pytest.raises(ConfigError):  # what run loads: it refuses to start (78) too
+        load_config(config)
+
+
+def test_the_cheapest_local_call_is_priced_as_what_local_render_asks_for() -> None:
+    variants = (Variant("full"), Variant("thumb", format="webp", max_resolution=250_000,
+                                         quality="medium", autocrop=True))
+    assert BudgetConfig().call_credits(1, LOCAL_REQUEST) == pytest.approx(
+        call_credits(BudgetConfig(), 1, [master_variant(variants)]))
+
+
+@pytest.mark.parametrize(("cap", "render"), [(0.5, "local"), (1.5, "api"), (0, "api")])
+def test_a_daily_cap_that_pays_the_cheapest_call_is_taken(tmp_path: Path, cap: float,
+                                                          render: str) -> None:
+    assert main(["check-config", "-c", str(_capped(tmp_path, cap, render))]) == 0

@@ -3,9 +3,12 @@ before its upload (``downscale_before_upload``), and uploaded byte for byte when
 
 from __future__ import annotations
 
+import hashlib
 import io
 import logging
+import random
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -19,20 +22,25 @@ from tests.support import InProcessDaemon, files_under, wait_for, write_config
 
 VARIANTS = '[variants.full]\nformat = "jpeg"\nmax_resolution = 12000000\n'
 SIZE_24MP = (6000, 4000)
+README_BEFORE_BYTES = 3_612_333  # the figures the README quotes ("Cost")
+README_AFTER_BYTES = 2_300_418
 
 
-def _photo(path: Path, size: tuple[int, int], fmt: str = "JPEG") -> Path:
-    """A photo-like picture: a textured backdrop (noise) with a plain subject."""
+def _photo(path: Path, size: tuple[int, int], fmt: str = "JPEG", seed: int = 24) -> Path:
+    """A photo-like picture: a textured backdrop (seeded grain: the same picture every call)
+    with a plain subject."""
     width, height = size
-    noise = Image.effect_noise(size, 24).convert("RGB")
-    image = Image.blend(Image.new("RGB", size, (40, 170, 60)), noise, 0.15)
+    grain = Image.frombytes("L", size, random.Random(seed).randbytes(width * height))
+    image = Image.blend(Image.new("RGB", size, (40, 170, 60)), grain.convert("RGB"), 0.05)
     ImageDraw.Draw(image).ellipse((width // 4, height // 4, width * 3 // 4, height * 3 // 4),
                                   fill=(200, 40, 40))
     image.save(path, fmt, quality=90)
     return path
 
 
-def _uploaded_bytes(tmp_path: Path, emulator: FakeApiServer, downscale: bool) -> int:
+def _uploaded_bytes(tmp_path: Path, emulator: FakeApiServer, picture: Path,
+                   downscale: bool) -> int:
+    """Process a copy of ``picture`` (its bytes, unchanged); return the bytes uploaded."""
     root = tmp_path / ("on" if downscale else "off")
     config = write_config(root, emulator.base_url, variants=VARIANTS, variant_names=("full",),
                           folder={"downscale_before_upload": downscale},
@@ -40,7 +48,8 @@ def _uploaded_bytes(tmp_path: Path, emulator: FakeApiServer, downscale: bool) ->
                                "download_timeout_s": 60})
     seen = {r.file_path for r in emulator.requests() if r.endpoint == "upload"}
     with InProcessDaemon(config):
-        _photo(root / "staging.jpg", SIZE_24MP).rename(root / "studio" / "inbox" / "big.jpg")
+        shutil.copyfile(picture, root / "staging.jpg")
+        (root / "staging.jpg").rename(root / "studio" / "inbox" / "big.jpg")
         wait_for(lambda: len(files_under(root / "studio" / "archive")) == 1, timeout_s=120,
                  what="the input archived")
     [stored] = [r.file_path for r in emulator.requests()
@@ -55,12 +64,20 @@ def _uploaded_bytes(tmp_path: Path, emulator: FakeApiServer, downscale: bool) ->
 @pytest.mark.slow
 def test_a_24mp_input_is_uploaded_at_12mp(tmp_path: Path, emulator: FakeApiServer,
                                           capsys: pytest.CaptureFixture[str]) -> None:
-    before = _uploaded_bytes(tmp_path, emulator, downscale=False)
-    after = _uploaded_bytes(tmp_path, emulator, downscale=True)
+    """One picture, made once, sent by both runs: the figures compare the same image."""
+    picture = _photo(tmp_path / "big.jpg", SIZE_24MP)
+    digest = hashlib.sha256(picture.read_bytes()).hexdigest()
+    before = _uploaded_bytes(tmp_path, emulator, picture, downscale=False)
+    after = _uploaded_bytes(tmp_path, emulator, picture, downscale=True)
     with capsys.disabled():
-        print(f"\n24 MP JPEG, largest variant 12 MP: uploaded {before} bytes without "
-              f"downscaling, {after} with ({after / before:.0%})")
-    assert after < 0.75 * before
+        print(f"\n24 MP JPEG of {picture.stat().st_size} bytes, largest variant 12 MP: "
+              f"uploaded {before} bytes without downscaling, {after} with "
+              f"({after / before:.0%})")
+    assert hashlib.sha256(picture.read_bytes()).hexdigest() == digest
+    assert before == picture.stat().st_size  # byte for byte
+    # README, "Cost": 24 MP JPEG (quality 90) of BEFORE bytes -> AFTER bytes at 12 MP
+    assert before == pytest.approx(README_BEFORE_BYTES, rel=0.02)
+    assert after == pytest.approx(README_AFTER_BYTES, rel=0.02)
 
 
 def test_small_enough_inputs_are_uploaded_byte_for_byte(tmp_path: Path) -> None:

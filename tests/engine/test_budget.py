@@ -97,3 +97,19 @@ def test_a_new_day_starts_afresh(parts: tuple[DailyBudget, ProbedPause, Clock, L
     _pay(budget, EXAMPLE)  # a new day: within the cap again, no waiver needed
     with pytest.raises(BudgetExceededError):
         _pay(budget, EXAMPLE)
+
+
+def test_one_credit_is_singular_and_a_trip_logs_its_pause_once(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Every job that reaches its paid call while the budget pause runs is refused (handed
+    back), but the pause is not renewed, so it is logged once, not once per job."""
+    pause = ProbedPause("API work")
+    budget = DailyBudget(BudgetConfig(max_credits_per_day=1.0), Ledger(tmp_path), pause, Clock())
+    _pay(budget)  # about 0.5
+    with caplog.at_level("INFO"):
+        for _ in range(3):  # three workers' jobs, one after the other
+            with pytest.raises(BudgetExceededError):
+                _pay(budget, EXAMPLE)
+    assert pause.state().detail == "daily budget of 1 credit reached"
+    paused = [r.getMessage() for r in caplog.records if "paused" in r.getMessage()]
+    assert len(paused) == 1 and paused[0].startswith("API work paused: "), paused

@@ -119,3 +119,17 @@ def test_every_switch_says_what_it_does_in_help() -> None:
     silent = [action.option_strings[0] for action in parser._actions
               if action.option_strings and action.dest != "help" and not action.help]
     assert silent == []
+
+
+def test_help_shows_each_price_default_and_labels_what_the_public_page_does_not_say() -> None:
+    """api-v3.md gives "about 0.5-1.1 credits per image depending on resolution": at which
+    resolution 1.1 is reached, and that the price rises in a straight line, are ours."""
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    text = " ".join(parser.format_help().split())
+    for flag, default in (("--price-first-min", "0.5"), ("--price-first-max", "1.1"),
+                          ("--price-full-at-pixels", "25000000"),
+                          ("--price-extra-variant", "0.25"), ("--price-autocrop", "0.5")):
+        action = next(a for a in parser._actions if flag in a.option_strings)
+        assert action.help is not None and f"default {default}" in action.help, flag
+    assert "assumption" in text and "straight line" in text

@@ -9,6 +9,7 @@ import pytest
 import requests
 
 from bgcut_watchd.fake_api import FakeApiOptions, FakeApiServer
+from bgcut_watchd.fake_api.credits import Pricing, call_credits
 from tests.support import all_requests
 
 from .conftest import PROCESS_URL, UPLOAD_URL, Client, FakeClock
@@ -105,3 +106,24 @@ def test_update_from_python_validates(api: FakeApiServer) -> None:
     with pytest.raises(ValueError, match="fail_reset"):
         api.update(fail_reset=3)
     assert api.update(fail_reset=1).fail_reset == 1.0
+
+
+def test_process_entries_say_how_many_variants_were_asked_for_and_what_was_charged(
+        client: Client, api: FakeApiServer) -> None:
+    path = client.upload_ok()
+    two = [{"output_file_path": "p/a.png"},
+           {"output_file_path": "p/b.webp", "format": "webp", "autocrop": True}]
+    assert client.process(path, *two).status_code == 200
+    assert client.process(path, {"output_file_path": "p/c.png", "quality": "ultra"}
+                          ).status_code == 400
+    api.update(credits_exhausted=True)
+    assert client.process(path, two[0]).status_code == 402
+    entries = all_requests(api)
+    assert [(e.endpoint, e.variants) for e in entries] == [
+        ("upload", None), ("process", 2), ("process", 1), ("process", 1)]
+    charged = call_credits(Pricing(), 400 * 300, [(12_000_000, False), (12_000_000, True)])
+    assert [e.credits for e in entries] == [None, pytest.approx(charged), 0.0, 0.0]
+    assert api.usage()["credits_charged"] == pytest.approx(charged)
+    log = requests.get(f"{api.base_url}/_control/log", timeout=10).json()
+    assert [(x["variants"], x["credits"]) for x in log[:2]] == [(None, None),
+                                                                (2, pytest.approx(charged))]

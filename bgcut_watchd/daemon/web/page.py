@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from html import escape
 
+from bgcut_watchd.control.pause import PauseReason, budget_pause_line
 from bgcut_watchd.daemon.web.listing import QuarantineList
 from bgcut_watchd.daemon.web.words import pause_words, reason_words
 
@@ -118,10 +119,19 @@ def _api(pause: ApiPause | None, csrf: str) -> str:
             else f"next try {pause.next_try:%H:%M:%S}")
     detail = f" <span class=\"detail\">({escape(pause.detail)})</span>" if pause.detail else ""
     return ("<section id=\"api\"><h2>API</h2><p class=\"paused\"><strong>Paused:</strong> "
-            f"{escape(pause_words(pause.reason))}; {escape(when)}.{detail}</p>"
+            f"{_why_and_when(pause, when, detail)}</p>"
             + _form("/resume", csrf, "Resume now",
                     title="End the pause now (after fixing the key or buying credits)")
             + "</section>")
+
+
+def _why_and_when(pause: ApiPause, when: str, detail: str) -> str:
+    """After "Paused:": the budget pause in the words of ``status`` and the status line
+    (``control.pause.budget_pause_line``); any other in the page's own, with its detail."""
+    if pause.reason == PauseReason.BUDGET.value and pause.next_try is not None:
+        line = budget_pause_line(pause.detail, pause.next_try).removeprefix("paused: ")
+        return f"{escape(line)}."
+    return f"{escape(pause_words(pause.reason))}; {escape(when)}.{detail}"
 
 
 def _folders(rows: Sequence[FolderRow]) -> str:
