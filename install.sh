@@ -13,7 +13,9 @@
 #   PREFIX/etc/bgcut-watchd/api-key                 mode 0600 root, read by LoadCredential=
 #   PREFIX/etc/systemd/system/bgcut-watchd.service  the unit, paths adjusted to PREFIX
 #   PREFIX/usr/share/{bash-completion,zsh,fish}/... shell completion for bash, zsh and fish
-#   /var/lib/bgcut-watchd                           state (StateDirectory=, made by systemd)
+#   PREFIX/var/lib/bgcut-watchd                     state, 0750 USER:GROUP (StateDirectory= of
+#                                                   the unit; made here so that check-config
+#                                                   finds it before the first start)
 #
 # Prerequisites: Python >= 3.11 with venv, and what systemd-python builds with. Debian/Ubuntu:
 # installed with apt-get unless present or --no-apt. Fedora/RHEL (not automated):
@@ -269,6 +271,17 @@ install_key() {
     say "installed the API key as $KEY (mode 0600)"
 }
 
+# --- the state folder ---------------------------------------------------------------------
+
+install_state_dir() {
+    local state="$prefix/var/lib/$NAME"
+    if [ -z "$prefix" ] && getent passwd "$user" >/dev/null; then
+        install -d -o "$user" -g "$group" -m 0750 "$state"
+    else
+        install -d -m 0750 "$state"
+    fi
+}
+
 # --- the unit ------------------------------------------------------------------------------
 
 install_unit() {
@@ -341,6 +354,7 @@ main() {
     install_completions
     install_config
     install_key
+    install_state_dir
     install_unit
     say "done. Next: edit $CONFIG, list your folders in ReadWritePaths= (systemctl edit" \
         "$NAME), then: sudo -u $user $VENV/bin/$NAME check-config -c $CONFIG (the folders," \

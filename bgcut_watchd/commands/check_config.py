@@ -2,7 +2,9 @@
 
 Every problem is listed with its key path and the exit is 78 (``cli`` prints them, as JSON with
 ``--json``); else a summary of the folders and exit 0. Without ``--online`` a missing API key is
-only a warning (``run`` and ``process`` will refuse to start without one). With ``--online`` the
+only a warning (``run`` and ``process`` would refuse to start without one; the service gets
+it from systemd as a credential, so the warning says how to check it as the service would:
+``bgcut-watchd-check``, which runs ``check-config --online`` inside the unit's sandbox). With ``--online`` the
 key is resolved (its source named, never the key) and the API is reached with a harmless
 authenticated call (``GET /v3/file-ops/usage/``): exit 78 when the key is missing or rejected,
 1 when the API cannot be reached or answers with an error, 0 when everything is green.
@@ -66,12 +68,11 @@ def run(args: argparse.Namespace) -> int:
     warnings = list(config.warnings)
     if os.geteuid() == 0:
         warnings.append("run as root, who may write anywhere: the service runs as its own "
-                        "user (User= in the unit; install.sh's is bgcut), so check its rights "
-                        "with sudo -u bgcut bgcut-watchd check-config")
+                        f"user (User= in the unit; install.sh's is bgcut): {_AS_THE_SERVICE}")
     online = check_online(config) if args.online else None
     key_problem = _key_problem(config) if online is None else None
     if key_problem is not None:
-        warnings.append(f"{key_problem}: run and process will refuse to start")
+        warnings.append(f"{key_problem}: {_key_consequence()}")
     exit_code = EXIT_OK if online is None else online.exit_code
     if args.json:
         print(json.dumps(_document(config, warnings, online, exit_code), indent=2))
@@ -114,6 +115,21 @@ def _key_problem(config: Config) -> str | None:
     except ConfigError as exc:
         return "; ".join(exc.problems)
     return None
+
+
+_AS_THE_SERVICE = ("to check the folders, the API key and the API as the service would, inside "
+                   "its unit's sandbox, run bgcut-watchd-check as root (installed by "
+                   "install.sh)")
+
+
+def _key_consequence() -> str:
+    """What a missing key means here: outside systemd, whether the service will have one is not
+    known (it gets the key as a credential, ``LoadCredential=``, from a root-only file)."""
+    if os.environ.get("CREDENTIALS_DIRECTORY"):
+        return "run and process will refuse to start"
+    return ("run and process started from this shell would need $BGCUT_API_KEY or a readable "
+            "api.api_key_file; the service does not read that file itself: systemd hands it "
+            f"the key as the credential api-key (LoadCredential= in the unit); {_AS_THE_SERVICE}")
 
 
 def _ms_since(started_s: float) -> float:

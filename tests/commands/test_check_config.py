@@ -38,8 +38,22 @@ def test_a_missing_key_is_a_warning_offline(tmp_path: Path,
                                             capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["check-config", "-c", str(_config(tmp_path))]) == 0
     out = capsys.readouterr().out
-    assert "no API key found" in out and "run and process will refuse to start" in out
+    assert "no API key found" in out and "would need $BGCUT_API_KEY" in out
     assert "configuration OK" in out
+
+
+def test_an_unreadable_key_file_says_how_the_service_gets_its_key(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """As the service's user, the root-only key file cannot be read: that is how it should be,
+    since the service gets the key from systemd (LoadCredential=), and the warning says so."""
+    key = tmp_path / "api-key"  # a folder: unreadable as a file, even for root
+    key.mkdir()
+    config = write_config(tmp_path, "http://127.0.0.1:9", api={"api_key_file": str(key)})
+    assert main(["check-config", "-c", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert f"cannot read {key}" in out
+    assert "LoadCredential=" in out and "bgcut-watchd-check" in out
+    assert "will refuse to start" not in out
 
 
 def test_online_without_a_key_exits_78_naming_where_it_looked(

@@ -65,6 +65,10 @@ def test_install_three_times_then_uninstall_into_a_temporary_root(tmp_path: Path
     assert not (REPO / "build").exists()  # built from a copy, not in the checkout
     assert config.read_text().startswith("# bgcut-watchd configuration")
     assert f'api_key_file = "{key}"' in config.read_text()  # relocated with the prefix
+    # the state folder exists before systemd first starts the unit (StateDirectory= would make
+    # it only then), so that check-config as the service's user finds it
+    state = root / "var" / "lib" / NAME
+    assert state.is_dir() and mode(state) == 0o750
     assert mode(config) == 0o640
     service = directives(unit.read_text())
     assert service["Service.ExecStart"] == [f"{venv}/bin/{NAME} run -c {config}"]
