@@ -4,9 +4,9 @@ Every problem is listed with its key path and the exit is 78 (``cli`` prints the
 ``--json``); else a summary of the folders and exit 0. Without ``--online`` a missing API key is
 only a warning (``run`` and ``process`` would refuse to start without one; the service gets
 it from systemd as a credential, so the warning says how to check it as the service would:
-``bgcut-watchd-check``, which runs ``check-config --online`` inside the unit's sandbox). With ``--online`` the
-key is resolved (its source named, never the key) and the API is reached with a harmless
-authenticated call (``GET /v3/file-ops/usage/``): exit 78 when the key is missing or rejected,
+``bgcut-watchd-check``, which runs ``check-config --online`` inside the unit's sandbox). With
+``--online`` the key is resolved (its source named, never the key) and the API is reached
+with a harmless authenticated call (``GET /v3/file-ops/usage/``): exit 78 when the key is missing or rejected,
 1 when the API cannot be reached or answers with an error, 0 when everything is green.
 
 It creates nothing: a missing outbox, archive, quarantine or state_dir is a warning ("the

@@ -75,6 +75,13 @@ def test_install_three_times_then_uninstall_into_a_temporary_root(tmp_path: Path
     assert service["Service.LoadCredential"] == [f"api-key:{key}"]
     assert service["Unit.Documentation"] == [f"file://{root}/opt/{NAME}/README.md"]
     assert (root / "opt" / NAME / "README.md").is_file()
+    # the check that runs check-config --online inside the unit's sandbox, paths relocated
+    check = root / "usr" / "local" / "sbin" / f"{NAME}-check"
+    assert mode(check) == 0o755
+    assert f"EXEC={venv}/bin/{NAME}\n" in check.read_text()
+    assert f"CONFIG={config}\n" in check.read_text()
+    # the closing message: commands that work as root without sudo, the check among them
+    assert str(check) in first.stdout and "sudo -u" not in first.stdout
     shipped = directives((REPO / "systemd" / f"{NAME}.service").read_text())
     changed = {k for k in shipped.keys() | service.keys() if shipped.get(k) != service.get(k)}
     assert changed == {"Service.ExecStart", "Service.LoadCredential", "Unit.Documentation"}
@@ -110,7 +117,7 @@ def test_install_three_times_then_uninstall_into_a_temporary_root(tmp_path: Path
     (inbox / "waiting.jpg").write_bytes(b"not yet processed")
     run_install(root, "--uninstall")
     assert not (root / "opt" / NAME).exists()
-    assert not unit.exists()
+    assert not unit.exists() and not check.exists()
     assert config.read_text().endswith("# edited by the administrator\n")
     assert key.read_text() == "KEY-one-1234\n"
     assert (inbox / "waiting.jpg").read_bytes() == b"not yet processed"
