@@ -6,8 +6,9 @@ only a warning (``run`` and ``process`` would refuse to start without one; the s
 it from systemd as a credential, so the warning says how to check it as the service would:
 ``bgcut-watchd-check``, which runs ``check-config --online`` inside the unit's sandbox). With
 ``--online`` the key is resolved (its source named, never the key) and the API is reached
-with a harmless authenticated call (``GET /v3/file-ops/usage/``): exit 78 when the key is missing or rejected,
-1 when the API cannot be reached or answers with an error, 0 when everything is green.
+with a harmless authenticated call (``GET /v3/file-ops/usage/``): exit 78 when the key is
+missing or rejected, 1 when the API cannot be reached or answers with an error, 0 when
+everything is green.
 
 It creates nothing: a missing outbox, archive, quarantine or state_dir is a warning ("the
 daemon creates it when it starts") as long as its parent lets it be made. Run as root (for the
