@@ -133,7 +133,9 @@ def _process_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--folder", help="configured folder whose variants and outbox to use "
                         "(required when several folders are configured)")
     parser.add_argument("--output", type=Path, metavar="DIR", help="write the outputs to DIR "
-                        "and touch nothing else: no archive, no quarantine, no inbox")
+                        "and touch nothing else: no folder created, no inbox, archive or "
+                        "quarantine written (the work area is DIR/.bgcut-work; the job history "
+                        "still records what was paid, so a second run pays nothing)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("paths", nargs="+", type=Path, metavar="PATH")
 
