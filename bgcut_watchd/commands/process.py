@@ -11,8 +11,9 @@ are created when missing (no other folder's), and with ``--output DIR`` none at 
 job history (``state_dir``) are all a run writes, and its work area is ``DIR/.bgcut-work``
 (removed when empty), never the live inbox's, so the daemon never sees its jobs (one left
 unfinished there is resumed by nothing: remove it and run the command again). A copy whose
-outputs already exist with the recorded bytes is "up to date": nothing is paid again. See ``commands.process_inputs`` for how each PATH
-finds its folder (``--folder`` is required when several folders are configured).
+outputs already exist with the recorded bytes is "up to date": nothing is paid again. See
+``commands.process_inputs`` for how each PATH finds its folder (``--folder`` is required when
+several folders are configured).
 
 ``--json`` prints ``{"ok", "stopped" (why it stopped early, or null), "results": [{"input",
 "outcome" (done, up_to_date, quarantined, failed, unfinished), "folder", "copied", "where" (the
