@@ -213,16 +213,23 @@ class Ledger:
 
     def __init__(
         self, state_dir: Path, *, clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        read_only: bool = False,
     ) -> None:
-        """Open (creating and migrating) ``<state_dir>/ledger.sqlite3``.
+        """Open (creating and migrating) ``<state_dir>/ledger.sqlite3``; with ``read_only``
+        (``status``) open the existing file for reading only: nothing created or migrated.
 
         Raises OSError when ``state_dir`` cannot be created, sqlite3.Error when the file
-        cannot be opened, ConfigError when it is from a newer version.
+        cannot be opened (or, read-only, does not exist), ConfigError when it is from a newer
+        version.
         """
-        state_dir.mkdir(parents=True, exist_ok=True)
         self.path = state_dir / LEDGER_NAME
         self._clock = clock
         self._lock = threading.RLock()
+        if read_only:
+            self._conn = sqlite3.connect(f"{self.path.absolute().as_uri()}?mode=ro", uri=True,
+                                         check_same_thread=False, timeout=5.0)
+            return
+        state_dir.mkdir(parents=True, exist_ok=True)
         self._conn = _connect(self.path)
 
     def reopen(self) -> None:

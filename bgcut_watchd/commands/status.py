@@ -1,7 +1,7 @@
 """``bgcut-watchd status``: what every folder holds, from the disk, the ledger and the daemon.
 
-Cheap and read-only apart from the ledger creating itself: it scans each inbox (not ignored
-files), counts the job dirs of the work area and the ``.error.json`` files of the quarantine,
+Cheap and read-only: it creates nothing (the ledger is opened read-only; a state_dir without
+one is "no jobs yet", every count 0), scans each inbox (not ignored files), counts the job dirs of the work area and the ``.error.json`` files of the quarantine,
 reads the ledger's per-folder outcomes and last errors, and the live figures a running daemon
 writes to ``<state_dir>/status.json``. It never loads the API key. Whatever cannot be read
 (a state_dir the caller may not write, a missing inbox) becomes a note, never a traceback.
@@ -71,7 +71,7 @@ from bgcut_watchd.intake.ignore import IgnoreRules
 from bgcut_watchd.intake.scan import scan_folder
 from bgcut_watchd.job.quarantine import ERROR_SUFFIX
 from bgcut_watchd.job.workarea import WorkArea
-from bgcut_watchd.ledger import OUTCOMES, ErrorEntry, Ledger
+from bgcut_watchd.ledger import LEDGER_NAME, OUTCOMES, ErrorEntry, Ledger
 
 RECENT_ERRORS = 5
 _COLUMNS = (("waiting", "waiting"), ("in_work_area", "claimed"), ("in_progress", "in progress"),
@@ -137,12 +137,15 @@ def _credits(state_dir: Path, config: Config) -> dict[str, dict[str, float]] | N
     (``_ledger_figures`` has said why)."""
     today = datetime.now().astimezone().date()
     first, last = month_bounds(today)
-    try:
-        with Ledger(state_dir) as ledger:
-            day = ledger.credits_spent(today.isoformat(), today.isoformat())
-            month = ledger.credits_spent(first, last)
-    except (OSError, sqlite3.Error, ConfigError):
-        return None
+    if _no_history_yet(state_dir):
+        day = month = {}
+    else:
+        try:
+            with Ledger(state_dir, read_only=True) as ledger:
+                day = ledger.credits_spent(today.isoformat(), today.isoformat())
+                month = ledger.credits_spent(first, last)
+        except (OSError, sqlite3.Error, ConfigError):
+            return None
     return {f.name: {"today": round(day.get(f.name, 0.0), 3),
                      "this_month": round(month.get(f.name, 0.0), 3)} for f in config.folders}
 
@@ -151,8 +154,12 @@ def _ledger_figures(state_dir: Path, notes: list[str], *, drop_in_progress: bool
                     ) -> tuple[dict[str, dict[str, int]] | None, list[ErrorEntry]]:
     """Per-folder outcome counts and the last errors; with ``drop_in_progress`` (no daemon
     runs) no job counts as in progress."""
+    if _no_history_yet(state_dir):
+        notes.append(f"no jobs yet: {state_dir} holds no job history ({LEDGER_NAME}); the "
+                     "daemon starts it at its first start")
+        return {}, []
     try:
-        with Ledger(state_dir) as ledger:
+        with Ledger(state_dir, read_only=True) as ledger:
             stats, errors = ledger.folder_stats(), ledger.recent_errors(RECENT_ERRORS)
         if drop_in_progress:
             for counts in stats.values():
@@ -162,6 +169,16 @@ def _ledger_figures(state_dir: Path, notes: list[str], *, drop_in_progress: bool
         notes.append(f"cannot read the ledger in {state_dir} ({_why(exc)}): job counts unknown; "
                      "run status as the daemon's user")
         return None, []
+
+
+def _no_history_yet(state_dir: Path) -> bool:
+    """No ledger yet, in a state_dir that is a folder or does not exist (one that is a file,
+    or cannot be looked into, is a problem the ledger's open reports)."""
+    try:
+        return not (state_dir / LEDGER_NAME).exists() and (state_dir.is_dir()
+                                                           or not state_dir.exists())
+    except OSError:
+        return False
 
 
 def _folder(folder: FolderConfig, stats: dict[str, dict[str, int]] | None,
@@ -289,8 +306,8 @@ def _short_time(iso: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Print the table or the JSON document; exit 0 with a daemon running, 3 without, 1 when
-    that cannot be told. Never loads the API key; creates no folder but the ledger's. Raises
-    ConfigError (exit 78)."""
+    that cannot be told. Never loads the API key; creates nothing. Raises ConfigError (exit
+    78)."""
     doc = collect_status(load(args, create_folders=False))
     print(json.dumps(doc, indent=2) if args.json else render_table(doc))
     running = doc["daemon"]["running"]
