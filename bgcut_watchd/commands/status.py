@@ -1,10 +1,11 @@
 """``bgcut-watchd status``: what every folder holds, from the disk, the ledger and the daemon.
 
-Cheap and read-only: it creates nothing (the ledger is opened read-only; a state_dir without
-one is "no jobs yet", every count 0), scans each inbox (not ignored files), counts the job
-dirs of the work area and the ``.error.json`` files of the quarantine, reads the ledger's per-folder outcomes and last errors, and the live figures a running daemon
-writes to ``<state_dir>/status.json``. It never loads the API key. Whatever cannot be read
-(a state_dir the caller may not write, a missing inbox) becomes a note, never a traceback.
+Cheap and read-only: it creates nothing (the ledger is opened read-only; a state_dir without one
+is "no jobs yet", every count 0), scans each inbox (not ignored files), counts the job dirs of
+the work area and the ``.error.json`` files of the quarantine, reads the ledger's per-folder
+outcomes and last errors, and the live figures a running daemon writes to
+``<state_dir>/status.json``. It never loads the API key. Whatever cannot be read (a state_dir
+the caller may not write, a missing inbox) becomes a note, never a traceback.
 
 Whether a daemon runs is asked of the lock every live daemon holds on
 ``<state_dir>/daemon.lock`` (``daemon.lock``), never of the status file, which outlives it.
