@@ -67,8 +67,8 @@ from bgcut_watchd.control.tickets import JobTicket, Outcome, OutcomeKind
 from bgcut_watchd.daemon.logsetup import add_redaction
 from bgcut_watchd.daemon.wakeup import Wakeup
 from bgcut_watchd.engine import Engine
-from bgcut_watchd.errors import ConfigError
-from bgcut_watchd.exitcodes import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
+from bgcut_watchd.errors import ConfigError, UsageError
+from bgcut_watchd.exitcodes import EXIT_FAILURE, EXIT_OK
 from bgcut_watchd.fsops import make_dirs, sha256_of_regular_file, show_path
 from bgcut_watchd.job.duplicates import intact_earlier_outputs
 from bgcut_watchd.job.naming import output_names, relative_subfolder, split_name
@@ -149,7 +149,8 @@ def process_paths(config: Config, api_key: str, folder_name: str | None, paths: 
                   *, progress: bool, output_dir: Path | None = None,
                   as_json: bool = False) -> int:
     """Run every input of ``paths`` to its end; print a summary (or the JSON document); the
-    exit code."""
+    exit code. Raises UsageError (exit 2: an unknown folder, none chosen among several, an
+    unusable ``output_dir``), ConfigError (a folder cannot be created)."""
     if output_dir is not None:
         output_dir = output_dir.absolute()
     try:
@@ -157,8 +158,7 @@ def process_paths(config: Config, api_key: str, folder_name: str | None, paths: 
         if output_dir is not None:
             make_dirs(output_dir)
     except (ValueError, OSError) as exc:
-        print(f"process: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        raise UsageError(str(exc)) from exc
     if collected.inputs:
         config = _engine_config(config, collected.inputs[0].folder, output_dir)
     show_bar = progress and sys.stderr.isatty()
