@@ -47,6 +47,8 @@ and no API state is claimed; when the lock cannot be checked, the daemon's state
                     null when the ledger cannot be read
     recent_errors   the last 5 jobs with an error: {"job_id", "folder", "file", "outcome",
                     "stage", "reason", "http_status", "error", "at"}
+    (every time, ``updated_at`` and ``at``, is ISO 8601 in UTC to the second, like the
+    ``.error.json`` files: ``clock.iso_utc_seconds``)
     notes           list of strings: what could not be read, and why
 """
 
@@ -61,6 +63,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from bgcut_watchd.clock import iso_utc_seconds
 from bgcut_watchd.commands.common import load
 from bgcut_watchd.config.model import Config, FolderConfig
 from bgcut_watchd.daemon.lock import LOCK_NAME, REAPPEAR_S, daemon_alive
@@ -111,7 +114,7 @@ def collect_status(config: Config, reappear_s: float = REAPPEAR_S) -> dict[str, 
         "config": str(config.source) if config.source else None,
         "state_dir": str(state_dir),
         "daemon": {"running": alive, "pid": live.get("pid"),
-                   "updated_at": live.get("updated_at")},
+                   "updated_at": _seconds(live.get("updated_at"))},
         "pause": live.get("pause") if alive else None,
         "state_dir_problem": problem,
         "folders": [_folder(f, stats, live_folders.get(f.name), notes) for f in config.folders],
@@ -232,7 +235,12 @@ def _error(entry: ErrorEntry) -> dict[str, Any]:
     return {"job_id": entry.job_id, "folder": entry.folder, "file": entry.input_name,
             "outcome": entry.outcome, "stage": entry.stage, "reason": entry.reason,
             "http_status": entry.http_status, "error": entry.last_error,
-            "at": entry.updated_at}
+            "at": iso_utc_seconds(entry.updated_at)}
+
+
+def _seconds(moment: str | None) -> str | None:
+    """A time of the status file as every time status shows: ISO 8601 UTC to the second."""
+    return None if moment is None else iso_utc_seconds(moment)
 
 
 def _why(exc: BaseException) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -111,6 +112,22 @@ def test_table_shows_the_same_figures_and_the_last_error(
     assert legend == LEGEND.splitlines()
     assert legend[-1].startswith("API: ok, or paused")
     assert any('"notes.jpg": quarantined at validate: invalid_image' in line for line in lines)
+
+
+def test_every_timestamp_has_the_one_precision_of_error_files(
+    tmp_path: Path, emulator: FakeApiServer, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``recent_errors[].at`` came with microseconds, ``daemon.updated_at`` and the error files
+    to the second: one formatter (``clock.iso_utc_seconds``) for every time status shows."""
+    config = _one_done_one_quarantined(tmp_path, emulator, monkeypatch, capsys)
+    doc = _status_json(config, capsys)
+    [error] = doc["recent_errors"]
+    error_file = json.loads((tmp_path / "studio" / "quarantine" / "notes.jpg.error.json")
+                            .read_text())
+    seconds = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00"
+    assert re.fullmatch(seconds, error["at"]), error["at"]
+    assert re.fullmatch(seconds, error_file["quarantined_at"])
 
 
 def test_a_missing_state_dir_is_no_jobs_yet_and_status_creates_nothing(
