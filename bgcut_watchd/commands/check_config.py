@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import time
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -104,10 +105,44 @@ def check_online(config: Config) -> OnlineCheck:
     except (AuthError, PauseError) as exc:
         return OnlineCheck(source, True, False, _ms_since(started_s), exc.detail)
     except ApiError as exc:
-        return OnlineCheck(source, exc.http_status is not None, None, None, str(exc))
+        return OnlineCheck(source, exc.http_status is not None, None, None, plain_detail(exc))
     finally:
         client.close()
     return OnlineCheck(source, True, True, _ms_since(started_s), "the API accepted the key")
+
+
+_TRANSPORT = re.compile(r"(?P<what>[^:]+): (?P<kind>\w+): (?P<text>.*)", re.DOTALL)
+_ERRNO = re.compile(r"\[Errno -?\d+\] (?P<reason>[^'\")\]]+)")
+_PLAIN = (("timed out", "timed out"), ("CERTIFICATE_VERIFY_FAILED", "certificate verify failed"),
+          ("SSLError", "TLS handshake failed"), ("RemoteDisconnected", "connection closed"))
+DETAIL_LIMIT = 200  # characters of a body or an exception's text shown
+
+
+def plain_detail(exc: ApiError) -> str:
+    """What went wrong, in one short line: the HTTP status and the first words of a body that
+    is not the API's JSON (an HTML error page has its tags dropped), or the exception's class
+    and its reason in plain words instead of urllib3's text. Raises nothing."""
+    if exc.http_status is not None:
+        return f"the API answered HTTP {exc.http_status}: {_first_words(exc.detail)}"
+    match = _TRANSPORT.fullmatch(exc.detail)
+    if match is None:
+        return f"the API did not answer: {_first_words(exc.detail)}"
+    return (f"the API did not answer: {_reason(match['text'])} ({match['kind']}, "
+            f"{match['what']})")
+
+
+def _reason(text: str) -> str:
+    errno = _ERRNO.search(text)
+    if errno is not None:
+        reason = errno["reason"].strip().lower()
+        dns = "name resolution" in reason or "not known" in reason
+        return f"the host name does not resolve ({reason})" if dns else reason
+    return next((plain for found, plain in _PLAIN if found in text), _first_words(text))
+
+
+def _first_words(text: str) -> str:
+    words = " ".join(re.sub(r"<[^>]*>", " ", text).split())
+    return words if len(words) <= DETAIL_LIMIT else words[:DETAIL_LIMIT].rstrip() + "…"
 
 
 def _key_problem(config: Config) -> str | None:
