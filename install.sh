@@ -210,6 +210,11 @@ install_venv() {
         # shellcheck disable=SC2086  # venv_args holds several words on purpose
         "$python" -m venv --clear $venv_args "$VENV"
         say "created $VENV"
+        if ! as_service_user "$VENV/bin/python" -c '' 2>/dev/null; then
+            die "the service's user $user cannot run $VENV/bin/python (it is" \
+                "$(readlink -f "$VENV/bin/python")): give a Python it can run with" \
+                "--python (e.g. /usr/bin/python3)"
+        fi
     fi
     # Build from a clean copy: pip would otherwise leave build/ and *.egg-info in the checkout.
     BUILD_DIR=$(mktemp -d)
@@ -217,11 +222,6 @@ install_venv() {
     # shellcheck disable=SC2086  # pip_args holds several words on purpose
     "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
         --root-user-action=ignore $pip_args "${BUILD_DIR}[systemd]"
-    if ! as_service_user "$VENV/bin/python" -c '' 2>/dev/null; then
-        die "the service's user $user cannot run $VENV/bin/python (it is" \
-            "$(readlink -f "$VENV/bin/python")): give a Python it can run with --python" \
-            "(e.g. /usr/bin/python3)"
-    fi
     install -m 0644 "$SRC/README.md" "$OPT/README.md"
     install -m 0644 "$SRC/bgcut_watchd/config/schema.json" "$OPT/config.schema.json"
     say "installed $("$VENV/bin/python" -m pip show --disable-pip-version-check "$NAME" \

@@ -142,3 +142,33 @@ def test_bad_arguments_fail_before_anything_is_installed(
     assert result.returncode != 0
     assert message in result.stderr
     assert not (root / "opt").exists() and not (root / "etc").exists()
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("runuser") is None,
+                    reason="needs root and runuser (util-linux)")
+def test_a_python_the_service_user_cannot_run_is_refused_clearly() -> None:
+    """A python3 first on root's PATH (a pyenv shim under /root) made a virtualenv the
+    service's user could not run: install.sh now checks, as that user, right after making it."""
+    import tempfile
+
+    top = Path(tempfile.mkdtemp(prefix="bgcut-install-"))  # under /tmp, not pytest's 0700 dirs
+    try:
+        top.chmod(0o755)
+        private = top / "root-only"
+        private.mkdir(mode=0o700)
+        (private / "python3").symlink_to(os.path.realpath(sys.executable))
+
+        def install_venv(python: Path) -> subprocess.CompletedProcess[str]:
+            # install.sh's functions without its last line (main "$@"), then one of them
+            script = (f"set -euo pipefail; source <(sed '$d' {INSTALL}); prefix=''; "
+                      f"user=nobody; OPT={top}/opt; VENV=$OPT/venv; python={python}; "
+                      "venv_args=--without-pip; install_venv")
+            return subprocess.run(["bash", "-c", script], capture_output=True, text=True,
+                                  timeout=120, check=False)
+
+        refused = install_venv(private / "python3")
+        assert refused.returncode == 1
+        assert "the service's user nobody cannot run" in refused.stderr
+        assert "--python" in refused.stderr
+    finally:
+        shutil.rmtree(top)
