@@ -69,12 +69,12 @@ def run(args: argparse.Namespace) -> int:
     targets_for(config.notify)
     warnings = list(config.warnings)
     if os.geteuid() == 0:
-        warnings.append("run as root, who may write anywhere: the service runs as its own "
-                        f"user (User= in the unit; install.sh's is bgcut): {_AS_THE_SERVICE}")
+        warnings.append("run as root, who may write anywhere, outside the service's sandbox: "
+                        f"folder rights were checked for root; {_AS_THE_SERVICE}")
     online = check_online(config) if args.online else None
     key_problem = _key_problem(config) if online is None else None
     if key_problem is not None:
-        warnings.append(f"{key_problem}: {_key_consequence()}")
+        warnings.append(f"{key_problem}: {_key_consequence(config)}")
     exit_code = EXIT_OK if online is None else online.exit_code
     if args.json:
         print(json.dumps(_document(config, warnings, online, exit_code), indent=2))
@@ -153,19 +153,24 @@ def _key_problem(config: Config) -> str | None:
     return None
 
 
-_AS_THE_SERVICE = ("to check the folders, the API key and the API as the service would, inside "
-                   "its unit's sandbox, run bgcut-watchd-check as root (installed by "
-                   "install.sh)")
+_AS_THE_SERVICE = ("check everything as the service would (its user, its sandbox, its key): "
+                   "bgcut-watchd-check, as root (install.sh installs it)")
 
 
-def _key_consequence() -> str:
+def _key_consequence(config: Config) -> str:
     """What a missing key means here: outside systemd, whether the service will have one is not
     known (it gets the key as a credential, ``LoadCredential=``, from a root-only file)."""
     if os.environ.get("CREDENTIALS_DIRECTORY"):
         return "run and process will refuse to start"
-    return ("run and process started from this shell would need $BGCUT_API_KEY or a readable "
-            "api.api_key_file; the service does not read that file itself: systemd hands it "
-            f"the key as the credential api-key (LoadCredential= in the unit); {_AS_THE_SERVICE}")
+    key_file = config.api.api_key_file
+    if key_file is not None and os.path.lexists(key_file):  # there, but not for us
+        fine = ("fine for the service, which never reads that file: systemd hands it the key "
+                "as the credential api-key (LoadCredential= in the unit)")
+    else:
+        fine = ("the service gets the key from systemd as the credential api-key, so the "
+                "root-only file LoadCredential= names in the unit must exist")
+    return (f"{fine}; run and process started from this shell would need $BGCUT_API_KEY or a "
+            f"readable api.api_key_file; {_AS_THE_SERVICE}")
 
 
 def _ms_since(started_s: float) -> float:
