@@ -99,3 +99,8 @@ def test_a_usage_error_is_the_same_document(
     assert main(["process", "-c", str(config), str(photo)]) == 2
     out, err = capsys.readouterr()
     assert out == "" and "process: 2 folders are configured (studio, shop)" in err
+    # requeue's unknown folder: the same document
+    assert main(["requeue", "-c", str(config), "--json", "--folder", "nope", "--all"]) == 2
+    doc = json.loads(capsys.readouterr().out)
+    assert set(doc) == ERROR_KEYS and doc["error"]["kind"] == "usage"
+    assert "requeue: no folder named 'nope'" in doc["error"]["message"]
