@@ -154,6 +154,27 @@ def _connect(path: Path) -> sqlite3.Connection:
     return conn
 
 
+def _connect_read_only(path: Path | None) -> sqlite3.Connection:
+    """``path`` opened read-only (sqlite's ``mode=ro``), or for None an empty history in memory.
+    Raises sqlite3.Error."""
+    if path is None:
+        conn = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+        migrate(conn)
+        return conn
+    return sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True,
+                           isolation_level=None, check_same_thread=False, timeout=5.0)
+
+
+def _no_history_yet(state_dir: Path) -> bool:
+    """No ledger in a state_dir that is a folder or does not exist (one that is a file, or
+    that cannot be looked into, is for the open to report). Raises nothing."""
+    try:
+        return not (state_dir / LEDGER_NAME).exists() and (state_dir.is_dir()
+                                                           or not state_dir.exists())
+    except OSError:
+        return False
+
+
 def _text(value: str) -> str:
     """``value`` with lone surrogates spelled ``\\udcxx`` (SQLite text must be valid UTF-8)."""
     return value.encode("utf-8", "backslashreplace").decode("utf-8")
@@ -216,18 +237,18 @@ class Ledger:
         read_only: bool = False,
     ) -> None:
         """Open (creating and migrating) ``<state_dir>/ledger.sqlite3``; with ``read_only``
-        (``status``) open the existing file for reading only: nothing created or migrated.
+        (``status``) open it for reading only, creating and migrating nothing, and read an
+        empty history when there is none yet (``history_exists`` False).
 
         Raises OSError when ``state_dir`` cannot be created, sqlite3.Error when the file
-        cannot be opened (or, read-only, does not exist), ConfigError when it is from a newer
-        version.
+        cannot be opened, ConfigError when it is from a newer version.
         """
         self.path = state_dir / LEDGER_NAME
         self._clock = clock
         self._lock = threading.RLock()
+        self.history_exists = not read_only or not _no_history_yet(state_dir)
         if read_only:
-            self._conn = sqlite3.connect(f"{self.path.absolute().as_uri()}?mode=ro", uri=True,
-                                         check_same_thread=False, timeout=5.0)
+            self._conn = _connect_read_only(self.path if self.history_exists else None)
             return
         state_dir.mkdir(parents=True, exist_ok=True)
         self._conn = _connect(self.path)

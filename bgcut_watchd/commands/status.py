@@ -1,11 +1,10 @@
 """``bgcut-watchd status``: what every folder holds, from the disk, the ledger and the daemon.
 
-Cheap and read-only: it creates nothing (the ledger is opened read-only; a state_dir without one
-is "no jobs yet", every count 0), scans each inbox (not ignored files), counts the job dirs of
-the work area and the ``.error.json`` files of the quarantine, reads the ledger's per-folder
-outcomes and last errors, and the live figures a running daemon writes to
-``<state_dir>/status.json``. It never loads the API key. Whatever cannot be read (a state_dir
-the caller may not write, a missing inbox) becomes a note, never a traceback.
+Read-only: it creates nothing (no ledger yet is "no jobs yet"). It scans each inbox (not ignored
+files), counts the job dirs of the work area and the ``.error.json`` files of the quarantine,
+reads the ledger's outcomes and last errors, and the live figures a running daemon writes to
+``<state_dir>/status.json``; never the API key. Whatever cannot be read (a state_dir the caller
+may not write, a missing inbox) becomes a note, never a traceback.
 
 Whether a daemon runs is asked of the lock every live daemon holds on
 ``<state_dir>/daemon.lock`` (``daemon.lock``), never of the status file, which outlives it.
@@ -46,9 +45,7 @@ and no API state is claimed; when the lock cannot be checked, the daemon's state
                     process calls: {"today": float, "this_month": float} (local days);
                     null when the ledger cannot be read
     recent_errors   the last 5 jobs with an error: {"job_id", "folder", "file", "outcome",
-                    "stage", "reason", "http_status", "error", "at"}
-    (every time, ``updated_at`` and ``at``, is ISO 8601 in UTC to the second, like the
-    ``.error.json`` files: ``clock.iso_utc_seconds``)
+                    "stage", "reason", "http_status", "error", "at" (UTC, to the second)}
     notes           list of strings: what could not be read, and why
 """
 
@@ -75,7 +72,7 @@ from bgcut_watchd.intake.ignore import IgnoreRules
 from bgcut_watchd.intake.scan import scan_folder
 from bgcut_watchd.job.quarantine import ERROR_SUFFIX
 from bgcut_watchd.job.workarea import WorkArea
-from bgcut_watchd.ledger import LEDGER_NAME, OUTCOMES, ErrorEntry, Ledger
+from bgcut_watchd.ledger import OUTCOMES, ErrorEntry, Ledger
 
 RECENT_ERRORS = 5
 _COLUMNS = (("waiting", "waiting"), ("in_work_area", "claimed"), ("in_progress", "in progress"),
@@ -114,7 +111,7 @@ def collect_status(config: Config, reappear_s: float = REAPPEAR_S) -> dict[str, 
         "config": str(config.source) if config.source else None,
         "state_dir": str(state_dir),
         "daemon": {"running": alive, "pid": live.get("pid"),
-                   "updated_at": _seconds(live.get("updated_at"))},
+                   "updated_at": live.get("updated_at") and iso_utc_seconds(live["updated_at"])},
         "pause": live.get("pause") if alive else None,
         "state_dir_problem": problem,
         "folders": [_folder(f, stats, live_folders.get(f.name), notes) for f in config.folders],
@@ -141,15 +138,12 @@ def _credits(state_dir: Path, config: Config) -> dict[str, dict[str, float]] | N
     (``_ledger_figures`` has said why)."""
     today = datetime.now().astimezone().date()
     first, last = month_bounds(today)
-    if _no_history_yet(state_dir):
-        day = month = {}
-    else:
-        try:
-            with Ledger(state_dir, read_only=True) as ledger:
-                day = ledger.credits_spent(today.isoformat(), today.isoformat())
-                month = ledger.credits_spent(first, last)
-        except (OSError, sqlite3.Error, ConfigError):
-            return None
+    try:
+        with Ledger(state_dir, read_only=True) as ledger:
+            day = ledger.credits_spent(today.isoformat(), today.isoformat())
+            month = ledger.credits_spent(first, last)
+    except (OSError, sqlite3.Error, ConfigError):
+        return None
     return {f.name: {"today": round(day.get(f.name, 0.0), 3),
                      "this_month": round(month.get(f.name, 0.0), 3)} for f in config.folders}
 
@@ -158,13 +152,11 @@ def _ledger_figures(state_dir: Path, notes: list[str], *, drop_in_progress: bool
                     ) -> tuple[dict[str, dict[str, int]] | None, list[ErrorEntry]]:
     """Per-folder outcome counts and the last errors; with ``drop_in_progress`` (no daemon
     runs) no job counts as in progress."""
-    if _no_history_yet(state_dir):
-        notes.append(f"no jobs yet: {state_dir} holds no job history ({LEDGER_NAME}); the "
-                     "daemon starts it at its first start")
-        return {}, []
     try:
         with Ledger(state_dir, read_only=True) as ledger:
             stats, errors = ledger.folder_stats(), ledger.recent_errors(RECENT_ERRORS)
+        if not ledger.history_exists:
+            notes.append(f"no jobs yet: no job history in {state_dir} (the daemon starts it)")
         if drop_in_progress:
             for counts in stats.values():
                 counts["in_progress"] = 0
@@ -173,16 +165,6 @@ def _ledger_figures(state_dir: Path, notes: list[str], *, drop_in_progress: bool
         notes.append(f"cannot read the ledger in {state_dir} ({_why(exc)}): job counts unknown; "
                      "run status as the daemon's user")
         return None, []
-
-
-def _no_history_yet(state_dir: Path) -> bool:
-    """No ledger yet, in a state_dir that is a folder or does not exist (one that is a file,
-    or cannot be looked into, is a problem the ledger's open reports)."""
-    try:
-        return not (state_dir / LEDGER_NAME).exists() and (state_dir.is_dir()
-                                                           or not state_dir.exists())
-    except OSError:
-        return False
 
 
 def _folder(folder: FolderConfig, stats: dict[str, dict[str, int]] | None,
@@ -236,11 +218,6 @@ def _error(entry: ErrorEntry) -> dict[str, Any]:
             "outcome": entry.outcome, "stage": entry.stage, "reason": entry.reason,
             "http_status": entry.http_status, "error": entry.last_error,
             "at": iso_utc_seconds(entry.updated_at)}
-
-
-def _seconds(moment: str | None) -> str | None:
-    """A time of the status file as every time status shows: ISO 8601 UTC to the second."""
-    return None if moment is None else iso_utc_seconds(moment)
 
 
 def _why(exc: BaseException) -> str:
