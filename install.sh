@@ -2,8 +2,8 @@
 # install.sh: install bgcut-watchd as a systemd service, from this checkout. Idempotent: run
 # it again to upgrade the package; it never overwrites your configuration.
 #
-#   sudo ./install.sh [--api-key-file FILE] [--join-group GROUP] [--start]
-#   sudo ./install.sh --uninstall
+#   ./install.sh [--api-key-file FILE] [--join-group GROUP] [--start]     (as root)
+#   ./install.sh --uninstall
 #
 # What goes where (PREFIX is / unless --prefix):
 #   PREFIX/opt/bgcut-watchd/venv                    the virtualenv: package + "systemd" extra
@@ -12,8 +12,12 @@
 #   PREFIX/etc/bgcut-watchd/config.toml             from config.example.toml, only if absent
 #   PREFIX/etc/bgcut-watchd/api-key                 mode 0600 root, read by LoadCredential=
 #   PREFIX/etc/systemd/system/bgcut-watchd.service  the unit, paths adjusted to PREFIX
+#   PREFIX/usr/local/sbin/bgcut-watchd-check        check-config --online inside the unit's
+#                                                   sandbox, as the service (run as root)
 #   PREFIX/usr/share/{bash-completion,zsh,fish}/... shell completion for bash, zsh and fish
-#   /var/lib/bgcut-watchd                           state (StateDirectory=, made by systemd)
+#   PREFIX/var/lib/bgcut-watchd                     state, 0750 USER:GROUP (StateDirectory= of
+#                                                   the unit; made here so that check-config
+#                                                   finds it before the first start)
 #
 # Prerequisites: Python >= 3.11 with venv, and what systemd-python builds with. Debian/Ubuntu:
 # installed with apt-get unless present or --no-apt. Fedora/RHEL (not automated):
@@ -33,7 +37,8 @@ user=bgcut
 group=bgcut
 join_group=""
 api_key_file=""
-python=python3
+python=""   # --python, else /usr/bin/python3 (a python3 first on PATH may be a shim under
+            # root's home, which the service's user cannot run)
 pip_args=""
 venv_args=""
 assume_yes=0
@@ -53,7 +58,8 @@ Usage: $0 [options]
   --join-group GROUP    also add the user to GROUP, the group owning your shared folders
   --api-key-file FILE   install FILE as the API key (mode 0600); without it an existing key
                         is kept, else you are asked for one (or warned, with --yes)
-  --python PATH         Python >= 3.11 to build the virtualenv with (default: python3)
+  --python PATH         Python >= 3.11 to build the virtualenv with, one the service's user
+                        can run (default: /usr/bin/python3, else python3 on PATH)
   --pip-args "ARGS"     extra arguments for pip install (e.g. --index-url URL)
   --venv-args "ARGS"    extra arguments for python -m venv (e.g. --system-site-packages)
   --start               start the service now (or restart it if it runs)
@@ -115,7 +121,7 @@ parse_args() {
         make_user=0   # system users belong to the real root only
         [ -z "$join_group" ] || warn "--join-group is ignored with --prefix (no user is made)"
     elif [ "$(id -u)" != 0 ]; then
-        die "run as root (sudo $0), or use --prefix DIR"
+        die "run as root (sudo $0 from a user account), or use --prefix DIR"
     fi
     OPT="$prefix/opt/$NAME"
     VENV="$OPT/venv"
@@ -123,6 +129,11 @@ parse_args() {
     CONFIG="$ETC/config.toml"
     KEY="$ETC/api-key"
     UNIT_DIR="$prefix/etc/systemd/system"
+    CHECK_BIN="$prefix/usr/local/sbin/$NAME-check"
+    if [ -z "$python" ]; then
+        python=python3
+        [ ! -x /usr/bin/python3 ] || python=/usr/bin/python3
+    fi
 }
 
 # --- prerequisites -------------------------------------------------------------------------
@@ -181,12 +192,29 @@ chown_group() {
 
 # --- the package ---------------------------------------------------------------------------
 
+# as_service_user COMMAND...: COMMAND as the service's user when it exists (installing for
+# real, as root), else as is
+as_service_user() {
+    if [ -z "$prefix" ] && getent passwd "$user" >/dev/null && command -v runuser >/dev/null
+    then
+        runuser -u "$user" -- "$@"
+    else
+        "$@"
+    fi
+}
+
 install_venv() {
-    if ! "$VENV/bin/python" -c '' 2>/dev/null; then   # absent, or its Python is gone
+    # absent, its Python gone, or a Python the service's user cannot run
+    if ! as_service_user "$VENV/bin/python" -c '' 2>/dev/null; then
         mkdir -p "$OPT"
         # shellcheck disable=SC2086  # venv_args holds several words on purpose
         "$python" -m venv --clear $venv_args "$VENV"
         say "created $VENV"
+        if ! as_service_user "$VENV/bin/python" -c '' 2>/dev/null; then
+            die "the service's user $user cannot run $VENV/bin/python (it is" \
+                "$(readlink -f "$VENV/bin/python")): give a Python it can run with" \
+                "--python (e.g. /usr/bin/python3)"
+        fi
     fi
     # Build from a clean copy: pip would otherwise leave build/ and *.egg-info in the checkout.
     BUILD_DIR=$(mktemp -d)
@@ -269,7 +297,31 @@ install_key() {
     say "installed the API key as $KEY (mode 0600)"
 }
 
+# --- the state folder ---------------------------------------------------------------------
+
+install_state_dir() {
+    local state="$prefix/var/lib/$NAME"
+    if [ -z "$prefix" ] && getent passwd "$user" >/dev/null; then
+        install -d -o "$user" -g "$group" -m 0750 "$state"
+    else
+        install -d -m 0750 "$state"
+    fi
+}
+
 # --- the unit ------------------------------------------------------------------------------
+
+# systemd_running: whether this machine runs systemd (not so in most containers)
+systemd_running() { [ -d /run/systemd/system ]; }
+
+install_check() {
+    mkdir -p "$(dirname "$CHECK_BIN")"
+    local temp="$CHECK_BIN.new.$$"
+    sed -e "s#/opt/$NAME/#$(sed_escape "$OPT")/#g" -e "s#/etc/$NAME/#$(sed_escape "$ETC")/#g" \
+        "$SRC/systemd/$NAME-check" >"$temp"
+    chmod 0755 "$temp"
+    mv -f "$temp" "$CHECK_BIN"
+    say "installed $CHECK_BIN"
+}
 
 install_unit() {
     mkdir -p "$UNIT_DIR"
@@ -284,6 +336,13 @@ install_unit() {
     [ "$systemd" = 1 ] || return 0
     if [ -n "$prefix" ]; then
         systemctl --root="$prefix" enable "$UNIT"
+        return
+    fi
+    if ! systemd_running; then
+        # enable works on the files alone when systemd is not running
+        systemctl enable "$UNIT" || warn "could not enable $UNIT"
+        say "systemd is not running on this machine (a container?): $UNIT is installed" \
+            "and enabled but not started; it starts at boot on a machine running systemd"
         return
     fi
     systemctl daemon-reload
@@ -305,13 +364,15 @@ uninstall() {
     if [ "$systemd" = 1 ] && [ -e "$UNIT_DIR/$UNIT" ]; then
         if [ -n "$prefix" ]; then
             systemctl --root="$prefix" disable "$UNIT" || true
-        else
+        elif systemd_running; then
             systemctl disable --now "$UNIT" || true
+        else
+            systemctl disable "$UNIT" || true
         fi
     fi
-    rm -f "$UNIT_DIR/$UNIT" "$(completion_path bash)" "$(completion_path zsh)" \
+    rm -f "$UNIT_DIR/$UNIT" "$CHECK_BIN" "$(completion_path bash)" "$(completion_path zsh)" \
         "$(completion_path fish)"
-    if [ "$systemd" = 1 ] && [ -z "$prefix" ]; then
+    if [ "$systemd" = 1 ] && [ -z "$prefix" ] && systemd_running; then
         systemctl daemon-reload
         systemctl reset-failed "$UNIT" 2>/dev/null || true
     fi
@@ -341,11 +402,23 @@ main() {
     install_completions
     install_config
     install_key
+    install_state_dir
+    install_check
     install_unit
-    say "done. Next: edit $CONFIG, list your folders in ReadWritePaths= (systemctl edit" \
-        "$NAME), then: sudo -u $user $VENV/bin/$NAME check-config -c $CONFIG (the folders," \
-        "as the service) and sudo $VENV/bin/$NAME check-config --online -c $CONFIG (the key" \
-        "and the API)"
+    next_steps
+}
+
+next_steps() {
+    cat <<EOF
+$NAME: done. Next, as root (from a user account: sudo before each command):
+  1. edit $CONFIG: your [[folders]] and variants
+  2. let the service write to them: systemctl edit $NAME, then under [Service]:
+       ReadWritePaths=/srv/photos /mnt/your-share
+  3. $CHECK_BIN
+       runs check-config --online as the service will run: as $user, inside the unit's
+       sandbox, with its API key; "OK" means the service will find its folders, key and API
+  4. systemctl start $NAME
+EOF
 }
 
 main "$@"

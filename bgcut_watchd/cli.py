@@ -6,7 +6,14 @@ after the command: each sub-parser repeats them with a suppressed default, so a 
 the command wins and one given before it is kept.
 
 Exit codes (product.md): 0 success, 1 failure, 2 usage error, 3 daemon not running (``status``),
-78 configuration error (mapped here, for every command, from ``ConfigError``).
+78 configuration error (mapped here, for every command, from ``ConfigError``; 2 from
+``UsageError``). With ``--json`` both print one error document on stdout, the same for every
+command, instead of the command's own::
+
+    {"ok": false, "error": {"kind": "config"|"usage", "message": str}, "problems": [str]}
+
+``problems`` lists every configuration problem with its key path (the usage error's message
+alone for a usage error); ``message`` is what the text output prints on stderr.
 """
 
 from __future__ import annotations
@@ -22,8 +29,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bgcut_watchd import __version__
-from bgcut_watchd.errors import ConfigError
-from bgcut_watchd.exitcodes import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK
+from bgcut_watchd.errors import ConfigError, UsageError
+from bgcut_watchd.exitcodes import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 
 Handler = Callable[[argparse.Namespace], int]
 if TYPE_CHECKING:
@@ -133,7 +140,9 @@ def _process_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--folder", help="configured folder whose variants and outbox to use "
                         "(required when several folders are configured)")
     parser.add_argument("--output", type=Path, metavar="DIR", help="write the outputs to DIR "
-                        "and touch nothing else: no archive, no quarantine, no inbox")
+                        "and touch nothing else: no folder created, no inbox, archive or "
+                        "quarantine written (the work area is DIR/.bgcut-work; the job history "
+                        "still records what was paid, so a second run pays nothing)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("paths", nargs="+", type=Path, metavar="PATH")
 
@@ -209,17 +218,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _handler(args.command_row)(args)
     except ConfigError as exc:  # the one place a configuration error becomes exit 78
-        if args.json:
-            print(json.dumps({"ok": False, "problems": exc.problems}, indent=2))
-        else:
-            print(exc, file=sys.stderr)
-        return EXIT_CONFIG
+        return _error(args, "config", str(exc), exc.problems, EXIT_CONFIG)
+    except UsageError as exc:
+        message = f"{args.command}: {exc}"
+        return _error(args, "usage", message, [message], EXIT_USAGE)
     except KeyboardInterrupt:
         return EXIT_FAILURE
     except BrokenPipeError:
         # `bgcut-watchd status | head` must not print a traceback.
         sys.stderr.close()
         return EXIT_OK
+
+
+def _error(args: argparse.Namespace, kind: str, message: str, problems: list[str],
+           code: int) -> int:
+    """Print a configuration or usage error (the error document with ``--json``); ``code``."""
+    if args.json:
+        document = {"ok": False, "error": {"kind": kind, "message": message},
+                    "problems": problems}
+        print(json.dumps(document, indent=2))
+    else:
+        print(message, file=sys.stderr)
+    return code
 
 
 __all__ = ["COMMANDS", "build_parser", "main"]

@@ -5,6 +5,7 @@ class of the exception, never from its message. The tree says who is to blame::
 
     BgcutError
     ├── ConfigError                    the configuration file is invalid (exit 78)
+    ├── UsageError                     a command asked for what cannot be done (exit 2)
     ├── InputError                     the input is to blame: quarantine at once
     │   ├── LocalInputError            rejected by the local check, no API call made
     │   ├── ApiInputError              400 / 413 from the API
@@ -46,6 +47,11 @@ class ConfigError(BgcutError):
         self.problems = list(problems)
         lines = "\n".join(f"  - {p}" for p in self.problems)
         super().__init__(f"invalid configuration ({len(self.problems)} problem(s)):\n{lines}")
+
+
+class UsageError(BgcutError):
+    """The command line asks for what cannot be done (an unknown folder, none chosen among
+    several); ``cli.main`` prints it (as the error document with ``--json``) and exits 2."""
 
 
 class InputError(BgcutError):

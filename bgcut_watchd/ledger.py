@@ -152,6 +152,27 @@ def _connect(path: Path) -> sqlite3.Connection:
     return conn
 
 
+def _connect_read_only(path: Path | None) -> sqlite3.Connection:
+    """``path`` opened read-only (sqlite's ``mode=ro``), or for None an empty history in memory.
+    Raises sqlite3.Error."""
+    if path is None:
+        conn = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+        migrate(conn)
+        return conn
+    return sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True,
+                           isolation_level=None, check_same_thread=False, timeout=5.0)
+
+
+def _no_history_yet(state_dir: Path) -> bool:
+    """No ledger in a state_dir that is a folder or does not exist (one that is a file, or
+    that cannot be looked into, is for the open to report). Raises nothing."""
+    try:
+        return not (state_dir / LEDGER_NAME).exists() and (state_dir.is_dir()
+                                                           or not state_dir.exists())
+    except OSError:
+        return False
+
+
 def _text(value: str) -> str:
     """``value`` with lone surrogates spelled ``\\udcxx`` (SQLite text must be valid UTF-8)."""
     return value.encode("utf-8", "backslashreplace").decode("utf-8")
@@ -207,16 +228,23 @@ class Ledger:
 
     def __init__(
         self, state_dir: Path, *, clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        read_only: bool = False,
     ) -> None:
-        """Open (creating and migrating) ``<state_dir>/ledger.sqlite3``.
+        """Open (creating and migrating) ``<state_dir>/ledger.sqlite3``; with ``read_only``
+        (``status``) open it for reading only, creating and migrating nothing, and read an
+        empty history when there is none yet (``history_exists`` False).
 
         Raises OSError when ``state_dir`` cannot be created, sqlite3.Error when the file
         cannot be opened, ConfigError when it is from a newer version.
         """
-        state_dir.mkdir(parents=True, exist_ok=True)
         self.path = state_dir / LEDGER_NAME
         self._clock = clock
         self._lock = threading.RLock()
+        self.history_exists = not read_only or not _no_history_yet(state_dir)
+        if read_only:
+            self._conn = _connect_read_only(self.path if self.history_exists else None)
+            return
+        state_dir.mkdir(parents=True, exist_ok=True)
         self._conn = _connect(self.path)
 
     def reopen(self) -> None:

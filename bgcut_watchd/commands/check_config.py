@@ -2,10 +2,13 @@
 
 Every problem is listed with its key path and the exit is 78 (``cli`` prints them, as JSON with
 ``--json``); else a summary of the folders and exit 0. Without ``--online`` a missing API key is
-only a warning (``run`` and ``process`` will refuse to start without one). With ``--online`` the
-key is resolved (its source named, never the key) and the API is reached with a harmless
-authenticated call (``GET /v3/file-ops/usage/``): exit 78 when the key is missing or rejected,
-1 when the API cannot be reached or answers with an error, 0 when everything is green.
+only a warning (``run`` and ``process`` would refuse to start without one; the service gets
+it from systemd as a credential, so the warning says how to check it as the service would:
+``bgcut-watchd-check``, which runs ``check-config --online`` inside the unit's sandbox). With
+``--online`` the key is resolved (its source named, never the key) and the API is reached
+with a harmless authenticated call (``GET /v3/file-ops/usage/``): exit 78 when the key is
+missing or rejected, 1 when the API cannot be reached or answers with an error, 0 when
+everything is green.
 
 It creates nothing: a missing outbox, archive, quarantine or state_dir is a warning ("the
 daemon creates it when it starts") as long as its parent lets it be made. Run as root (for the
@@ -27,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import time
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -65,13 +69,12 @@ def run(args: argparse.Namespace) -> int:
     targets_for(config.notify)
     warnings = list(config.warnings)
     if os.geteuid() == 0:
-        warnings.append("run as root, who may write anywhere: the service runs as its own "
-                        "user (User= in the unit; install.sh's is bgcut), so check its rights "
-                        "with sudo -u bgcut bgcut-watchd check-config")
+        warnings.append("run as root, who may write anywhere, outside the service's sandbox: "
+                        f"folder rights were checked for root; {_AS_THE_SERVICE}")
     online = check_online(config) if args.online else None
     key_problem = _key_problem(config) if online is None else None
     if key_problem is not None:
-        warnings.append(f"{key_problem}: run and process will refuse to start")
+        warnings.append(f"{key_problem}: {_key_consequence(config)}")
     exit_code = EXIT_OK if online is None else online.exit_code
     if args.json:
         print(json.dumps(_document(config, warnings, online, exit_code), indent=2))
@@ -102,10 +105,44 @@ def check_online(config: Config) -> OnlineCheck:
     except (AuthError, PauseError) as exc:
         return OnlineCheck(source, True, False, _ms_since(started_s), exc.detail)
     except ApiError as exc:
-        return OnlineCheck(source, exc.http_status is not None, None, None, str(exc))
+        return OnlineCheck(source, exc.http_status is not None, None, None, plain_detail(exc))
     finally:
         client.close()
     return OnlineCheck(source, True, True, _ms_since(started_s), "the API accepted the key")
+
+
+_TRANSPORT = re.compile(r"(?P<what>[^:]+): (?P<kind>\w+): (?P<text>.*)", re.DOTALL)
+_ERRNO = re.compile(r"\[Errno -?\d+\] (?P<reason>[^'\")\]]+)")
+_PLAIN = (("timed out", "timed out"), ("CERTIFICATE_VERIFY_FAILED", "certificate verify failed"),
+          ("SSLError", "TLS handshake failed"), ("RemoteDisconnected", "connection closed"))
+DETAIL_LIMIT = 200  # characters of a body or an exception's text shown
+
+
+def plain_detail(exc: ApiError) -> str:
+    """What went wrong, in one short line: the HTTP status and the first words of a body that
+    is not the API's JSON (an HTML error page has its tags dropped), or the exception's class
+    and its reason in plain words instead of urllib3's text. Raises nothing."""
+    if exc.http_status is not None:
+        return f"the API answered HTTP {exc.http_status}: {_first_words(exc.detail)}"
+    match = _TRANSPORT.fullmatch(exc.detail)
+    if match is None:
+        return f"the API did not answer: {_first_words(exc.detail)}"
+    return (f"the API did not answer: {_reason(match['text'])} ({match['kind']}, "
+            f"{match['what']})")
+
+
+def _reason(text: str) -> str:
+    errno = _ERRNO.search(text)
+    if errno is not None:
+        reason = errno["reason"].strip().lower()
+        dns = "name resolution" in reason or "not known" in reason
+        return f"the host name does not resolve ({reason})" if dns else reason
+    return next((plain for found, plain in _PLAIN if found in text), _first_words(text))
+
+
+def _first_words(text: str) -> str:
+    words = " ".join(re.sub(r"<[^>]*>", " ", text).split())
+    return words if len(words) <= DETAIL_LIMIT else words[:DETAIL_LIMIT].rstrip() + "…"
 
 
 def _key_problem(config: Config) -> str | None:
@@ -114,6 +151,26 @@ def _key_problem(config: Config) -> str | None:
     except ConfigError as exc:
         return "; ".join(exc.problems)
     return None
+
+
+_AS_THE_SERVICE = ("check everything as the service would (its user, its sandbox, its key): "
+                   "bgcut-watchd-check, as root (install.sh installs it)")
+
+
+def _key_consequence(config: Config) -> str:
+    """What a missing key means here: outside systemd, whether the service will have one is not
+    known (it gets the key as a credential, ``LoadCredential=``, from a root-only file)."""
+    if os.environ.get("CREDENTIALS_DIRECTORY"):
+        return "run and process will refuse to start"
+    key_file = config.api.api_key_file
+    if key_file is not None and os.path.lexists(key_file):  # there, but not for us
+        fine = ("fine for the service, which never reads that file: systemd hands it the key "
+                "as the credential api-key (LoadCredential= in the unit)")
+    else:
+        fine = ("the service gets the key from systemd as the credential api-key, so the "
+                "root-only file LoadCredential= names in the unit must exist")
+    return (f"{fine}; run and process started from this shell would need $BGCUT_API_KEY or a "
+            f"readable api.api_key_file; {_AS_THE_SERVICE}")
 
 
 def _ms_since(started_s: float) -> float:

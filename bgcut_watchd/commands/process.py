@@ -6,9 +6,14 @@ ends in the archive (or is deleted, ``on_success``) or in the quarantine. A file
 inbox's work area as a *detached* job (same journal and lock); its outputs go to the outbox (or
 DIR), mirroring its subfolder below the folder given; the copy is deleted when done and, on a
 failure, its ``.error.json`` goes beside where the outputs would have been. No copy ever enters
-a live folder's archive or quarantine. A copy whose outputs already exist with the recorded
-bytes is "up to date": nothing is paid again. See ``commands.process_inputs`` for how each PATH
-finds its folder (``--folder`` is required when several folders are configured).
+a live folder's archive or quarantine. Only the chosen folder's outbox, archive and quarantine
+are created when missing (no other folder's), and with ``--output DIR`` none at all: DIR and the
+job history (``state_dir``) are all a run writes, and its work area is ``DIR/.bgcut-work``
+(removed when empty), never the live inbox's, so the daemon never sees its jobs (one left
+unfinished there is resumed by nothing: remove it and run the command again). A copy whose
+outputs already exist with the recorded bytes is "up to date": nothing is paid again. See
+``commands.process_inputs`` for how each PATH finds its folder (``--folder`` is required when
+several folders are configured).
 
 ``--json`` prints ``{"ok", "stopped" (why it stopped early, or null), "results": [{"input",
 "outcome" (done, up_to_date, quarantined, failed, unfinished), "folder", "copied", "where" (the
@@ -32,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -53,14 +59,16 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from bgcut_watchd.commands.common import load, print_warnings
 from bgcut_watchd.commands.process_inputs import Input, collect_inputs
 from bgcut_watchd.commands.process_report import Result, document, job_ends, print_summary
-from bgcut_watchd.config.model import Config, variant_key
+from bgcut_watchd.config.folders import check_folders
+from bgcut_watchd.config.model import Config, FolderConfig, variant_key
 from bgcut_watchd.config.secrets import load_api_key
 from bgcut_watchd.control.pause import PauseReason
 from bgcut_watchd.control.tickets import JobTicket, Outcome, OutcomeKind
 from bgcut_watchd.daemon.logsetup import add_redaction
 from bgcut_watchd.daemon.wakeup import Wakeup
 from bgcut_watchd.engine import Engine
-from bgcut_watchd.exitcodes import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
+from bgcut_watchd.errors import ConfigError, UsageError
+from bgcut_watchd.exitcodes import EXIT_FAILURE, EXIT_OK
 from bgcut_watchd.fsops import make_dirs, sha256_of_regular_file, show_path
 from bgcut_watchd.job.duplicates import intact_earlier_outputs
 from bgcut_watchd.job.naming import output_names, relative_subfolder, split_name
@@ -127,7 +135,7 @@ class _Run:
 def run(args: argparse.Namespace) -> int:
     """Exit 0 when every input ended done, 1 otherwise, 2 for an unknown folder. Raises
     ConfigError (exit 78: a bad configuration or no API key)."""
-    config = load(args)
+    config = load(args, make=False)  # only the chosen folder's are made, once it is known
     api_key = load_api_key(config.api)
     for handler in logging.getLogger().handlers:
         add_redaction(handler, api_key)
@@ -141,7 +149,8 @@ def process_paths(config: Config, api_key: str, folder_name: str | None, paths: 
                   *, progress: bool, output_dir: Path | None = None,
                   as_json: bool = False) -> int:
     """Run every input of ``paths`` to its end; print a summary (or the JSON document); the
-    exit code."""
+    exit code. Raises UsageError (exit 2: an unknown folder, none chosen among several, an
+    unusable ``output_dir``), ConfigError (a folder cannot be created)."""
     if output_dir is not None:
         output_dir = output_dir.absolute()
     try:
@@ -149,8 +158,9 @@ def process_paths(config: Config, api_key: str, folder_name: str | None, paths: 
         if output_dir is not None:
             make_dirs(output_dir)
     except (ValueError, OSError) as exc:
-        print(f"process: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        raise UsageError(str(exc)) from exc
+    if collected.inputs:
+        config = _engine_config(config, collected.inputs[0].folder, output_dir)
     show_bar = progress and sys.stderr.isatty()
     bar: tqdm[Never] = tqdm(total=len(collected.inputs), file=sys.stderr, unit="file",
                            desc="process", disable=not show_bar)
@@ -168,6 +178,22 @@ def process_paths(config: Config, api_key: str, folder_name: str | None, paths: 
     else:
         print_summary(collected, run.results, ends, stopped)
     return EXIT_OK if ok else EXIT_FAILURE
+
+
+def _engine_config(config: Config, folder: FolderConfig, output_dir: Path | None) -> Config:
+    """The configuration the one-shot's engine runs: the chosen folder alone, its missing
+    outbox, archive and quarantine created (no other folder's); with ``output_dir``, nothing
+    created and its work area moved to ``output_dir`` (every input is a copy there, whose
+    outputs and error files go to ``output_dir``: the folder's outbox, archive and quarantine
+    are never used). Raises ConfigError when a folder cannot be created."""
+    if output_dir is not None:
+        folder = dataclasses.replace(folder, inbox=output_dir, outbox=output_dir)
+        return dataclasses.replace(config, folders=(folder,))
+    alone = dataclasses.replace(config, folders=(folder,))
+    problems, _ = check_folders(alone, make=True)
+    if problems:
+        raise ConfigError(problems)
+    return alone
 
 
 class _Signals:
@@ -215,6 +241,7 @@ def _run_engine(config: Config, api_key: str, inputs: list[Input],
             return stopped, job_ends(engine.ledger, run.results)
         finally:
             engine.close()
+            _remove_empty_work_area(inputs[0].output_dir)
 
 
 def _drive(engine: Engine, feed: deque[Input], run: _Run, signals: _Signals,
@@ -295,7 +322,18 @@ def _leave(run: _Run, feed: deque[Input]) -> None:
         run.finish(feed.popleft(), "unfinished", "not started: left untouched")
 
 
+def _remove_empty_work_area(output_dir: Path | None) -> None:
+    """``--output``'s work area (``DIR/.bgcut-work``, see ``_engine_config``) once no job is
+    left in it."""
+    if output_dir is not None:
+        with contextlib.suppress(OSError):
+            (output_dir / WORK_DIR_NAME).rmdir()
+
+
 def _left_note(item: Input) -> str:
+    if item.output_dir is not None:
+        return (f"left in {show_path(item.output_dir / WORK_DIR_NAME)}, which nothing resumes: "
+                "remove it and run the command again")
     return (f"left in {show_path(item.folder.inbox / WORK_DIR_NAME)}; the daemon resumes it at "
             "its next start")
 

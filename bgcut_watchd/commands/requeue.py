@@ -20,7 +20,7 @@ from typing import Literal
 
 from bgcut_watchd.commands.common import inbox_relpath, load, select_folder
 from bgcut_watchd.config.model import Config, FolderConfig
-from bgcut_watchd.errors import LocalDiskError
+from bgcut_watchd.errors import LocalDiskError, UsageError
 from bgcut_watchd.exitcodes import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 from bgcut_watchd.fsops import show_path
 from bgcut_watchd.job.quarantine import ERROR_SUFFIX, requeue
@@ -45,8 +45,13 @@ class Outcome:
 def run(args: argparse.Namespace) -> int:
     """Print what moved where (``--json``: ``{"ok", "moved": [{"folder", "from", "to"}],
     "errors"}``, ``from`` null with ``--all``); exit 0, 1 (unknown FILE, disk error) or 2
-    (unknown folder). Raises ConfigError (exit 78)."""
+    (unknown folder: a UsageError, which ``cli`` prints). Raises ConfigError (exit 78),
+    UsageError (exit 2)."""
     config = load(args, create_folders=False)
+    try:
+        select_folder(config, args.folder)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
     outcome = requeue_inputs(config, args.folder, list(args.files), everything=args.all)
     if args.json:
         print(json.dumps({"ok": outcome.exit_code == EXIT_OK, "moved": outcome.moved,

@@ -1,10 +1,10 @@
 """``bgcut-watchd status``: what every folder holds, from the disk, the ledger and the daemon.
 
-Cheap and read-only apart from the ledger creating itself: it scans each inbox (not ignored
+Read-only: it creates nothing (no ledger yet is "no jobs yet"). It scans each inbox (not ignored
 files), counts the job dirs of the work area and the ``.error.json`` files of the quarantine,
-reads the ledger's per-folder outcomes and last errors, and the live figures a running daemon
-writes to ``<state_dir>/status.json``. It never loads the API key. Whatever cannot be read
-(a state_dir the caller may not write, a missing inbox) becomes a note, never a traceback.
+reads the ledger's outcomes and last errors, and the live figures a running daemon writes to
+``<state_dir>/status.json``; never the API key. Whatever cannot be read (a state_dir the caller
+may not write, a missing inbox) becomes a note, never a traceback.
 
 Whether a daemon runs is asked of the lock every live daemon holds on
 ``<state_dir>/daemon.lock`` (``daemon.lock``), never of the status file, which outlives it.
@@ -45,7 +45,7 @@ and no API state is claimed; when the lock cannot be checked, the daemon's state
                     process calls: {"today": float, "this_month": float} (local days);
                     null when the ledger cannot be read
     recent_errors   the last 5 jobs with an error: {"job_id", "folder", "file", "outcome",
-                    "stage", "reason", "http_status", "error", "at"}
+                    "stage", "reason", "http_status", "error", "at" (UTC, to the second)}
     notes           list of strings: what could not be read, and why
 """
 
@@ -60,6 +60,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from bgcut_watchd.clock import iso_utc_seconds
 from bgcut_watchd.commands.common import load
 from bgcut_watchd.config.model import Config, FolderConfig
 from bgcut_watchd.daemon.lock import LOCK_NAME, REAPPEAR_S, daemon_alive
@@ -110,7 +111,7 @@ def collect_status(config: Config, reappear_s: float = REAPPEAR_S) -> dict[str, 
         "config": str(config.source) if config.source else None,
         "state_dir": str(state_dir),
         "daemon": {"running": alive, "pid": live.get("pid"),
-                   "updated_at": live.get("updated_at")},
+                   "updated_at": live.get("updated_at") and iso_utc_seconds(live["updated_at"])},
         "pause": live.get("pause") if alive else None,
         "state_dir_problem": problem,
         "folders": [_folder(f, stats, live_folders.get(f.name), notes) for f in config.folders],
@@ -138,7 +139,7 @@ def _credits(state_dir: Path, config: Config) -> dict[str, dict[str, float]] | N
     today = datetime.now().astimezone().date()
     first, last = month_bounds(today)
     try:
-        with Ledger(state_dir) as ledger:
+        with Ledger(state_dir, read_only=True) as ledger:
             day = ledger.credits_spent(today.isoformat(), today.isoformat())
             month = ledger.credits_spent(first, last)
     except (OSError, sqlite3.Error, ConfigError):
@@ -152,8 +153,10 @@ def _ledger_figures(state_dir: Path, notes: list[str], *, drop_in_progress: bool
     """Per-folder outcome counts and the last errors; with ``drop_in_progress`` (no daemon
     runs) no job counts as in progress."""
     try:
-        with Ledger(state_dir) as ledger:
+        with Ledger(state_dir, read_only=True) as ledger:
             stats, errors = ledger.folder_stats(), ledger.recent_errors(RECENT_ERRORS)
+        if not ledger.history_exists:
+            notes.append(f"no jobs yet: no job history in {state_dir} (the daemon starts it)")
         if drop_in_progress:
             for counts in stats.values():
                 counts["in_progress"] = 0
@@ -214,7 +217,7 @@ def _error(entry: ErrorEntry) -> dict[str, Any]:
     return {"job_id": entry.job_id, "folder": entry.folder, "file": entry.input_name,
             "outcome": entry.outcome, "stage": entry.stage, "reason": entry.reason,
             "http_status": entry.http_status, "error": entry.last_error,
-            "at": entry.updated_at}
+            "at": iso_utc_seconds(entry.updated_at)}
 
 
 def _why(exc: BaseException) -> str:
@@ -289,8 +292,8 @@ def _short_time(iso: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Print the table or the JSON document; exit 0 with a daemon running, 3 without, 1 when
-    that cannot be told. Never loads the API key; creates no folder but the ledger's. Raises
-    ConfigError (exit 78)."""
+    that cannot be told. Never loads the API key; creates nothing. Raises ConfigError (exit
+    78)."""
     doc = collect_status(load(args, create_folders=False))
     print(json.dumps(doc, indent=2) if args.json else render_table(doc))
     running = doc["daemon"]["running"]

@@ -105,19 +105,18 @@ def remove_empty_dirs(directory: Path, stop_at: Path) -> int:
 
 
 def apply_retention(folder: FolderConfig, now_s: float) -> None:
-    """Delete archived and quarantined inputs older than the folder's retention periods."""
+    """Delete archived and quarantined inputs older than the folder's retention periods; one
+    log line per period that is on, saying how many (0 included: the run is seen)."""
     if folder.archive is not None and folder.archive_retention_days > 0:
         cutoff_s = now_s - folder.archive_retention_days * DAY_S
         count = _expire(folder.archive, cutoff_s, pairs=False)
-        if count:
-            log.info("folder %s: deleted %d archived input(s) older than %d day(s)",
-                     folder.name, count, folder.archive_retention_days)
+        log.info("folder %s: deleted %d archived input(s) older than %d day(s)",
+                 folder.name, count, folder.archive_retention_days)  # 0 too: it ran
     if folder.quarantine_retention_days > 0:
         cutoff_s = now_s - folder.quarantine_retention_days * DAY_S
         count = _expire(folder.quarantine, cutoff_s, pairs=True)
-        if count:
-            log.info("folder %s: deleted %d quarantined input(s) older than %d day(s), with "
-                     "their error files", folder.name, count, folder.quarantine_retention_days)
+        log.info("folder %s: deleted %d quarantined input(s) older than %d day(s), with "
+                 "their error files", folder.name, count, folder.quarantine_retention_days)
 
 
 def _expire(root: Path, cutoff_s: float, *, pairs: bool) -> int:

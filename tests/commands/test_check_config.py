@@ -3,9 +3,11 @@ options of every command, before or after it."""
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import socket
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -44,8 +46,22 @@ def test_a_missing_key_is_a_warning_offline(tmp_path: Path,
                                             capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["check-config", "-c", str(_config(tmp_path))]) == 0
     out = capsys.readouterr().out
-    assert "no API key found" in out and "run and process will refuse to start" in out
+    assert "no API key found" in out and "would need $BGCUT_API_KEY" in out
     assert "configuration OK" in out
+
+
+def test_an_unreadable_key_file_says_how_the_service_gets_its_key(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """As the service's user, the root-only key file cannot be read: that is how it should be,
+    since the service gets the key from systemd (LoadCredential=), and the warning says so."""
+    key = tmp_path / "api-key"  # a folder: unreadable as a file, even for root
+    key.mkdir()
+    config = write_config(tmp_path, "http://127.0.0.1:9", api={"api_key_file": str(key)})
+    assert main(["check-config", "-c", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert f"cannot read {key}" in out
+    assert "LoadCredential=" in out and "bgcut-watchd-check" in out
+    assert "will refuse to start" not in out
 
 
 def test_online_without_a_key_exits_78_naming_where_it_looked(
@@ -87,6 +103,53 @@ def test_online_with_the_api_unreachable_exits_1(tmp_path: Path,
     config = _config(tmp_path, f"http://127.0.0.1:{_closed_port()}")
     assert main(["check-config", "-c", str(config), "--online"]) == 1
     assert "NOT reachable" in capsys.readouterr().out
+
+
+def test_online_says_why_in_plain_words_not_urllib3s_text(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("BGCUT_API_KEY", API_KEY)
+    config = _config(tmp_path, f"http://127.0.0.1:{_closed_port()}")
+    assert main(["check-config", "-c", str(config), "--online", "--json"]) == 1
+    detail = json.loads(capsys.readouterr().out)["online"]["detail"]
+    assert "connection refused" in detail and "ConnectionError" in detail
+    for raw in ("HTTPConnectionPool", "Max retries", "Caused by", "object at 0x"):
+        assert raw not in detail, detail
+
+
+class _HtmlPage(http.server.BaseHTTPRequestHandler):
+    """A proxy's or web server's error page where the API should be."""
+
+    def do_GET(self) -> None:
+        body = ("<!DOCTYPE html>\n<html><head><title>502 Bad Gateway</title></head><body>"
+                + "<h1>Bad Gateway</h1><p>The proxy could not reach the upstream.</p>" * 20
+                + "</body></html>").encode()
+        self.send_response(502)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_online_summarises_an_html_page_to_its_status_and_first_words(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("BGCUT_API_KEY", API_KEY)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _HtmlPage)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        config = _config(tmp_path, f"http://127.0.0.1:{server.server_address[1]}")
+        assert main(["check-config", "-c", str(config), "--online", "--json"]) == 1
+    finally:
+        server.shutdown()
+        server.server_close()
+    detail = json.loads(capsys.readouterr().out)["online"]["detail"]
+    assert "HTTP 502" in detail and "Bad Gateway" in detail
+    assert "<" not in detail and len(detail) <= 300, detail
 
 
 def test_json_lists_folders_and_a_bad_config_as_problems(

@@ -63,3 +63,44 @@ def test_every_json_key_is_in_the_readme(tmp_path: Path, emulator: FakeApiServer
     documented = set(re.findall(r"[`{, ]([a-z_]+)(?=[`},])", _section()))
     missing = {name: sorted(_keys(doc) - documented) for name, doc in documents.items()}
     assert missing == {name: [] for name in documents}
+
+
+ERROR_KEYS = {"ok", "error", "problems"}
+
+
+def test_a_configuration_error_is_the_documented_error_document(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = write_config(tmp_path, "http://127.0.0.1:9")
+    config.write_text(config.read_text().replace("[daemon]", "[deamon]"))
+    for command in (["status"], ["check-config"], ["explain", str(tmp_path / "x.jpg")]):
+        capsys.readouterr()
+        assert main([*command, "-c", str(config), "--json"]) == 78, command
+        doc = json.loads(capsys.readouterr().out)
+        assert set(doc) == ERROR_KEYS, command
+        assert doc["ok"] is False and doc["error"]["kind"] == "config"
+        assert 'deamon: unknown key (did you mean "daemon"?)' in doc["problems"]
+    assert '"error": {"kind"' in _section()  # documented
+
+
+def test_a_usage_error_is_the_same_document(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BGCUT_API_KEY", API_KEY)
+    config = write_config(tmp_path, "http://127.0.0.1:9", folders=("studio", "shop"))
+    photo = make_valid_jpeg(tmp_path, "a.jpg")
+    capsys.readouterr()
+    assert main(["process", "-c", str(config), "--json", str(photo)]) == 2
+    out, err = capsys.readouterr()
+    doc = json.loads(out)
+    assert set(doc) == ERROR_KEYS and doc["error"]["kind"] == "usage"
+    assert "2 folders are configured (studio, shop)" in doc["error"]["message"]
+    assert doc["problems"] == [doc["error"]["message"]]
+    # without --json: the same message, as text on stderr
+    assert main(["process", "-c", str(config), str(photo)]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and "process: 2 folders are configured (studio, shop)" in err
+    # requeue's unknown folder: the same document
+    assert main(["requeue", "-c", str(config), "--json", "--folder", "nope", "--all"]) == 2
+    doc = json.loads(capsys.readouterr().out)
+    assert set(doc) == ERROR_KEYS and doc["error"]["kind"] == "usage"
+    assert "requeue: no folder named 'nope'" in doc["error"]["message"]

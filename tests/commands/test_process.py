@@ -384,6 +384,30 @@ def test_output_dir_gets_the_outputs_and_nothing_else_is_touched(
     assert "in-inbox.full.png" in capsys.readouterr().out
 
 
+def test_output_dir_creates_no_folder_and_no_work_area_in_a_live_inbox(
+    tmp_path: Path, emulator: FakeApiServer,
+) -> None:
+    """``--output DIR`` writes into DIR (and the job history) only: no folder's outbox, archive
+    or quarantine is created, the chosen one's or another's, and the live inbox gets no work
+    area (the one-shot's is DIR/.bgcut-work, removed when empty)."""
+    config = write_config(tmp_path, emulator.base_url, folders=("studio", "shop"))
+    inbox = tmp_path / "studio" / "inbox"
+    make_valid_jpeg(inbox, "in-inbox.jpg")
+    src = _mkdir(tmp_path / "src")
+    make_valid_jpeg(src, "outside.jpg")
+    out = tmp_path / "delivery"
+    assert main(["process", "-c", str(config), "--folder", "studio", "--output", str(out),
+                 str(inbox), str(src)]) == 0
+    for name in ("studio", "shop"):
+        for kind in ("outbox", "archive", "quarantine"):
+            assert not (tmp_path / name / kind).exists(), f"{name}/{kind}"
+    assert os.listdir(inbox) == ["in-inbox.jpg"]
+    assert os.listdir(tmp_path / "shop" / "inbox") == []
+    assert sorted(os.listdir(out)) == sorted(
+        f"{stem}.{variant}" for stem in ("in-inbox", "outside")
+        for variant in ("full.png", "thumb.webp", "white.jpg"))
+
+
 def test_running_process_twice_pays_once_and_makes_no_second_set(
     tmp_path: Path, emulator: FakeApiServer, capsys: pytest.CaptureFixture[str],
 ) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -113,18 +114,56 @@ def test_table_shows_the_same_figures_and_the_last_error(
     assert any('"notes.jpg": quarantined at validate: invalid_image' in line for line in lines)
 
 
-def test_an_empty_state_dir_works_and_creates_only_the_ledger(
+def test_every_timestamp_has_the_one_precision_of_error_files(
+    tmp_path: Path, emulator: FakeApiServer, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``recent_errors[].at`` came with microseconds, ``daemon.updated_at`` and the error files
+    to the second: one formatter (``clock.iso_utc_seconds``) for every time status shows."""
+    config = _one_done_one_quarantined(tmp_path, emulator, monkeypatch, capsys)
+    doc = _status_json(config, capsys)
+    [error] = doc["recent_errors"]
+    error_file = json.loads((tmp_path / "studio" / "quarantine" / "notes.jpg.error.json")
+                            .read_text())
+    seconds = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00"
+    assert re.fullmatch(seconds, error["at"]), error["at"]
+    assert re.fullmatch(seconds, error_file["quarantined_at"])
+
+
+def test_a_missing_state_dir_is_no_jobs_yet_and_status_creates_nothing(
     tmp_path: Path, emulator: FakeApiServer, capsys: pytest.CaptureFixture[str],
 ) -> None:
+    """status is read-only: run as root before the daemon's first start, it used to create
+    state_dir and the ledger, root-owned, which the daemon's user then could not write."""
     config = write_config(tmp_path, emulator.base_url)
     shutil.rmtree(tmp_path / "studio")  # not even the inbox exists yet
     doc = _status_json(config, capsys)
     [folder] = doc["folders"]
     assert (folder["done"], folder["quarantined"], doc["recent_errors"]) == (0, 0, [])
+    assert doc["credits"] == {"studio": {"today": 0.0, "this_month": 0.0}}
     assert folder["waiting"] is None  # the inbox does not exist yet: a note, no traceback
     assert any("inbox of studio" in note for note in doc["notes"])
+    assert any("no jobs yet" in note for note in doc["notes"])
     assert not (tmp_path / "studio").exists()  # status creates no folder
-    assert (tmp_path / "state" / "ledger.sqlite3").exists()
+    assert not (tmp_path / "state").exists()  # nor the state folder, nor the ledger
+
+
+def test_status_opens_the_ledger_read_only(
+    tmp_path: Path, emulator: FakeApiServer, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    config = _one_done_one_quarantined(tmp_path, emulator, monkeypatch, capsys)
+    state = tmp_path / "state"
+    for extra in state.glob("ledger.sqlite3-*"):  # -wal, -shm: gone once the last writer closed
+        extra.unlink()
+    before = sorted(p.name for p in state.iterdir())
+    ledger = state / "ledger.sqlite3"
+    ledger_before = ledger.read_bytes()
+    doc = _status_json(config, capsys)
+    assert doc["folders"][0]["done"] == 1
+    assert ledger.read_bytes() == ledger_before  # not migrated, not written
+    assert sorted(p.name for p in state.iterdir() if not p.name.endswith(("-wal", "-shm"))) \
+        == before
 
 
 def test_an_unusable_state_dir_degrades_to_a_note(

@@ -108,3 +108,9 @@ def test_retention_runs_at_start_then_once_an_hour_and_says_so(
         keeper.tick()  # the hour is up
         assert files_under(tmp_path) == []
         assert len(caplog.records) == 4
+        now["mono"] += RETENTION_EVERY_S
+        keeper.tick()  # nothing old: every run says so, 0 included
+        said = [r.getMessage() for r in caplog.records[4:]]
+        assert said == ["folder studio: deleted 0 archived input(s) older than 1 day(s)",
+                        "folder studio: deleted 0 quarantined input(s) older than 1 day(s), "
+                        "with their error files"]

@@ -65,12 +65,23 @@ def test_install_three_times_then_uninstall_into_a_temporary_root(tmp_path: Path
     assert not (REPO / "build").exists()  # built from a copy, not in the checkout
     assert config.read_text().startswith("# bgcut-watchd configuration")
     assert f'api_key_file = "{key}"' in config.read_text()  # relocated with the prefix
+    # the state folder exists before systemd first starts the unit (StateDirectory= would make
+    # it only then), so that check-config as the service's user finds it
+    state = root / "var" / "lib" / NAME
+    assert state.is_dir() and mode(state) == 0o750
     assert mode(config) == 0o640
     service = directives(unit.read_text())
     assert service["Service.ExecStart"] == [f"{venv}/bin/{NAME} run -c {config}"]
     assert service["Service.LoadCredential"] == [f"api-key:{key}"]
     assert service["Unit.Documentation"] == [f"file://{root}/opt/{NAME}/README.md"]
     assert (root / "opt" / NAME / "README.md").is_file()
+    # the check that runs check-config --online inside the unit's sandbox, paths relocated
+    check = root / "usr" / "local" / "sbin" / f"{NAME}-check"
+    assert mode(check) == 0o755
+    assert f"EXEC={venv}/bin/{NAME}\n" in check.read_text()
+    assert f"CONFIG={config}\n" in check.read_text()
+    # the closing message: commands that work as root without sudo, the check among them
+    assert str(check) in first.stdout and "sudo -u" not in first.stdout
     shipped = directives((REPO / "systemd" / f"{NAME}.service").read_text())
     changed = {k for k in shipped.keys() | service.keys() if shipped.get(k) != service.get(k)}
     assert changed == {"Service.ExecStart", "Service.LoadCredential", "Unit.Documentation"}
@@ -106,7 +117,7 @@ def test_install_three_times_then_uninstall_into_a_temporary_root(tmp_path: Path
     (inbox / "waiting.jpg").write_bytes(b"not yet processed")
     run_install(root, "--uninstall")
     assert not (root / "opt" / NAME).exists()
-    assert not unit.exists()
+    assert not unit.exists() and not check.exists()
     assert config.read_text().endswith("# edited by the administrator\n")
     assert key.read_text() == "KEY-one-1234\n"
     assert (inbox / "waiting.jpg").read_bytes() == b"not yet processed"
@@ -131,3 +142,33 @@ def test_bad_arguments_fail_before_anything_is_installed(
     assert result.returncode != 0
     assert message in result.stderr
     assert not (root / "opt").exists() and not (root / "etc").exists()
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("runuser") is None,
+                    reason="needs root and runuser (util-linux)")
+def test_a_python_the_service_user_cannot_run_is_refused_clearly() -> None:
+    """A python3 first on root's PATH (a pyenv shim under /root) made a virtualenv the
+    service's user could not run: install.sh now checks, as that user, right after making it."""
+    import tempfile
+
+    top = Path(tempfile.mkdtemp(prefix="bgcut-install-"))  # under /tmp, not pytest's 0700 dirs
+    try:
+        top.chmod(0o755)
+        private = top / "root-only"
+        private.mkdir(mode=0o700)
+        (private / "python3").symlink_to(os.path.realpath(sys.executable))
+
+        def install_venv(python: Path) -> subprocess.CompletedProcess[str]:
+            # install.sh's functions without its last line (main "$@"), then one of them
+            script = (f"set -euo pipefail; source <(sed '$d' {INSTALL}); prefix=''; "
+                      f"user=nobody; OPT={top}/opt; VENV=$OPT/venv; python={python}; "
+                      "venv_args=--without-pip; install_venv")
+            return subprocess.run(["bash", "-c", script], capture_output=True, text=True,
+                                  timeout=120, check=False)
+
+        refused = install_venv(private / "python3")
+        assert refused.returncode == 1
+        assert "the service's user nobody cannot run" in refused.stderr
+        assert "--python" in refused.stderr
+    finally:
+        shutil.rmtree(top)
