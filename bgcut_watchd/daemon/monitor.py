@@ -13,7 +13,6 @@ share one cache; split, each would read the folders and the status on its own.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import socket
@@ -26,10 +25,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from bgcut_watchd import __version__
-from bgcut_watchd.config.model import Config, FolderConfig
+from bgcut_watchd.config.model import Config
 from bgcut_watchd.config.secrets import load_http_token
 from bgcut_watchd.daemon.cache import Cached
 from bgcut_watchd.daemon.events import StateWatch
+from bgcut_watchd.daemon.history import history_report
 from bgcut_watchd.daemon.metrics import API_SCOPE, DaemonMetrics, LiveFigures, folder_scope
 from bgcut_watchd.daemon.notify import EventNotifier, targets_for
 from bgcut_watchd.daemon.status import StatusReporter
@@ -45,9 +45,7 @@ from bgcut_watchd.engine import Engine
 from bgcut_watchd.engine.budget import month_bounds
 from bgcut_watchd.engine.observe import QUARANTINED, JobReport
 from bgcut_watchd.errors import LocalDiskError
-from bgcut_watchd.job.naming import split_name
 from bgcut_watchd.job.quarantine import requeue
-from bgcut_watchd.ledger import FinishedEntry
 
 if TYPE_CHECKING:
     from bgcut_watchd.daemon.http import HttpListener
@@ -60,7 +58,6 @@ LIVE_TTL_S = 1.0            # how long live figures, done-today counts, credits 
                             # quarantine listings are reused (a listing is scanned again
                             # only when its folders changed: QuarantineIndex)
 LISTEN_RETRY_S = 30.0
-ARCHIVE_NAMES = 10          # an archived input is looked for as name, stem-1 ... stem-9
 Credits = tuple[dict[str, float], dict[str, float]]  # per folder: today, this month
 
 
@@ -349,45 +346,6 @@ class Monitor:
                        has_input=r.input_path is not None and os.path.lexists(r.input_path),
                        has_output=bool(r.outputs))
                 for r in reversed(reports)]
-
-
-def history_report(entry: FinishedEntry, folder: FolderConfig | None) -> JobReport:
-    """A job of the history as the page lists it: a quarantined job's input is the one path
-    the ledger records for it (no output); a done job's input is where it was archived."""
-    finished_at_s = entry.finished_at.timestamp()
-    if entry.outcome == QUARANTINED:
-        return JobReport(entry.job_id, entry.folder, entry.input_name, entry.outcome,
-                         next(iter(entry.outputs), None), (), finished_at_s)
-    return JobReport(entry.job_id, entry.folder, entry.input_name, entry.outcome,
-                     archived_input(entry, folder), entry.outputs, finished_at_s)
-
-
-def archived_input(entry: FinishedEntry, folder: FolderConfig | None) -> Path | None:
-    """Where a done job's input was archived, if it still is: in the archive's subfolder of
-    the job's first output, under its name or the first ``stem-N`` names (the one holding the
-    input's bytes when several exist). None when the folder deletes its inputs, the job made
-    no output in its outbox, or no candidate is left."""
-    if folder is None or folder.archive is None or folder.on_success != "archive" \
-            or not entry.outputs:
-        return None
-    try:
-        subfolder = entry.outputs[0].parent.relative_to(folder.outbox)
-    except ValueError:
-        return None
-    stem, suffix = split_name(entry.input_name)
-    names = [entry.input_name, *(f"{stem}-{n}{suffix}" for n in range(1, ARCHIVE_NAMES))]
-    found = [p for p in (folder.archive / subfolder / n for n in names) if p.is_file()]
-    if len(found) <= 1 or entry.sha256 is None:
-        return next(iter(found), None)
-    return next((p for p in found if _sha256_of(p) == entry.sha256), None)
-
-
-def _sha256_of(path: Path) -> str | None:
-    try:
-        with path.open("rb") as stream:
-            return hashlib.file_digest(stream, "sha256").hexdigest()
-    except OSError:
-        return None
 
 
 def _waiting(folder: dict[str, Any]) -> int:
