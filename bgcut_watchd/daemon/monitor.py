@@ -195,9 +195,10 @@ class Monitor:
             credits_month=None if credits is None else credits[1].get(f.name),
             next_try=next_tries.get(f.name),
         ) for f in self.config.folders]
+        healthy, why = self.health()
         return PageData(host=self._host, version=__version__, now=datetime.now().astimezone(),
                         api_pause=self._api_pause(), folders=rows, jobs=self._job_rows(),
-                        quarantine=quarantine)
+                        quarantine=quarantine, unhealthy=None if healthy else why)
 
     def status_document(self) -> dict[str, Any]:
         assert self._view is not None

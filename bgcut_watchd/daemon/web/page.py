@@ -70,6 +70,7 @@ class PageData:
     folders: Sequence[FolderRow]
     jobs: Sequence[JobRow]
     quarantine: Mapping[str, QuarantineList] = field(default_factory=dict)
+    unhealthy: str | None = None  # why /healthz says 503 (a stuck job, a hung main loop)
 
 
 def render_page(data: PageData, csrf: str, notice: str = "") -> str:
@@ -90,7 +91,7 @@ def render_main(data: PageData, csrf: str, notice: str = "") -> str:
     parts = [f"<main id=\"main\" data-refresh-s=\"{REFRESH_S}\">"]
     if notice:
         parts.append(f"<p class=\"notice\" role=\"status\">{escape(notice)}</p>")
-    parts += [_api(data.api_pause, csrf), _folders(data.folders), _jobs(data.jobs),
+    parts += [_api(data.api_pause, csrf, data.unhealthy), _folders(data.folders), _jobs(data.jobs),
               _quarantine(data.quarantine, csrf),
               f"<p class=\"updated\">Updated {data.now:%H:%M:%S}</p>", "</main>"]
     return "\n".join(parts)
@@ -111,13 +112,16 @@ def _form(action: str, csrf: str, label: str, fields: Mapping[str, str] | None =
             f"<button type=\"submit\"{tip}>{escape(label)}</button></form>")
 
 
-def _api(pause: ApiPause | None, csrf: str) -> str:
+def _api(pause: ApiPause | None, csrf: str, unhealthy: str | None = None) -> str:
+    health = ("" if unhealthy is None else "<p class=\"unhealthy\" role=\"alert\"><strong>Not "
+              f"healthy:</strong> {escape(unhealthy)}.</p>")
     if pause is None:
-        return "<section id=\"api\"><h2>API</h2><p class=\"ok\">Running.</p></section>"
+        state = "" if unhealthy is not None else "<p class=\"ok\">Running.</p>"
+        return f"<section id=\"api\"><h2>API</h2>{health}{state}</section>"
     when = ("a probe is running now" if pause.probing or pause.next_try is None
             else f"next try {pause.next_try:%H:%M:%S}")
     detail = f" <span class=\"detail\">({escape(pause.detail)})</span>" if pause.detail else ""
-    return ("<section id=\"api\"><h2>API</h2><p class=\"paused\"><strong>Paused:</strong> "
+    return (f"<section id=\"api\"><h2>API</h2>{health}<p class=\"paused\"><strong>Paused:</strong> "
             f"{escape(pause_words(pause.reason))}; {escape(when)}.{detail}</p>"
             + _form("/resume", csrf, "Resume now",
                     title="End the pause now (after fixing the key or buying credits)")
