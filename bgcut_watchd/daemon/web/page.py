@@ -8,13 +8,14 @@ No external asset: the daemon may have no internet access.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from html import escape
 
-from bgcut_watchd.daemon.web.listing import QuarantineList
+from bgcut_watchd.daemon.web.listing import QuarantinedFile, QuarantineList
 from bgcut_watchd.daemon.web.words import pause_words, reason_words
 
 REFRESH_S = 5
@@ -185,6 +186,21 @@ def _thumb(job: JobRow, which: str, label: str) -> str:
             f"alt=\"{label}: {_name(job.relpath)}\" loading=\"lazy\">")
 
 
+_CSRF_SLOT = "\x00csrf\x00"  # in a cached item, where the page's token goes
+
+
+@functools.lru_cache(maxsize=1024)
+def _quarantined_item(folder: str, f: QuarantinedFile) -> str:
+    """One quarantined file's list item, the token left as ``_CSRF_SLOT`` (an open page asks
+    every few seconds; the items change only when the quarantine does)."""
+    return (f"<li data-file=\"{escape(f.key)}\"><span class=\"file\">{_name(f.relpath)}</span>: "
+            f"<span class=\"reason\">{escape(reason_words(f.reason))}</span>"
+            + (f" <span class=\"detail\">({escape(f.detail[:300])})</span>" if f.detail else "")
+            + " " + _form("/requeue", _CSRF_SLOT, "Requeue", {"folder": folder, "file": f.key},
+                          title="Move it back into the inbox, to be processed again")
+            + "</li>")
+
+
 def _name(relpath: str) -> str:
     """A path for people: undecodable bytes shown as \\xNN, escaped for HTML."""
     shown = os.fsencode(relpath).decode("utf-8", "backslashreplace")
@@ -203,13 +219,8 @@ def _quarantine(lists: Mapping[str, QuarantineList], csrf: str) -> str:
 
 
 def _folder_quarantine(folder: str, quarantined: QuarantineList, csrf: str) -> str:
-    rows = "".join(
-        f"<li data-file=\"{escape(f.key)}\"><span class=\"file\">{_name(f.relpath)}</span>: "
-        f"<span class=\"reason\">{escape(reason_words(f.reason))}</span>"
-        + (f" <span class=\"detail\">({escape(f.detail[:300])})</span>" if f.detail else "")
-        + " " + _form("/requeue", csrf, "Requeue", {"folder": folder, "file": f.key},
-                      title="Move it back into the inbox, to be processed again")
-        + "</li>" for f in quarantined.files)
+    rows = "".join(_quarantined_item(folder, f) for f in quarantined.files)
+    rows = rows.replace(_CSRF_SLOT, escape(csrf))
     more = quarantined.total - len(quarantined.files)
     tail = f"<p>... and {more} more.</p>" if more > 0 else ""
     return (f"<div class=\"qfolder\" data-folder=\"{escape(folder)}\"><h3>{escape(folder)} "
