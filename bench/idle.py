@@ -11,23 +11,41 @@ costs), and one folder set whose inbox has 1,000 subfolders, watched recursively
 Also read at the end of each window: the daemon's peak RSS and its inotify watches (the
 ``inotify wd:`` lines of ``/proc/PID/fdinfo`` of its inotify descriptors). The periodic rescan
 (every 300 s by default) is not in the window.
+
+Then the status page's cost, in one run on one folder whose quarantine holds 2,000 files (each
+with its ``.error.json``): the listener off, off again (the two give the noise band), on but
+never visited, and on with the page refreshed every 5 s and ``/metrics`` scraped every 15 s (an
+open browser tab and Prometheus). These cases set the listener themselves, whatever ``--http``.
+Their CPU time is the process's (``/proc/PID/stat``: every thread, including the ones that
+ended, in 10 ms ticks: the listener answers each request on a thread of its own, which
+``schedstat`` of the live threads would miss), over 60 s (20 s in quick mode).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from bench.figures import Figure, at_most, info
-from bench.harness import API_KEY, Daemon, Emulator, Settings, make_config, wait_for
+from bench.harness import (
+    API_KEY,
+    Daemon,
+    Emulator,
+    HttpVisitor,
+    Settings,
+    make_config,
+    wait_for,
+)
 
 NAME = "idle"
 FOLDERS = 10
 SUBFOLDERS = 1000
 SETTLE_S = 3.0
 TARGET_CPU_S_PER_MIN = 0.2
+QUARANTINED = 2000
 
 
 @dataclass(frozen=True)
@@ -39,6 +57,13 @@ class Case:
     folders: int
     subfolders: int
     target: bool
+    listener: str = ""      # "": as --http says; "off", "quiet" (on, never visited), "visited"
+    quarantined: int = 0    # files (with their error file) in each folder's quarantine
+
+    @property
+    def all_threads(self) -> bool:
+        """CPU of every thread, ended ones included (10 ms ticks), over a longer window."""
+        return bool(self.listener)
 
 
 CASES = (
@@ -46,6 +71,11 @@ CASES = (
     Case(f"{FOLDERS} folders, polling every 5 s", "polling", FOLDERS, 0, target=False),
     Case(f"1 folder with {SUBFOLDERS:,} subfolders, inotify", "inotify", 1, SUBFOLDERS,
          target=True),
+    *(Case(f"1 folder, {QUARANTINED:,} quarantined, listener {label}", "inotify", 1, 0,
+           target=True, listener=listener, quarantined=QUARANTINED)
+      for label, listener in (("off", "off"), ("off (again: the noise band)", "off"),
+                              ("on, never visited", "quiet"),
+                              ("on, page every 5 s and /metrics every 15 s", "visited"))),
 )
 
 
@@ -65,8 +95,12 @@ def run(settings: Settings) -> list[Figure]:
     figures: list[Figure] = []
     with Emulator(root / "emulator") as api:
         for number, case in enumerate(CASES):
-            reading = idle_reading(api, root / f"case{number}", case, window_s)
-            figures += case_figures(case, reading, window_s, scaled)
+            case_window_s = float(settings.pick(60, 20)) if case.all_threads else window_s
+            reading = idle_reading(api, root / f"case{number}", case, case_window_s)
+            figures += case_figures(case, reading, case_window_s,
+                                    scaled if case_window_s == window_s else
+                                    "" if case_window_s == 60 else
+                                    f"measured over {case_window_s:g} s, scaled to 60 s; ")
     return figures
 
 
@@ -87,21 +121,44 @@ def case_figures(case: Case, reading: Reading, window_s: float, scaled: str) -> 
 def idle_reading(api: Emulator, root: Path, case: Case, window_s: float) -> Reading:
     """The daemon's CPU seconds during ``window_s`` of idling, its peak RSS and watches."""
     names = [f"folder{n:02d}" for n in range(case.folders)]
+    http = {} if not case.listener else {
+        "http": None if case.listener == "off" else {"listen": "127.0.0.1:0"}}
     config = make_config(root, api.base_url, folders=names,
-                         folder={"watch": case.mode, "poll_interval_s": 5.0})
+                         folder={"watch": case.mode, "poll_interval_s": 5.0}, **http)
     for name in names:
         for sub in range(case.subfolders):
             (root / name / "inbox" / f"sub{sub:04d}").mkdir()
+        fill_quarantine(root / name / "quarantine", case.quarantined)
+    status_file = root / "state" / "status.json"
     with Daemon(config, API_KEY) as daemon:
-        wait_for(lambda: (root / "state" / "status.json").exists(), timeout_s=30,
-                 what="the daemon's first status report")
+        wait_for(status_file.exists, timeout_s=30, what="the daemon's first status report")
+        if case.listener == "visited" and daemon.visitor is None:
+            daemon.visitor = HttpVisitor(status_file)
+        elif case.listener in ("off", "quiet") and daemon.visitor is not None:
+            daemon.visitor.stop()
+            daemon.visitor = None
         time.sleep(SETTLE_S)  # let start-up work (imports, scan, first report) finish
-        before = daemon.run_time_s()
+        cpu_s = daemon.cpu_seconds if case.all_threads else daemon.run_time_s
+        before = cpu_s()
         time.sleep(window_s)  # the quiet window being measured
-        used = daemon.run_time_s() - before
+        used = cpu_s() - before
         reading = Reading(used, daemon.peak_rss_bytes(), inotify_watches(daemon.pid))
         daemon.stop()
     return reading
+
+
+def fill_quarantine(quarantine: Path, count: int) -> None:
+    """``count`` quarantined inputs, each with an ``.error.json`` like the daemon writes."""
+    quarantine.mkdir(parents=True, exist_ok=True)
+    for number in range(count):
+        name = f"bad{number:05d}.png"
+        (quarantine / name).write_bytes(b"not an image")
+        record: dict[str, object] = {
+            "file": name, "folder": "folder00", "stage": "validate", "reason": "not_an_image",
+            "http_status": None, "detail": "cannot identify image file", "attempts": 1,
+            "sha256": None, "variants": [], "first_seen": "2026-01-01T00:00:00Z",
+            "quarantined_at": "2026-01-01T00:00:01Z"}
+        (quarantine / (name + ".error.json")).write_text(json.dumps(record), "utf-8")
 
 
 def inotify_watches(pid: int) -> int:

@@ -219,8 +219,9 @@ class FinishedEntry:
     folder: str
     input_name: str
     outcome: str
-    outputs: tuple[Path, ...]
+    outputs: tuple[Path, ...]   # a quarantined job's one "output" is its quarantined input
     finished_at: datetime
+    sha256: str | None = None   # the input's
 
 
 class Ledger:
@@ -411,13 +412,13 @@ class Ledger:
     def recent_finished(self, limit: int) -> list[FinishedEntry]:
         """The ``limit`` jobs done or quarantined last, newest first. Raises sqlite3.Error."""
         rows = self._fetch(
-            "SELECT job_id, folder, input_name, outcome, outputs, updated_at FROM jobs"
+            "SELECT job_id, folder, input_name, outcome, outputs, updated_at, sha256 FROM jobs"
             " WHERE outcome IN ('done', 'quarantined') ORDER BY updated_at DESC, rowid DESC"
             " LIMIT ?", (limit,))
         return [FinishedEntry(job_id, folder, name, outcome,
                               tuple(Path(p) for p in json.loads(outputs)),
-                              datetime.fromisoformat(at))
-                for job_id, folder, name, outcome, outputs, at in rows]
+                              datetime.fromisoformat(at), sha256)
+                for job_id, folder, name, outcome, outputs, at, sha256 in rows]
 
     def _execute(self, sql: str, params: Sequence[Any]) -> sqlite3.Cursor:
         with self._lock:

@@ -24,6 +24,9 @@ and no API state is claimed; when the lock cannot be checked, the daemon's state
                      "next_try_in_s"}
     state_dir_problem  null, or what is wrong with the state folder (full, the ledger or the
                     status file not writable, the lock not held), from the daemon or seen here
+    health          null (no daemon runs), or the running daemon's /healthz verdict at its
+                    last report: {"ok": bool, "reason": str} (reason "ok", or e.g. "a job
+                    has shown no progress for over 60s")
     folders         list, in configuration order, of:
       name          the folder's name
       inbox         its inbox path
@@ -114,6 +117,7 @@ def collect_status(config: Config, reappear_s: float = REAPPEAR_S) -> dict[str, 
                    "updated_at": live.get("updated_at") and iso_utc_seconds(live["updated_at"])},
         "pause": live.get("pause") if alive else None,
         "state_dir_problem": problem,
+        "health": live.get("health") if alive else None,
         "folders": [_folder(f, stats, live_folders.get(f.name), notes) for f in config.folders],
         "credits": _credits(state_dir, config),
         "recent_errors": [_error(e) for e in errors],

@@ -4,7 +4,9 @@ Off unless ``[http] listen`` is set. werkzeug's threaded WSGI server runs on a t
 own and answers from the daemon's live figures (:class:`Backend`); it never takes a lock the
 workers hold for long, so a slow client cannot slow a job. Bounds: at most
 ``MAX_CONNECTIONS`` connections at once (more are closed at once), ``REQUEST_TIMEOUT_S`` per
-socket read, request bodies of ``MAX_BODY_BYTES``.
+socket read, ``REQUEST_DEADLINE_S`` per connection from its accept (then its socket is shut
+down, whatever it is doing: a client that sends a header line now and then cannot keep a slot),
+request bodies of ``MAX_BODY_BYTES``.
 
 Who may ask: with ``token_file``, every request must carry ``Authorization: Bearer <token>``;
 without it (loopback only, the loader makes sure) the ``Host`` header must name a loopback
@@ -31,7 +33,7 @@ log = logging.getLogger("bgcut_watchd.daemon.http")
 
 MAX_CONNECTIONS = 16
 REQUEST_TIMEOUT_S = 10.0
-IDLE_POLL_S = 5.0  # the serving loop's idle wake-ups (stop wakes it with a connection)
+REQUEST_DEADLINE_S = 15.0
 
 
 class _QuietHandler(WSGIRequestHandler):
@@ -64,13 +66,25 @@ class _Server(ThreadedWSGIServer):
             raise
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
+        deadline = threading.Timer(REQUEST_DEADLINE_S, _cut, (request, client_address))
+        deadline.daemon = True
+        deadline.start()
         try:
             super().process_request_thread(request, client_address)
         finally:
+            deadline.cancel()
             self._slots.release()
 
     def log(self, type: str, message: str, *args: Any) -> None:
         log.debug("http: " + message, *args)
+
+
+def _cut(request: socket.socket, client_address: Any) -> None:
+    """The connection's deadline passed: shut its socket down (its handler's read or write
+    fails at once and the slot is freed)."""
+    log.info("http: %s took over %.0fs, connection cut", client_address[0], REQUEST_DEADLINE_S)
+    with contextlib.suppress(OSError):
+        request.shutdown(socket.SHUT_RDWR)
 
 
 class HttpListener:
@@ -99,21 +113,22 @@ class HttpListener:
             app = WebApp(self.backend, token=self.token, port=port, listen_host=self.host)
             self._server = _Server(self.host, port, app, handler=_QuietHandler,
                                    fd=sock.fileno())
+        # poll_interval None: the loop sleeps in poll() until a connection comes, no idle
+        # wake-ups; stop() wakes it by shutting the listening socket down
         self._thread = threading.Thread(target=self._server.serve_forever,
-                                        kwargs={"poll_interval": IDLE_POLL_S}, daemon=True,
+                                        kwargs={"poll_interval": None}, daemon=True,
                                         name="bgcut-http")
         self._thread.start()
 
     def stop(self) -> None:
-        """Stop serving: ask the loop to end, and wake its wait with one connection."""
+        """Stop serving: ask the loop to end, and wake its wait by shutting the listening
+        socket down (Linux wakes a poll() on it; until the loop sees the request it may turn
+        once or twice on the failing accept)."""
         if self._server is None or self._thread is None:
             return
         stopper = threading.Thread(target=self._server.shutdown, daemon=True)
         stopper.start()
-        host = "127.0.0.1" if self.host in ("0.0.0.0", "") else "::1" if self.host == "::" \
-            else self.host
-        with contextlib.suppress(OSError), socket.create_connection(
-                (host, self._server.port), timeout=1.0):
-            pass
-        stopper.join(timeout=IDLE_POLL_S + 1)
+        with contextlib.suppress(OSError):
+            self._server.socket.shutdown(socket.SHUT_RDWR)
+        stopper.join(timeout=5)
         self._thread.join(timeout=5)

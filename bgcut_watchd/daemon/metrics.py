@@ -3,7 +3,9 @@
 Counters and the histogram are fed by the engine's observer (jobs that ended, API requests);
 the gauges are read from the live figures at each scrape (:class:`LiveFigures`). Label values
 are bounded: folder names from the configuration, endpoint names, HTTP status codes, pause
-scopes and reasons; never a file name.
+scopes and reasons; never a file name. No ``_created`` series (prometheus_client's creation
+times of counters and histograms): they are left out of this registry's exposition only
+(``disable_created_metrics()`` would change every registry of the process).
 
 =========================================  ============================================
 ``bgcut_jobs_total{folder,outcome}``        jobs ended: done, duplicate, quarantined
@@ -25,7 +27,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from bgcut_watchd.control.pause import PauseReason
@@ -136,5 +138,18 @@ class DaemonMetrics:
         self.api_duration.labels(endpoint).observe(duration_s)
 
     def exposition(self) -> bytes:
-        """The Prometheus text format of every metric."""
-        return generate_latest(self.registry)
+        """The Prometheus text format of every metric, without ``_created`` series."""
+        return generate_latest(_WithoutCreated(self.registry))
+
+
+class _WithoutCreated(Collector):
+    """A registry's metric families without their ``<name>_created`` samples."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._registry = registry
+
+    def collect(self) -> Iterable[Metric]:
+        for family in self._registry.collect():
+            created = family.name + "_created"
+            family.samples = [s for s in family.samples if s.name != created]
+            yield family

@@ -21,6 +21,7 @@ import threading
 import time
 from collections import deque
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from bgcut_watchd import __version__
@@ -28,13 +29,14 @@ from bgcut_watchd.config.model import Config
 from bgcut_watchd.config.secrets import load_http_token
 from bgcut_watchd.daemon.cache import Cached
 from bgcut_watchd.daemon.events import StateWatch
+from bgcut_watchd.daemon.history import history_report
 from bgcut_watchd.daemon.metrics import API_SCOPE, DaemonMetrics, LiveFigures, folder_scope
 from bgcut_watchd.daemon.notify import EventNotifier, targets_for
 from bgcut_watchd.daemon.status import StatusReporter
 from bgcut_watchd.daemon.web.listing import (
+    QuarantineIndex,
     QuarantineList,
     error_of,
-    list_quarantine,
     resolve_key,
 )
 from bgcut_watchd.daemon.web.page import ApiPause, FolderRow, JobRow, PageData
@@ -52,8 +54,9 @@ log = logging.getLogger("bgcut_watchd.daemon.monitor")
 
 RECENT_JOBS = 50
 QUARANTINE_LISTED = 100     # per folder on the page
-LIVE_TTL_S = 1.0            # how long live figures, done-today counts ...
-QUARANTINE_TTL_S = 5.0      # ... and quarantine listings are reused
+LIVE_TTL_S = 1.0            # how long live figures, done-today counts, credits and
+                            # quarantine listings are reused (a listing is scanned again
+                            # only when its folders changed: QuarantineIndex)
 LISTEN_RETRY_S = 30.0
 Credits = tuple[dict[str, float], dict[str, float]]  # per folder: today, this month
 
@@ -93,7 +96,8 @@ class Monitor:
         self._live = Cached(LIVE_TTL_S, self._read_live)
         self._done_today = Cached(LIVE_TTL_S, self._read_done_today)
         self._credits = Cached(LIVE_TTL_S, self._read_credits)
-        self._quarantine = Cached(QUARANTINE_TTL_S, self._read_quarantine)
+        self._quarantine = Cached(LIVE_TTL_S, self._read_quarantine)
+        self._indexes: dict[Path, QuarantineIndex] = {}
         self._host = socket.gethostname()
 
     @property
@@ -116,10 +120,9 @@ class Monitor:
         except sqlite3.Error as exc:
             log.warning("cannot read the last jobs from the ledger: %s", exc)
             finished, last_done = [], {}
+        folders = {f.name: f for f in view.config.folders}
         for entry in reversed(finished):
-            self._recent.append(JobReport(entry.job_id, entry.folder, entry.input_name,
-                                          entry.outcome, None, entry.outputs,
-                                          entry.finished_at.timestamp()))
+            self._recent.append(history_report(entry, folders.get(entry.folder)))
         self.metrics.add_folders({f: at.timestamp() for f, at in last_done.items()})
 
     def start(self) -> None:
@@ -163,7 +166,7 @@ class Monitor:
             self._recent.append(report)
         self.metrics.job_finished(report)
         if report.outcome == QUARANTINED:
-            self._quarantine.forget()
+            self._forget_quarantine()
             reason, detail = error_of(report.input_path)
             self.notifier.quarantined(report.folder, report.relpath, reason, detail)
 
@@ -192,9 +195,10 @@ class Monitor:
             credits_month=None if credits is None else credits[1].get(f.name),
             next_try=next_tries.get(f.name),
         ) for f in self.config.folders]
+        healthy, why = self.health()
         return PageData(host=self._host, version=__version__, now=datetime.now().astimezone(),
                         api_pause=self._api_pause(), folders=rows, jobs=self._job_rows(),
-                        quarantine=quarantine)
+                        quarantine=quarantine, unhealthy=None if healthy else why)
 
     def status_document(self) -> dict[str, Any]:
         assert self._view is not None
@@ -228,7 +232,7 @@ class Monitor:
         except LocalDiskError as exc:
             raise OSError(str(exc)) from exc
         finally:
-            self._quarantine.forget()
+            self._forget_quarantine()
         log.info("folder %s: %d quarantined input(s) moved back into the inbox", folder.name,
                  len(moved))
         return len(moved)
@@ -282,8 +286,19 @@ class Monitor:
                 {n: spent_month.get(n, 0.0) for n in names})
 
     def _read_quarantine(self) -> dict[str, QuarantineList]:
-        return {f.name: list_quarantine(f.quarantine, QUARANTINE_LISTED)
-                for f in self.config.folders}
+        folders = self.config.folders
+        with self._lock:
+            indexes = {f.quarantine: self._indexes.get(f.quarantine)
+                       or QuarantineIndex(f.quarantine) for f in folders}
+            self._indexes = indexes  # a reload drops the quarantines no longer configured
+        return {f.name: indexes[f.quarantine].get(QUARANTINE_LISTED) for f in folders}
+
+    def _forget_quarantine(self) -> None:
+        with self._lock:
+            indexes = list(self._indexes.values())
+        for index in indexes:
+            index.forget()
+        self._quarantine.forget()
 
     def _live_figures(self) -> LiveFigures:
         live = self._read_live()  # a scrape reads the figures of this moment

@@ -91,7 +91,7 @@ class Service:
                                         on_new=self._wakeup.set)
         self.lock = DaemonLock(config.daemon.state_dir)
         self.reporter = StatusReporter(config.daemon.state_dir, self.engine, self.intake,
-                                       standby=self.standby)
+                                       standby=self.standby, health=self.health)
         self.housekeeper = Housekeeper(config.folders, config.daemon.stability_s)
         self._next_rescan = 0.0
         self._next_report = 0.0

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -60,6 +61,7 @@ class StatusReporter:
     lock_problem: str | None = None   # set by the service: daemon.lock cannot be held
     write_problem: str | None = None  # the status file cannot be written
     http_url: str | None = None  # where the status page answers (port 0: the real port)
+    health: Callable[[], tuple[bool, str]] | None = None  # the service's /healthz verdict
     _last_written: dict[str, Any] | None = None
 
     def state_dir_problem(self) -> str | None:
@@ -89,8 +91,15 @@ class StatusReporter:
             "pid": os.getpid(), "running": not stopped,
             "updated_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "pause": self._pause(), "folders": folders, "http": self.http_url,
-            "state_dir_problem": self.state_dir_problem(),
+            "state_dir_problem": self.state_dir_problem(), "health": self._health(),
         }
+
+    def _health(self) -> dict[str, Any] | None:
+        """``{"ok": bool, "reason": str}``: /healthz's verdict (a stuck job, ...)."""
+        if self.health is None:
+            return None
+        ok, reason = self.health()
+        return {"ok": ok, "reason": reason}
 
     def _pause(self) -> dict[str, Any] | None:
         state = self.engine.api_pause.state()

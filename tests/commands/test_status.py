@@ -30,7 +30,7 @@ from tests.support import (
     write_config,
 )
 
-TOP_KEYS = {"config", "state_dir", "daemon", "pause", "state_dir_problem", "folders",
+TOP_KEYS = {"config", "state_dir", "daemon", "pause", "state_dir_problem", "health", "folders",
             "credits", "recent_errors", "notes"}
 FOLDER_KEYS = {"name", "inbox", "waiting", "in_work_area", "in_progress", "done", "quarantined",
                "failed", "error_files", "paused", "live", "quarantined_now", "quarantined_total"}

@@ -3,11 +3,14 @@ refused, bounds), and with real daemons: off by default, /healthz, /api/status."
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -173,3 +176,44 @@ def test_api_status_is_the_status_json(tmp_path: Path, emulator: FakeApiServer) 
             env={**os.environ, "PYTHONPATH": str(REPO)}).stdout)
     assert served["daemon"]["running"] is True
     assert served == printed
+
+
+def _healthz_answers(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=2).status_code == 200
+    except requests.RequestException:
+        return False  # every slot taken: the connection was closed at once
+
+
+def test_slow_clients_cannot_hold_every_slot(monkeypatch: pytest.MonkeyPatch) -> None:
+    """16 connections that send a header line now and then, never ending their request, are
+    cut at the whole-request deadline: /healthz answers again within it and a margin."""
+    from bgcut_watchd.daemon import http
+
+    monkeypatch.setattr(http, "REQUEST_DEADLINE_S", 3.0)
+    listener = http.HttpListener("127.0.0.1:0", FakeBackend(), token=None)
+    listener.start()
+    stop = threading.Event()
+    socks = [socket.create_connection(("127.0.0.1", int(listener.url.rsplit(":", 1)[1][:-1])))
+             for _ in range(http.MAX_CONNECTIONS)]
+
+    def slow_loris(sock: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+            while not stop.wait(1.0):  # a header line a second, far below the read timeout
+                sock.sendall(b"X-Slow: 1\r\n")
+
+    threads = [threading.Thread(target=slow_loris, args=(s,), daemon=True) for s in socks]
+    try:
+        for thread in threads:
+            thread.start()
+        url = f"{listener.url}healthz"
+        wait_for(lambda: not _healthz_answers(url), 5, what="every slot taken")
+        taken_at = time.monotonic()
+        wait_for(lambda: _healthz_answers(url), 3.0 + 4.0, what="/healthz answering again")
+        assert time.monotonic() - taken_at < 3.0 + 4.0
+    finally:
+        stop.set()
+        for sock in socks:
+            sock.close()
+        listener.stop()

@@ -187,3 +187,22 @@ def test_an_apprise_url_apprise_does_not_take_is_a_configuration_error(
     assert main(["check-config", "-c", str(config)]) == 78
     assert "notify.apprise_urls[1]: Apprise does not understand this nonsense:// URL" in \
         capsys.readouterr().err
+
+
+def test_a_stalled_worker_is_announced_stuck(tmp_path: Path, emulator: FakeApiServer,
+                                              receiver: Receiver) -> None:
+    """End to end: a process call that outlasts the quiet limit (shortened here to 0.5 s on
+    the service: the daemon's own is at least its longest call plus 5 s) makes one ``stuck``
+    event at the webhook."""
+    config = write_config(tmp_path, emulator.base_url, api={"process_timeout_s": 10},
+                          notify={"webhook_url": receiver.url + "/hook"})
+    emulator.update(latency_process_s=4)
+    with InProcessDaemon(config) as daemon:
+        daemon.service.stall_limit_s = lambda: 0.5  # type: ignore[method-assign]
+        drop_images(tmp_path / "studio" / "inbox", 1)
+        wait_for(lambda: any(e["event"] == "stuck" for e in receiver.events()), 15,
+                 what="a stuck event")
+        emulator.update(latency_process_s=0)
+    (stuck,) = [e for e in receiver.events() if e["event"] == "stuck"]
+    assert stuck["jobs_in_progress"] == 1 and stuck["quiet_limit_s"] == 0.5
+    assert stuck["summary"].startswith("a job has shown no progress for over")

@@ -8,6 +8,7 @@ No external asset: the daemon may have no internet access.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -15,7 +16,7 @@ from datetime import datetime
 from html import escape
 
 from bgcut_watchd.control.pause import PauseReason, budget_pause_line
-from bgcut_watchd.daemon.web.listing import QuarantineList
+from bgcut_watchd.daemon.web.listing import QuarantinedFile, QuarantineList
 from bgcut_watchd.daemon.web.words import pause_words, reason_words
 
 REFRESH_S = 5
@@ -71,6 +72,7 @@ class PageData:
     folders: Sequence[FolderRow]
     jobs: Sequence[JobRow]
     quarantine: Mapping[str, QuarantineList] = field(default_factory=dict)
+    unhealthy: str | None = None  # why /healthz says 503 (a stuck job, a hung main loop)
 
 
 def render_page(data: PageData, csrf: str, notice: str = "") -> str:
@@ -91,7 +93,7 @@ def render_main(data: PageData, csrf: str, notice: str = "") -> str:
     parts = [f"<main id=\"main\" data-refresh-s=\"{REFRESH_S}\">"]
     if notice:
         parts.append(f"<p class=\"notice\" role=\"status\">{escape(notice)}</p>")
-    parts += [_api(data.api_pause, csrf), _folders(data.folders), _jobs(data.jobs),
+    parts += [_api(data.api_pause, csrf, data.unhealthy), _folders(data.folders), _jobs(data.jobs),
               _quarantine(data.quarantine, csrf),
               f"<p class=\"updated\">Updated {data.now:%H:%M:%S}</p>", "</main>"]
     return "\n".join(parts)
@@ -112,13 +114,16 @@ def _form(action: str, csrf: str, label: str, fields: Mapping[str, str] | None =
             f"<button type=\"submit\"{tip}>{escape(label)}</button></form>")
 
 
-def _api(pause: ApiPause | None, csrf: str) -> str:
+def _api(pause: ApiPause | None, csrf: str, unhealthy: str | None = None) -> str:
+    health = ("" if unhealthy is None else "<p class=\"unhealthy\" role=\"alert\"><strong>Not "
+              f"healthy:</strong> {escape(unhealthy)}.</p>")
     if pause is None:
-        return "<section id=\"api\"><h2>API</h2><p class=\"ok\">Running.</p></section>"
+        state = "" if unhealthy is not None else "<p class=\"ok\">Running.</p>"
+        return f"<section id=\"api\"><h2>API</h2>{health}{state}</section>"
     when = ("a probe is running now" if pause.probing or pause.next_try is None
             else f"next try {pause.next_try:%H:%M:%S}")
     detail = f" <span class=\"detail\">({escape(pause.detail)})</span>" if pause.detail else ""
-    return ("<section id=\"api\"><h2>API</h2><p class=\"paused\"><strong>Paused:</strong> "
+    return (f"<section id=\"api\"><h2>API</h2>{health}<p class=\"paused\"><strong>Paused:</strong> "
             f"{_why_and_when(pause, when, detail)}</p>"
             + _form("/resume", csrf, "Resume now",
                     title="End the pause now (after fixing the key or buying credits)")
@@ -191,6 +196,21 @@ def _thumb(job: JobRow, which: str, label: str) -> str:
             f"alt=\"{label}: {_name(job.relpath)}\" loading=\"lazy\">")
 
 
+_CSRF_SLOT = "\x00csrf\x00"  # in a cached item, where the page's token goes
+
+
+@functools.lru_cache(maxsize=1024)
+def _quarantined_item(folder: str, f: QuarantinedFile) -> str:
+    """One quarantined file's list item, the token left as ``_CSRF_SLOT`` (an open page asks
+    every few seconds; the items change only when the quarantine does)."""
+    return (f"<li data-file=\"{escape(f.key)}\"><span class=\"file\">{_name(f.relpath)}</span>: "
+            f"<span class=\"reason\">{escape(reason_words(f.reason))}</span>"
+            + (f" <span class=\"detail\">({escape(f.detail[:300])})</span>" if f.detail else "")
+            + " " + _form("/requeue", _CSRF_SLOT, "Requeue", {"folder": folder, "file": f.key},
+                          title="Move it back into the inbox, to be processed again")
+            + "</li>")
+
+
 def _name(relpath: str) -> str:
     """A path for people: undecodable bytes shown as \\xNN, escaped for HTML."""
     shown = os.fsencode(relpath).decode("utf-8", "backslashreplace")
@@ -209,13 +229,8 @@ def _quarantine(lists: Mapping[str, QuarantineList], csrf: str) -> str:
 
 
 def _folder_quarantine(folder: str, quarantined: QuarantineList, csrf: str) -> str:
-    rows = "".join(
-        f"<li data-file=\"{escape(f.key)}\"><span class=\"file\">{_name(f.relpath)}</span>: "
-        f"<span class=\"reason\">{escape(reason_words(f.reason))}</span>"
-        + (f" <span class=\"detail\">({escape(f.detail[:300])})</span>" if f.detail else "")
-        + " " + _form("/requeue", csrf, "Requeue", {"folder": folder, "file": f.key},
-                      title="Move it back into the inbox, to be processed again")
-        + "</li>" for f in quarantined.files)
+    rows = "".join(_quarantined_item(folder, f) for f in quarantined.files)
+    rows = rows.replace(_CSRF_SLOT, escape(csrf))
     more = quarantined.total - len(quarantined.files)
     tail = f"<p>... and {more} more.</p>" if more > 0 else ""
     return (f"<div class=\"qfolder\" data-folder=\"{escape(folder)}\"><h3>{escape(folder)} "

@@ -183,3 +183,33 @@ def reads_without_javascript(browser: Any, url: str) -> None:
     assert row_text(page, "studio")[0] == "studio"
     assert page.locator("#quarantine li", has_text="truncated.jpg").count() == 1
     context.close()
+
+
+def test_an_operator_ends_a_credits_pause_with_resume_now(
+        tmp_path: Path, emulator: FakeApiServer, browser: Any) -> None:
+    """A 402 pauses API work (its own probe 10 minutes away); the operator buys credits and
+    clicks Resume now: the page says so, the pause ends and the waiting file is processed."""
+    config = write_config(tmp_path, emulator.base_url, http={"listen": "127.0.0.1:0"},
+                          retry={"credits_pause_s": 600})
+    studio = tmp_path / "studio"
+    emulator.update(credits_exhausted=True)
+    with DaemonProcess(config) as daemon:
+        wait_for(lambda: (read_status(tmp_path / "state") or {}).get("http"), 20,
+                 what="the listener's address in status.json")
+        url = read_status(tmp_path / "state")["http"]  # type: ignore[index]
+        drop_images(studio / "inbox", 1)
+        page = browser.new_page()
+        page.goto(url)
+        api = page.locator("#api")
+        wait_for(lambda: "Paused:" in api.inner_text(), 20, what="the pause on the page")
+        assert "credits" in api.inner_text()
+        emulator.update(credits_exhausted=False)  # the operator bought credits
+        api.get_by_role("button", name="Resume now").click()
+        page.wait_for_url(lambda address: address.endswith("/?done=resumed"))
+        assert "API work resumed." in page.inner_text("main")
+        wait_for(lambda: len(files_under(studio / "archive")) == 1, 30,
+                 what="the waiting file processed")
+        wait_for(lambda: api.inner_text().strip().endswith("Running."), 15,
+                 what="the page refreshing itself to Running.")
+        assert "resume of API work asked by 127.0.0.1" in daemon.log_text()
+        daemon.terminate()
