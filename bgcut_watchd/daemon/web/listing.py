@@ -62,12 +62,6 @@ def resolve_key(root: Path, key: str) -> Path:
     return root / relative
 
 
-def list_quarantine(root: Path, limit: int) -> QuarantineList:
-    """The ``limit`` most recently quarantined inputs of ``root`` (by their error file's
-    modification time) and the total. Raises nothing: an unreadable folder lists nothing."""
-    return QuarantineIndex(root).get(limit)
-
-
 class QuarantineIndex:
     """The listing of one quarantine, scanned again only when one of its folders changed.
 
