@@ -52,7 +52,7 @@ and no API state is claimed; when the lock cannot be checked, the daemon's state
     notes           list of strings: what could not be read, and why
 
 Over 300 lines on purpose: the ``--json`` schema above is the documented contract, kept beside
-the code that fills it; the code itself is under 250 lines.
+the code that fills it; the code itself is about 250 lines.
 """
 
 from __future__ import annotations
