@@ -223,6 +223,7 @@ def test_a_failed_probe_without_a_verdict_hands_the_probe_on(parts: Parts) -> No
 EXPECTED = {
     "BgcutError": Decision.UNEXPECTED,
     "ConfigError": Decision.UNEXPECTED,
+    "UsageError": Decision.UNEXPECTED,
     "InputError": Decision.QUARANTINE,
     "LocalInputError": Decision.QUARANTINE,
     "ApiError": Decision.UNEXPECTED,
@@ -422,6 +423,8 @@ THROUGH_THE_POLICY: list[tuple[BaseException, OutcomeKind, PauseReason | None, b
     (errors.BgcutError("a bug"),
      OutcomeKind.RETRY, None, False, True, False, "internal_error", JITTER),
     (errors.ConfigError(["a bug: a ConfigError inside a job"]),
+     OutcomeKind.RETRY, None, False, True, False, "internal_error", JITTER),
+    (errors.UsageError("a bug: a UsageError inside a job"),
      OutcomeKind.RETRY, None, False, True, False, "internal_error", JITTER),
     (errors.ApiError("process", "a bug"),
      OutcomeKind.RETRY, None, False, True, False, "internal_error", JITTER),
